@@ -1,0 +1,201 @@
+"""The dispatcher: a request in, the declared function or method called, a reply out. No I/O.
+
+Only members of the module's request union can be reached: the request is validated against
+the union, and the function is taken from its spec, never looked up by a name from the wire.
+Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..core.models import Call, ModuleModels, build_models
+from ..core.specs import inspect_module
+from ..errors import DispatchError, ExecutionError, RequestError, ResultError
+from ..protocol.envelope import ErrorInfo
+from ..serialization import json
+
+__all__ = ["Dispatcher", "Outcome", "format_validation_error", "type_name"]
+
+log = logging.getLogger("demessaging.backend")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of handling one request: an encoded value, or an error.
+
+    Attributes
+    ----------
+    payload
+        The encoded return value (empty on errors).
+    error
+        What went wrong, or None on success.
+    """
+
+    payload: bytes = b""
+    error: ErrorInfo | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the call succeeded."""
+        return self.error is None
+
+
+class Dispatcher:
+    """Validates requests, calls the module and validates what it returns.
+
+    Parameters
+    ----------
+    models
+        The module's models, from :func:`demessaging.core.build_models`.
+    debug
+        Include tracebacks in error replies. Off by default: tracebacks reveal the backend's
+        file layout and code to callers.
+    """
+
+    def __init__(self, models: ModuleModels, *, debug: bool = False) -> None:
+        self.models = models
+        self.debug = debug
+
+    @classmethod
+    def from_module(cls, target: str | ModuleType, *, debug: bool = False) -> Dispatcher:
+        """Introspect ``target`` (a path, dotted name or module) and build its dispatcher."""
+        return cls(build_models(inspect_module(target)), debug=debug)
+
+    def parse(self, request: bytes | str | Mapping[str, Any]) -> Call:
+        """Validate a request given as JSON or as a mapping.
+
+        Raises
+        ------
+        RequestError
+            If the request is not JSON or does not validate against the module.
+        """
+        try:
+            if isinstance(request, bytes | str):
+                return self.models.validate_json(request)
+            return self.models.validate_python(request)
+        except ValidationError as exc:
+            raise RequestError(format_validation_error(exc), error_type="ValidationError") from exc
+
+    def execute(self, call: Call) -> Any:
+        """Run a validated call and return its validated result.
+
+        Raises
+        ------
+        ExecutionError
+            If the function or method raises (``SystemExit`` included).
+        ResultError
+            If the return value does not validate against the return annotation.
+        """
+        spec = call.target.spec
+        positional, keywords = _split(spec.parameters, call.arguments)
+        try:
+            if spec.kind == "method":
+                owner = call.target.owner
+                assert owner is not None
+                ctor_pos, ctor_kw = _split(owner.constructor.parameters, call.constructor)
+                instance = owner.cls(*ctor_pos, **ctor_kw)
+                result = spec.func(instance, *positional, **keywords)
+            elif spec.kind == "classmethod":
+                assert call.target.owner is not None
+                result = spec.func(call.target.owner.cls, *positional, **keywords)
+            else:
+                result = spec.func(*positional, **keywords)
+            if inspect.iscoroutine(result):
+                result = asyncio.run(result)
+        except (Exception, SystemExit) as exc:
+            message = str(exc) or type(exc).__name__
+            error = ExecutionError(message, error_type=type_name(type(exc)))
+            error.__cause__ = exc
+            raise error from exc
+        try:
+            return call.target.returns.validate_python(result)
+        except ValidationError as exc:
+            raise ResultError(
+                f"{spec.qualname} returned a value that does not match its return annotation: "
+                + format_validation_error(exc),
+                error_type="ValidationError",
+            ) from exc
+
+    def call(self, request: bytes | str | Mapping[str, Any]) -> Any:
+        """Parse, execute and return the result as a Python value; raises DispatchError."""
+        return self.execute(self.parse(request))
+
+    def handle(self, payload: bytes) -> Outcome:
+        """Handle the JSON payload of a request; never raises for a bad request or call.
+
+        Parameters
+        ----------
+        payload
+            The request payload.
+
+        Returns
+        -------
+        Outcome
+            The JSON-encoded result, or the error to reply with.
+        """
+        try:
+            call = self.parse(payload)
+            value = self.execute(call)
+            try:
+                return Outcome(payload=json.encode(value, call.target.returns))
+            except Exception as exc:  # serialization of an unsupported value
+                raise ResultError(
+                    f"{call.target.spec.qualname} returned a value that cannot be encoded: {exc}",
+                    error_type=type_name(type(exc)),
+                ) from exc
+        except DispatchError as exc:
+            return Outcome(error=self._error_info(exc))
+
+    def _error_info(self, exc: DispatchError) -> ErrorInfo:
+        cause = exc.__cause__ or exc
+        if exc.stage == "execution":
+            log.warning("call failed: %s: %s", exc.error_type, exc.message, exc_info=cause)
+        else:
+            log.info("%s rejected: %s", exc.stage, exc.message)
+        trace = "".join(traceback.format_exception(cause)) if self.debug else None
+        return ErrorInfo(type=exc.error_type, message=exc.message, stage=exc.stage, traceback=trace)  # type: ignore[arg-type]
+
+
+def _split(params: Any, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Positional-only parameters are passed by position (their defaults filling gaps)."""
+    positional = []
+    keywords = dict(arguments)
+    for param in params:
+        if param.kind is not inspect.Parameter.POSITIONAL_ONLY:
+            break
+        if param.name in keywords:
+            positional.append(keywords.pop(param.name))
+        elif not param.required:
+            positional.append(param.default)
+        else:
+            break
+    return positional, keywords
+
+
+def type_name(cls: type) -> str:
+    """``ValueError`` for builtins, ``module.Qualified`` for the rest."""
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """A one-paragraph account of a pydantic validation error, without pydantic's URLs."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        if loc and ":" in loc[0]:  # the union tag (func:total, class:TimeSeries)
+            loc = loc[1:]
+        where = ".".join(loc)
+        lines.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(lines)

@@ -1,0 +1,280 @@
+"""Pydantic models of a module's requests and results, in DASF's JSON layout.
+
+A function ``array_sum(a, axis=None)`` gets the request model ``FuncArraySum``::
+
+    {"func_name": "array_sum", "a": [...], "axis": 0}
+
+A class ``Accumulator(start)`` with a method ``add(x)`` gets ``ClassAccumulator``, whose
+``function`` field holds a method model ``MethClassAccumulatorAdd``::
+
+    {"class_name": "Accumulator", "start": 1.0, "function": {"func_name": "add", "x": 2.0}}
+
+Static and class methods need no instance, so they go into a second class model
+``ClassAccumulatorStatic`` without constructor arguments. The module model is the union of
+all of these, discriminated by ``func_name``/``class_name`` (see :func:`request_tag`); only the
+members in that union can ever be reached.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    create_model,
+)
+
+from ..errors import SignatureError
+from .arrays import prepare_annotation
+from .specs import ClassSpec, FunctionSpec, ModuleSpec, ParameterSpec
+
+__all__ = ["Call", "CallableModels", "ModuleModels", "build_models", "camel", "field_name"]
+
+_CONFIG = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+
+
+@dataclass(frozen=True)
+class CallableModels:
+    """The models of one function or method.
+
+    Attributes
+    ----------
+    spec
+        The function or method.
+    owner
+        The class, for methods.
+    request
+        The model of its part of the request (``func_name`` and its arguments).
+    returns
+        Validates and serializes its return value.
+    """
+
+    spec: FunctionSpec
+    owner: ClassSpec | None
+    request: type[BaseModel]
+    returns: TypeAdapter[Any]
+
+
+@dataclass(frozen=True)
+class Call:
+    """A validated request, ready to be executed.
+
+    Attributes
+    ----------
+    target
+        The models (and so the spec) of the function or method to call.
+    arguments
+        The arguments the request carries, by parameter name (defaults not filled in).
+    constructor
+        The constructor arguments, for instance methods.
+    """
+
+    target: CallableModels
+    arguments: dict[str, Any]
+    constructor: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModuleModels:
+    """All models of a module.
+
+    Attributes
+    ----------
+    spec
+        The module.
+    request
+        Validates a whole request (the discriminated union of every member).
+    functions
+        Function name -> its models.
+    methods
+        ``(class name, method name)`` -> the method's models.
+    classes
+        Class model name (``ClassAccumulator``, ``ClassAccumulatorStatic``) -> model.
+    """
+
+    spec: ModuleSpec
+    request: TypeAdapter[Any]
+    functions: Mapping[str, CallableModels]
+    methods: Mapping[tuple[str, str], CallableModels]
+    classes: Mapping[str, type[BaseModel]]
+
+    def resolve(self, request: BaseModel) -> Call:
+        """Turn a validated request model into a :class:`Call`."""
+        class_name = getattr(request, "class_name", None)
+        if class_name is None:
+            target = self.functions[request.func_name]  # type: ignore[attr-defined]
+            return Call(target, _set_arguments(request, target.spec.parameters), {})
+        function: BaseModel = request.function  # type: ignore[attr-defined]
+        target = self.methods[(class_name, function.func_name)]  # type: ignore[attr-defined]
+        assert target.owner is not None
+        constructor = {}
+        if target.spec.needs_instance:
+            constructor = _set_arguments(request, target.owner.constructor.parameters)
+        return Call(target, _set_arguments(function, target.spec.parameters), constructor)
+
+    def validate_json(self, data: bytes | str) -> Call:
+        """Validate a JSON request; raises pydantic's ``ValidationError``."""
+        return self.resolve(self.request.validate_json(data))
+
+    def validate_python(self, data: Any) -> Call:
+        """Validate a request given as Python objects; raises pydantic's ``ValidationError``."""
+        return self.resolve(self.request.validate_python(data))
+
+
+def _set_arguments(model: BaseModel, params: tuple[ParameterSpec, ...]) -> dict[str, Any]:
+    """The arguments a request carries; absent ones are left to the function's defaults."""
+    present = model.model_fields_set
+    return {
+        p.name: getattr(model, field_name(p.name)) for p in params if field_name(p.name) in present
+    }
+
+
+def camel(name: str) -> str:
+    """``array_sum`` -> ``ArraySum``."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def field_name(parameter: str) -> str:
+    """The model field of a parameter; names that would shadow BaseModel get a trailing ``_``.
+
+    The field keeps the parameter's name as its alias, so the wire layout is unchanged.
+    """
+    return f"{parameter}_" if hasattr(BaseModel, parameter) else parameter
+
+
+def build_models(spec: ModuleSpec) -> ModuleModels:
+    """Build the request and return models of every served member.
+
+    Raises
+    ------
+    SignatureError
+        If an annotation is not supported by pydantic or cannot be described in JSON Schema;
+        the error names the member and the parameter.
+    """
+    functions = {f.name: _callable_models(f, None, f"Func{camel(f.name)}") for f in spec.functions}
+    methods: dict[tuple[str, str], CallableModels] = {}
+    classes: dict[str, type[BaseModel]] = {}
+    variants: list[Any] = [Annotated[m.request, Tag(f"func:{n}")] for n, m in functions.items()]
+    static_tags: set[str] = set()
+    for cls in spec.classes:
+        for method in cls.methods:
+            model_name = f"MethClass{camel(cls.name)}{camel(method.name)}"
+            methods[(cls.name, method.name)] = _callable_models(method, cls, model_name)
+        instance = [methods[(cls.name, m.name)] for m in cls.methods if m.needs_instance]
+        static = [methods[(cls.name, m.name)] for m in cls.methods if not m.needs_instance]
+        static_tags.update(f"{cls.name}.{m.spec.name}" for m in static)
+        if instance or not static:
+            name = f"Class{camel(cls.name)}"
+            classes[name] = _class_model(name, cls, instance, with_constructor=True)
+            variants.append(Annotated[classes[name], Tag(f"class:{cls.name}")])
+        if static:
+            name = f"Class{camel(cls.name)}Static"
+            classes[name] = _class_model(name, cls, static, with_constructor=False)
+            variants.append(Annotated[classes[name], Tag(f"static:{cls.name}")])
+    tags = frozenset(static_tags)
+
+    def tag(value: Any) -> str | None:
+        get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
+        class_name, func_name = get("class_name"), get("func_name")
+        if isinstance(class_name, str):
+            function = get("function")
+            method = (
+                function.get("func_name")
+                if isinstance(function, dict)
+                else getattr(function, "func_name", None)
+            )
+            kind = "static" if f"{class_name}.{method}" in tags else "class"
+            return f"{kind}:{class_name}"
+        return f"func:{func_name}" if isinstance(func_name, str) else None
+
+    served = ", ".join([*functions, *(f"{c}.{m}" for c, m in methods)])
+    union = Annotated[
+        Union[tuple(variants)],  # noqa: UP007
+        Discriminator(
+            tag,
+            custom_error_type="unknown_member",
+            custom_error_message=(
+                "the request names no function or class this backend serves "
+                "(expected 'func_name' or 'class_name' of one of: {served})"
+            ),
+            custom_error_context={"served": served},
+        ),
+    ]
+    return ModuleModels(
+        spec=spec,
+        request=TypeAdapter(union),
+        functions=functions,
+        methods=methods,
+        classes=classes,
+    )
+
+
+def _callable_models(spec: FunctionSpec, owner: ClassSpec | None, name: str) -> CallableModels:
+    fields = {field_name(p.name): _field(p, spec.qualname) for p in spec.parameters}
+    request = create_model(
+        name,
+        __config__=_CONFIG,
+        __doc__=spec.info.description or None,
+        func_name=(Literal[spec.name], Field(description=f"Calls {spec.qualname}.")),  # type: ignore[valid-type]
+        **fields,  # type: ignore[call-overload]
+    )
+    returns = _adapter(prepare_annotation(spec.returns), spec.qualname, "return")
+    return CallableModels(spec=spec, owner=owner, request=request, returns=returns)
+
+
+def _class_model(
+    name: str, cls: ClassSpec, methods: list[CallableModels], *, with_constructor: bool
+) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    if with_constructor:
+        for p in cls.constructor.parameters:
+            fields[field_name(p.name)] = _field(p, cls.constructor.qualname)
+    if methods:
+        choices = tuple(m.request for m in methods)
+        function: Any = Annotated[Union[choices], Field(discriminator="func_name")]  # noqa: UP007
+        if len(choices) == 1:
+            function = choices[0]
+        fields["function"] = (function, Field(description="The method to call."))
+    model: type[BaseModel] = create_model(
+        name,
+        __config__=_CONFIG,
+        __doc__=cls.info.description or None,
+        class_name=(Literal[cls.name], Field(description=f"Uses class {cls.name}.")),  # type: ignore[valid-type]
+        **fields,
+    )
+    return model
+
+
+def _field(param: ParameterSpec, qualname: str) -> tuple[Any, Any]:
+    annotation = prepare_annotation(param.annotation)
+    _adapter(annotation, qualname, param.name)
+    default = ... if param.required else param.default
+    alias = param.name if field_name(param.name) != param.name else None
+    info = Field(default, description=param.description or None, alias=alias)
+    return annotation, info
+
+
+def _adapter(annotation: Any, qualname: str, parameter: str) -> TypeAdapter[Any]:
+    """A TypeAdapter for ``annotation``, checked to have a JSON Schema."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+            adapter.json_schema()
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SignatureError(
+            qualname,
+            parameter,
+            f"type {annotation!r} is not supported ({first_line}); use JSON-like types, numpy "
+            "arrays, enums, dataclasses, TypedDicts or pydantic models",
+        ) from exc
+    return adapter

@@ -1,0 +1,455 @@
+"""Introspection: a module's functions and classes become frozen, broker-neutral specs.
+
+The specs hold what a signature and a docstring say (names, kinds, resolved annotations,
+defaults, descriptions). :mod:`demessaging.core.models` turns them into pydantic models, the
+client generator into source code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+import typing
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Literal
+
+import typing_extensions
+from pydantic import BaseModel
+
+from ..errors import DemessagingWarning, ModuleLoadError, SignatureError
+from .docstrings import DocInfo, parse_docstring
+from .loader import load_module
+
+__all__ = [
+    "ClassSpec",
+    "FunctionSpec",
+    "MemberKind",
+    "ModuleSpec",
+    "ParameterSpec",
+    "inspect_class",
+    "inspect_function",
+    "inspect_module",
+    "is_data_type",
+]
+
+MemberKind = Literal["function", "method", "staticmethod", "classmethod"]
+EMPTY: Any = inspect.Parameter.empty
+_SERVED_KINDS = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One parameter of a served function or method.
+
+    Attributes
+    ----------
+    name
+        The parameter's name, which is also its key in the request.
+    kind
+        ``inspect.Parameter`` kind: positional-only, positional-or-keyword or keyword-only.
+    annotation
+        The resolved annotation; ``typing.Any`` where the source has none.
+    default
+        The default value, or ``inspect.Parameter.empty`` if the parameter is required.
+    description
+        From the docstring.
+    annotated
+        Whether the source annotates the parameter.
+    """
+
+    name: str
+    kind: inspect._ParameterKind
+    annotation: Any
+    default: Any = EMPTY
+    description: str = ""
+    annotated: bool = True
+
+    @property
+    def required(self) -> bool:
+        """Whether a request must carry this parameter."""
+        return self.default is EMPTY
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A served function, or a method of a served class.
+
+    Attributes
+    ----------
+    name
+        The function's or method's own name (the request's ``func_name``).
+    qualname
+        ``name`` for functions, ``Class.name`` for methods.
+    func
+        The underlying Python function (for static and class methods, the wrapped function).
+    kind
+        ``"function"``, ``"method"``, ``"staticmethod"`` or ``"classmethod"``.
+    parameters
+        The parameters a request carries (``self`` and ``cls`` excluded).
+    returns
+        The resolved return annotation; ``typing.Any`` where the source has none.
+    doc
+        The raw docstring, as the client mirror reproduces it.
+    info
+        The parsed docstring.
+    is_async
+        Whether the function is a coroutine function.
+    """
+
+    name: str
+    qualname: str
+    func: Callable[..., Any]
+    kind: MemberKind
+    parameters: tuple[ParameterSpec, ...]
+    returns: Any
+    doc: str | None = None
+    info: DocInfo = field(default_factory=DocInfo)
+    is_async: bool = False
+    returns_annotated: bool = True
+
+    @property
+    def needs_instance(self) -> bool:
+        """Whether calling it requires an instance built from the constructor arguments."""
+        return self.kind == "method"
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    """A served class: its constructor and its public methods.
+
+    Attributes
+    ----------
+    name
+        The class name (the request's ``class_name``).
+    cls
+        The class itself.
+    constructor
+        A spec of ``__init__`` (named ``__init__``, without ``self``).
+    methods
+        The public methods, static and class methods included, in definition order.
+    doc, info
+        The raw and the parsed class docstring.
+    """
+
+    name: str
+    cls: type
+    constructor: FunctionSpec
+    methods: tuple[FunctionSpec, ...]
+    doc: str | None = None
+    info: DocInfo = field(default_factory=DocInfo)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    """Everything a module serves.
+
+    Attributes
+    ----------
+    name
+        The module's ``__name__``.
+    module
+        The module object.
+    functions, classes
+        The served members, in the order of ``__all__`` or of definition.
+    doc, info
+        The raw and the parsed module docstring.
+    """
+
+    name: str
+    module: ModuleType
+    functions: tuple[FunctionSpec, ...]
+    classes: tuple[ClassSpec, ...]
+    doc: str | None = None
+    info: DocInfo = field(default_factory=DocInfo)
+
+    @property
+    def members(self) -> tuple[FunctionSpec | ClassSpec, ...]:
+        """Functions then classes."""
+        return (*self.functions, *self.classes)
+
+
+def is_data_type(obj: object) -> bool:
+    """Whether a class is a data type that signatures exchange rather than a class to serve.
+
+    Enums, pydantic models, dataclasses, TypedDicts, NamedTuples, exceptions and protocols
+    are data types: they are never served as classes.
+    """
+    if not isinstance(obj, type):
+        return False
+    return (
+        issubclass(obj, enum.Enum | BaseModel | BaseException)
+        or dataclasses.is_dataclass(obj)
+        or typing_extensions.is_typeddict(obj)
+        or (issubclass(obj, tuple) and hasattr(obj, "_fields"))
+        or bool(getattr(obj, "_is_protocol", False))
+    )
+
+
+def inspect_module(target: str | ModuleType) -> ModuleSpec:
+    """Introspect the functions and classes a module serves.
+
+    Parameters
+    ----------
+    target
+        A file path, a dotted module name or a module.
+
+    Returns
+    -------
+    ModuleSpec
+        The members are ``__all__`` if the module defines it (constants and data types in it
+        are skipped), otherwise the public functions and classes defined in the module itself,
+        not the ones it imports.
+
+    Raises
+    ------
+    ModuleLoadError
+        If the module cannot be imported, ``__all__`` names something missing, or nothing is
+        left to serve.
+    SignatureError
+        If a member's signature cannot be served.
+    """
+    module = load_module(target)
+    functions: list[FunctionSpec] = []
+    classes: list[ClassSpec] = []
+    for name, obj in _members(module):
+        if inspect.isclass(obj):
+            classes.append(inspect_class(obj, name=name))
+        else:
+            functions.append(inspect_function(obj, name=name))
+    if not functions and not classes:
+        raise ModuleLoadError(
+            f"module {module.__name__!r} has no public functions or classes to serve"
+        )
+    return ModuleSpec(
+        name=module.__name__,
+        module=module,
+        functions=tuple(functions),
+        classes=tuple(classes),
+        doc=module.__doc__,
+        info=parse_docstring(module.__doc__),
+    )
+
+
+def _members(module: ModuleType) -> list[tuple[str, Any]]:
+    declared = getattr(module, "__all__", None)
+    if declared is None:
+        return [
+            (name, obj)
+            for name, obj in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isfunction(obj) or (inspect.isclass(obj) and not is_data_type(obj)))
+            and getattr(obj, "__module__", None) == module.__name__
+        ]
+    members = []
+    for name in declared:
+        if not hasattr(module, name):
+            raise ModuleLoadError(f"{module.__name__}.__all__ names {name!r}, which is not defined")
+        obj = getattr(module, name)
+        if inspect.isfunction(obj) or (inspect.isclass(obj) and not is_data_type(obj)):
+            members.append((name, obj))
+        elif callable(obj) and not inspect.isclass(obj):
+            warnings.warn(
+                f"{module.__name__}.{name} is not a Python function (a builtin, a partial or "
+                "another callable object) and is not served",
+                DemessagingWarning,
+                stacklevel=3,
+            )
+    return members
+
+
+def inspect_function(
+    func: Callable[..., Any],
+    *,
+    name: str | None = None,
+    owner: type | None = None,
+    kind: MemberKind = "function",
+) -> FunctionSpec:
+    """Introspect one function or method.
+
+    Parameters
+    ----------
+    func
+        The function (for static and class methods, the function they wrap).
+    name
+        The name it is served under; defaults to ``func.__name__``.
+    owner
+        The class, for methods.
+    kind
+        What ``func`` is to ``owner``.
+
+    Raises
+    ------
+    SignatureError
+        For ``*args``/``**kwargs``, generators, reserved or private parameter names and
+        annotations that cannot be resolved.
+    """
+    name = name or func.__name__
+    qualname = f"{owner.__name__}.{name}" if owner is not None else name
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise SignatureError(qualname, None, "generator functions cannot be served yet")
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError) as exc:
+        raise SignatureError(qualname, None, f"its signature cannot be read: {exc}") from exc
+    hints = _resolve_annotations(func, owner, qualname)
+    info = parse_docstring(func.__doc__)
+    params = list(signature.parameters.values())
+    if kind in ("method", "classmethod") or (owner is not None and name == "__init__"):
+        params = params[1:]
+    reserved = _reserved_names(kind, owner, name)
+    specs = []
+    for param in params:
+        if param.kind not in _SERVED_KINDS:
+            star = "*" if param.kind is inspect.Parameter.VAR_POSITIONAL else "**"
+            raise SignatureError(
+                qualname,
+                param.name,
+                f"{star}{param.name} cannot be sent in a request; declare each parameter by name",
+            )
+        if param.name.startswith("_"):
+            raise SignatureError(
+                qualname, param.name, "names starting with '_' cannot be sent in a request"
+            )
+        if param.name in reserved:
+            raise SignatureError(
+                qualname, param.name, f"{param.name!r} is reserved by the request layout"
+            )
+        annotated = param.name in hints
+        if not annotated:
+            warnings.warn(
+                f"parameter {param.name!r} of {qualname!r} has no annotation; "
+                "it accepts any JSON value and is not validated",
+                DemessagingWarning,
+                stacklevel=2,
+            )
+        specs.append(
+            ParameterSpec(
+                name=param.name,
+                kind=param.kind,
+                annotation=hints.get(param.name, Any),
+                default=param.default,
+                description=info.params.get(param.name, ""),
+                annotated=annotated,
+            )
+        )
+    returns_annotated = "return" in hints or name == "__init__"
+    if not returns_annotated:
+        warnings.warn(
+            f"{qualname!r} has no return annotation; its result is sent as it is, unvalidated",
+            DemessagingWarning,
+            stacklevel=2,
+        )
+    return FunctionSpec(
+        name=name,
+        qualname=qualname,
+        func=func,
+        kind=kind,
+        parameters=tuple(specs),
+        returns=hints.get("return", None if name == "__init__" else Any),
+        doc=func.__doc__,
+        info=info,
+        is_async=inspect.iscoroutinefunction(func),
+        returns_annotated=returns_annotated,
+    )
+
+
+def inspect_class(cls: type, *, name: str | None = None) -> ClassSpec:
+    """Introspect a served class: constructor arguments and public methods.
+
+    Methods come from the class and its bases (``object`` excluded); properties and other
+    attributes are not served. Constructor parameters take their descriptions from the class
+    docstring and from ``__init__``'s.
+    """
+    name = name or cls.__name__
+    class_info = parse_docstring(cls.__doc__)
+    init = cls.__init__
+    if init is object.__init__:
+        constructor = FunctionSpec(
+            name="__init__",
+            qualname=f"{name}.__init__",
+            func=init,
+            kind="method",
+            parameters=(),
+            returns=None,
+        )
+    else:
+        constructor = inspect_function(init, name="__init__", owner=cls, kind="method")
+        merged = class_info.merged(constructor.info)
+        constructor = dataclasses.replace(
+            constructor,
+            parameters=tuple(
+                dataclasses.replace(p, description=merged.params.get(p.name, ""))
+                for p in constructor.parameters
+            ),
+        )
+    methods = [
+        inspect_function(func, name=attr, owner=cls, kind=kind)
+        for attr, func, kind in _public_methods(cls)
+    ]
+    return ClassSpec(
+        name=name,
+        cls=cls,
+        constructor=constructor,
+        methods=tuple(methods),
+        doc=cls.__doc__,
+        info=class_info,
+    )
+
+
+def _public_methods(cls: type) -> list[tuple[str, Callable[..., Any], MemberKind]]:
+    found: list[tuple[str, Callable[..., Any], MemberKind]] = []
+    seen: set[str] = set()
+    for base in cls.__mro__:
+        if base is object or base.__module__ == "builtins":
+            continue
+        for attr, value in vars(base).items():
+            if attr.startswith("_") or attr in seen:
+                continue
+            seen.add(attr)  # a subclass's attribute hides the bases' one, method or not
+            if isinstance(value, staticmethod):
+                found.append((attr, value.__func__, "staticmethod"))
+            elif isinstance(value, classmethod):
+                found.append((attr, value.__func__, "classmethod"))
+            elif inspect.isfunction(value):
+                found.append((attr, value, "method"))
+    return found
+
+
+def _reserved_names(kind: MemberKind, owner: type | None, name: str) -> frozenset[str]:
+    if owner is not None and name == "__init__":
+        return frozenset({"class_name", "function"})
+    return frozenset({"func_name"})
+
+
+def _resolve_annotations(
+    func: Callable[..., Any], owner: type | None, qualname: str
+) -> dict[str, Any]:
+    """Evaluate each annotation on its own, so that a failure names its parameter."""
+    raw: Mapping[str, Any] = getattr(inspect.unwrap(func), "__annotations__", None) or {}
+    globalns = getattr(inspect.unwrap(func), "__globals__", {})
+    localns = dict(vars(owner)) if owner is not None else None
+    resolved = {}
+    for key, value in raw.items():
+        stub: Any = lambda: None  # noqa: E731
+        stub.__annotations__ = {key: value}
+        try:
+            resolved[key] = typing.get_type_hints(
+                stub, globalns=globalns, localns=localns, include_extras=True
+            )[key]
+        except Exception as exc:
+            raise SignatureError(
+                qualname,
+                key,
+                f"annotation {value!r} cannot be resolved ({type(exc).__name__}: {exc}); "
+                "names used in annotations must be importable at run time, "
+                "not only under TYPE_CHECKING",
+            ) from exc
+    return resolved

@@ -1,0 +1,191 @@
+"""The exceptions demessaging raises, all under one root.
+
+::
+
+    DemessagingError
+    ├── ConfigurationError          settings that cannot work (bad URL, unknown scheme)
+    ├── ModuleLoadError             a backend module cannot be loaded or has nothing to serve
+    │   └── SignatureError          a signature cannot be served (names member and parameter)
+    ├── GeneratorError              a client package cannot be written
+    ├── ProtocolError               a message breaks the wire protocol
+    ├── TransportError              the broker or the connection failed
+    └── CallError                   a remote call did not produce its result
+        ├── InvalidArgumentsError   arguments rejected on the client, before anything was sent
+        ├── CallTimeoutError        no reply within the deadline (also a built-in TimeoutError)
+        └── RemoteError             the backend answered with an error (type, message, stage)
+
+The dispatcher in the backend uses three more, which travel back to the caller as a
+:class:`RemoteError` with the matching ``stage``:
+
+    DispatchError
+    ├── RequestError                the request could not be decoded or validated  ("request")
+    ├── ExecutionError              the function or method raised                  ("execution")
+    └── ResultError                 the return value does not match its annotation ("result")
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CallError",
+    "CallTimeoutError",
+    "ConfigurationError",
+    "DemessagingError",
+    "DemessagingWarning",
+    "DispatchError",
+    "ExecutionError",
+    "GeneratorError",
+    "InvalidArgumentsError",
+    "ModuleLoadError",
+    "ProtocolError",
+    "RemoteError",
+    "RequestError",
+    "ResultError",
+    "SignatureError",
+    "TransportError",
+]
+
+
+class DemessagingError(Exception):
+    """Root of every exception raised by demessaging."""
+
+
+class DemessagingWarning(UserWarning):
+    """Something works, but probably not the way the module's author meant."""
+
+
+class ConfigurationError(DemessagingError, ValueError):
+    """Settings that cannot work, such as an unknown broker URL scheme."""
+
+
+class ModuleLoadError(DemessagingError):
+    """A backend module cannot be loaded, or it has nothing to serve."""
+
+
+class SignatureError(ModuleLoadError, TypeError):
+    """A function or method of a backend module cannot be served as it is declared.
+
+    Parameters
+    ----------
+    member
+        Qualified name of the function or method, e.g. ``"Accumulator.add"``.
+    parameter
+        The offending parameter, ``"return"`` for the return annotation, or None when the
+        problem concerns the whole member.
+    reason
+        What is wrong and, where possible, how to fix it.
+    """
+
+    def __init__(self, member: str, parameter: str | None, reason: str) -> None:
+        self.member = member
+        self.parameter = parameter
+        self.reason = reason
+        where = f"parameter {parameter!r} of {member!r}" if parameter else f"{member!r}"
+        if parameter == "return":
+            where = f"the return annotation of {member!r}"
+        super().__init__(f"cannot serve {where}: {reason}")
+
+
+class GeneratorError(DemessagingError):
+    """A client package cannot be generated, e.g. a default value has no source form."""
+
+
+class ProtocolError(DemessagingError):
+    """A message breaks the wire protocol: missing properties, undecodable payload."""
+
+
+class TransportError(DemessagingError):
+    """The broker or the connection to it failed."""
+
+
+class CallError(DemessagingError):
+    """A remote call did not produce its result."""
+
+
+class InvalidArgumentsError(CallError, ValueError):
+    """The arguments of a call were rejected on the client before anything was sent."""
+
+
+class CallTimeoutError(CallError, TimeoutError):
+    """No reply arrived within the call's deadline.
+
+    Parameters
+    ----------
+    topic
+        The request topic the call was sent to.
+    timeout
+        The deadline, in seconds.
+    member
+        What was called, e.g. ``"array_sum"`` or ``"Accumulator.add"``.
+    """
+
+    def __init__(self, topic: str, timeout: float, member: str = "") -> None:
+        self.topic = topic
+        self.timeout = timeout
+        self.member = member
+        what = f"call of {member!r}" if member else "call"
+        super().__init__(
+            f"{what} on topic {topic!r} got no reply within {timeout:g} s; "
+            "is a backend listening on that topic?"
+        )
+
+
+class RemoteError(CallError):
+    """The backend answered a call with an error.
+
+    Parameters
+    ----------
+    remote_type
+        Qualified name of the exception type raised in the backend, e.g. ``"ValueError"``.
+    message
+        The exception's message.
+    stage
+        Where it failed: ``"request"`` (the request was invalid), ``"execution"`` (the
+        function raised) or ``"result"`` (the return value broke its annotation).
+    remote_traceback
+        The backend's traceback, when the backend runs in debug mode.
+    """
+
+    def __init__(
+        self,
+        remote_type: str,
+        message: str,
+        stage: str = "execution",
+        remote_traceback: str | None = None,
+    ) -> None:
+        self.remote_type = remote_type
+        self.message = message
+        self.stage = stage
+        self.remote_traceback = remote_traceback
+        text = f"{remote_type}: {message}"
+        if remote_traceback:
+            text = f"{text}\n\nRemote traceback:\n{remote_traceback}"
+        super().__init__(text)
+
+
+class DispatchError(DemessagingError):
+    """A request failed inside the backend's dispatcher; carries the reply's ``stage``."""
+
+    stage = "execution"
+
+    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type or type(self).__name__
+
+
+class RequestError(DispatchError):
+    """The request could not be decoded, or it does not validate against the module."""
+
+    stage = "request"
+
+
+class ExecutionError(DispatchError):
+    """The called function or method raised an exception."""
+
+    stage = "execution"
+
+
+class ResultError(DispatchError):
+    """The return value does not validate against the return annotation."""
+
+    stage = "result"

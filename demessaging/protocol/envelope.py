@@ -1,0 +1,253 @@
+"""The message envelope, documented here and nowhere else.
+
+A message is a payload (bytes) and string properties, as on Pulsar. demessaging keeps DASF's
+layout, so that DASF clients, backends and brokers interoperate.
+
+Request (client -> the module's topic)::
+
+    properties  messageType="request"  requestContext=<correlation id>
+                response_topic=<topic the caller listens on>
+                content_type="application/json"       (optional; demessaging extension)
+    payload     UTF-8 JSON of the request object:
+                {"func_name": "total", "values": [1, 2]}
+                {"class_name": "TimeSeries", <constructor args>,
+                 "function": {"func_name": "mean", <args>}}
+
+Response (backend -> response_topic)::
+
+    properties  messageType="response"  requestContext=<echoed>  source_topic=<request topic>
+                status="success" | "error"
+                error=<JSON of ErrorInfo>           (on errors; demessaging extension)
+    payload     success: JSON of the return value
+                error:   a text for people, "error validating request: ..." or
+                         "error executing request: ..." as DASF writes it
+
+``ping`` is answered by ``pong`` with an empty payload; ``info`` and ``api_info`` by replies
+carrying the module's schema in the property of the same name (see
+:mod:`demessaging.core.schema`). Peers ignore properties they do not know, which is how the
+extensions above stay compatible with DASF.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ProtocolError
+
+__all__ = [
+    "ErrorInfo",
+    "Message",
+    "MessageType",
+    "Prop",
+    "RequestProperties",
+    "ResponseProperties",
+    "Status",
+    "error_reply",
+    "make_request",
+    "parse_error",
+    "reply_to",
+    "request_context",
+]
+
+
+class MessageType(str, enum.Enum):
+    """The ``messageType`` property."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    PING = "ping"
+    PONG = "pong"
+    INFO = "info"
+    API_INFO = "api_info"
+    PROGRESS = "progress"
+    LOG = "log"
+
+
+class Status(str, enum.Enum):
+    """The ``status`` property of replies."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    RUNNING = "running"
+
+
+class Prop:
+    """Property names."""
+
+    MESSAGE_TYPE = "messageType"
+    REQUEST_CONTEXT = "requestContext"
+    RESPONSE_TOPIC = "response_topic"
+    SOURCE_TOPIC = "source_topic"
+    STATUS = "status"
+    FRAGMENT = "fragment"
+    NUM_FRAGMENTS = "num_fragments"
+    INFO = "info"
+    API_INFO = "api_info"
+    ERROR = "error"
+    CONTENT_TYPE = "content_type"
+
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A payload and its properties.
+
+    Attributes
+    ----------
+    payload
+        The message body.
+    properties
+        String properties (Pulsar's message properties).
+    message_id
+        The broker's id, set on received messages.
+    """
+
+    payload: bytes
+    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    message_id: str | None = None
+
+    @property
+    def message_type(self) -> str | None:
+        """The ``messageType`` property, or None."""
+        return self.properties.get(Prop.MESSAGE_TYPE)
+
+
+class ErrorInfo(BaseModel):
+    """What went wrong in a backend, sent as JSON in the ``error`` property of a reply."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: str = Field(description="Qualified name of the exception type, e.g. 'ValueError'.")
+    message: str = Field(description="The exception's message.")
+    stage: Literal["request", "execution", "result"] = Field(
+        description="request: invalid request; execution: the function raised; "
+        "result: the return value broke its annotation."
+    )
+    traceback: str | None = Field(None, description="The backend's traceback, in debug mode.")
+
+    def text(self) -> str:
+        """The DASF-style text of the reply payload."""
+        verb = "validating request" if self.stage == "request" else "executing request"
+        text = f"error {verb}: {self.type}: {self.message}"
+        return f"{text}\n\n{self.traceback}" if self.traceback else text
+
+
+class RequestProperties(BaseModel):
+    """The properties of a request."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    message_type: Literal["request"] = Field(alias=Prop.MESSAGE_TYPE)
+    request_context: str = Field(
+        alias=Prop.REQUEST_CONTEXT, description="Correlation id, echoed in every reply."
+    )
+    response_topic: str = Field(
+        alias=Prop.RESPONSE_TOPIC, description="The topic the caller listens on."
+    )
+    content_type: str = Field(JSON, alias=Prop.CONTENT_TYPE, description="Encoding of the payload.")
+
+
+class ResponseProperties(BaseModel):
+    """The properties of a response."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    message_type: Literal["response", "pong", "info", "api_info"] = Field(alias=Prop.MESSAGE_TYPE)
+    request_context: str = Field(alias=Prop.REQUEST_CONTEXT)
+    source_topic: str = Field(alias=Prop.SOURCE_TOPIC, description="The backend's topic.")
+    status: Status = Field(Status.SUCCESS, alias=Prop.STATUS)
+    error: str | None = Field(None, alias=Prop.ERROR, description="JSON of ErrorInfo, on errors.")
+    content_type: str = Field(JSON, alias=Prop.CONTENT_TYPE)
+
+
+def make_request(
+    payload: bytes,
+    *,
+    context: str,
+    response_topic: str,
+    message_type: MessageType = MessageType.REQUEST,
+    content_type: str = JSON,
+) -> Message:
+    """Build a request (or ``ping``/``info``/``api_info``) message."""
+    return Message(
+        payload=payload,
+        properties={
+            Prop.MESSAGE_TYPE: message_type.value,
+            Prop.REQUEST_CONTEXT: context,
+            Prop.RESPONSE_TOPIC: response_topic,
+            Prop.CONTENT_TYPE: content_type,
+        },
+    )
+
+
+def request_context(message: Message) -> tuple[str, str]:
+    """The ``(requestContext, response_topic)`` of a request.
+
+    Raises
+    ------
+    ProtocolError
+        If either is missing (DASF backends drop such requests; we reject them loudly).
+    """
+    props = message.properties
+    missing = [p for p in (Prop.REQUEST_CONTEXT, Prop.RESPONSE_TOPIC) if not props.get(p)]
+    if missing:
+        raise ProtocolError(
+            f"message lacks the propert{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}"
+        )
+    return str(props[Prop.REQUEST_CONTEXT]), str(props[Prop.RESPONSE_TOPIC])
+
+
+def reply_to(
+    request: Message,
+    payload: bytes,
+    *,
+    source_topic: str,
+    message_type: MessageType = MessageType.RESPONSE,
+    status: Status = Status.SUCCESS,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[str, Message]:
+    """Build the reply to ``request``; returns ``(topic to send it to, message)``."""
+    context, topic = request_context(request)
+    properties = {
+        Prop.MESSAGE_TYPE: message_type.value,
+        Prop.REQUEST_CONTEXT: context,
+        Prop.SOURCE_TOPIC: source_topic,
+        Prop.STATUS: status.value,
+        Prop.CONTENT_TYPE: request.properties.get(Prop.CONTENT_TYPE, JSON),
+        **(extra or {}),
+    }
+    return topic, Message(payload=payload, properties=properties)
+
+
+def error_reply(request: Message, error: ErrorInfo, *, source_topic: str) -> tuple[str, Message]:
+    """Build the error reply to ``request``."""
+    return reply_to(
+        request,
+        error.text().encode(),
+        source_topic=source_topic,
+        status=Status.ERROR,
+        extra={Prop.ERROR: error.model_dump_json(exclude_none=True)},
+    )
+
+
+def parse_error(message: Message) -> ErrorInfo:
+    """The ErrorInfo of an error reply, from its ``error`` property or, for DASF peers, its text."""
+    raw = message.properties.get(Prop.ERROR)
+    if raw:
+        try:
+            return ErrorInfo.model_validate_json(raw)
+        except ValidationError:
+            pass
+    text = message.payload.decode("utf-8", errors="replace")
+    stage: Literal["request", "execution"] = (
+        "request" if text.startswith("error validating request") else "execution"
+    )
+    return ErrorInfo(type="RemoteError", message=text, stage=stage)

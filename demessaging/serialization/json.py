@@ -1,0 +1,47 @@
+"""JSON: the encoding every DASF peer understands.
+
+``encode(value, adapter)`` and ``decode(data, adapter)``; every codec module has these two.
+numpy arrays and scalars become (nested) lists and numbers, also where the annotation is
+``Any``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import numpy as np
+from pydantic import TypeAdapter
+
+__all__ = ["CONTENT_TYPE", "decode", "encode"]
+
+CONTENT_TYPE = "application/json"
+T = TypeVar("T")
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def _fallback(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"cannot encode a {type(value).__qualname__} as JSON")
+
+
+def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytes:
+    """Encode ``value`` as UTF-8 JSON, serialized as ``adapter`` describes it.
+
+    Raises
+    ------
+    pydantic_core.PydanticSerializationError
+        If the value cannot be represented in JSON.
+    """
+    return adapter.dump_json(value, fallback=_fallback)
+
+
+def decode(data: bytes | str, adapter: TypeAdapter[T] = _ANY) -> T:
+    """Decode and validate UTF-8 JSON.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        If ``data`` is not JSON or does not validate.
+    """
+    return adapter.validate_json(data)
