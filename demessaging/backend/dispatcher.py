@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..core.models import Call, ModuleModels, build_models
+from ..core.models import Call, ModuleModels, build_models, format_validation_error
 from ..core.specs import inspect_module
 from ..errors import DispatchError, ExecutionError, RequestError, ResultError
 from ..protocol.envelope import ErrorInfo
 from ..serialization import json
 
-__all__ = ["Dispatcher", "Outcome", "format_validation_error", "type_name"]
+__all__ = ["Dispatcher", "Outcome", "type_name"]
 
 log = logging.getLogger("demessaging.backend")
 
@@ -187,15 +187,3 @@ def type_name(cls: type) -> str:
     if cls.__module__ == "builtins":
         return cls.__qualname__
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """A one-paragraph account of a pydantic validation error, without pydantic's URLs."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"]]
-        if loc and ":" in loc[0]:  # the union tag (func:total, class:TimeSeries)
-            loc = loc[1:]
-        where = ".".join(loc)
-        lines.append(f"{where}: {error['msg']}" if where else error["msg"])
-    return "; ".join(lines)

@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     Tag,
     TypeAdapter,
+    ValidationError,
     create_model,
 )
 
@@ -36,7 +37,15 @@ from ..errors import SignatureError
 from .arrays import prepare_annotation
 from .specs import ClassSpec, FunctionSpec, ModuleSpec, ParameterSpec
 
-__all__ = ["Call", "CallableModels", "ModuleModels", "build_models", "camel", "field_name"]
+__all__ = [
+    "Call",
+    "CallableModels",
+    "ModuleModels",
+    "build_models",
+    "camel",
+    "field_name",
+    "format_validation_error",
+]
 
 _CONFIG = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
 
@@ -278,3 +287,15 @@ def _adapter(annotation: Any, qualname: str, parameter: str) -> TypeAdapter[Any]
             "arrays, enums, dataclasses, TypedDicts or pydantic models",
         ) from exc
     return adapter
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """A one-paragraph account of a pydantic validation error, without pydantic's URLs."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        if loc and ":" in loc[0]:  # the union tag (func:total, class:TimeSeries)
+            loc = loc[1:]
+        where = ".".join(loc)
+        lines.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "; ".join(lines)

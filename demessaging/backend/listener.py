@@ -1,0 +1,236 @@
+"""The listener: takes requests from a transport, runs them in a worker pool, replies, acks.
+
+- At most ``workers`` requests are in flight; the listener receives the next one only when a
+  worker is free, so the rest wait in the broker where other backend instances can take them
+  (back-pressure without a local queue to lose).
+- A request is acknowledged only after its reply was published; if the backend dies before,
+  the broker delivers the request again.
+- A message that cannot be handled is answered with an error when it names a response topic,
+  and otherwise logged and acknowledged: it never stops the listener.
+- :meth:`Listener.stop` stops taking requests and waits for those in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+
+from ..core.schema import api_info, module_schema
+from ..errors import DemessagingError, ProtocolError
+from ..protocol.envelope import (
+    Message,
+    MessageType,
+    Prop,
+    error_reply,
+    reply_to,
+)
+from ..transport.base import Subscription, Transport
+from .dispatcher import Dispatcher
+
+__all__ = ["Listener", "ListenerThread"]
+
+log = logging.getLogger("demessaging.backend")
+DEFAULT_SUBSCRIPTION = "demessaging-backend"
+
+
+class Listener:
+    """Serves a dispatcher on a topic.
+
+    Parameters
+    ----------
+    dispatcher
+        What handles requests.
+    transport
+        The broker connection.
+    topic
+        The request topic.
+    subscription
+        The shared subscription every instance of this backend joins.
+    workers
+        How many requests run at once.
+    """
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        transport: Transport,
+        topic: str,
+        *,
+        subscription: str = DEFAULT_SUBSCRIPTION,
+        workers: int = 4,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.dispatcher = dispatcher
+        self.transport = transport
+        self.topic = topic
+        self.subscription = subscription
+        self.workers = workers
+        self.handled = 0
+        #: set while the listener is subscribed and taking requests
+        self._stopping: asyncio.Event | None = None
+        self.ready = threading.Event()
+
+    @cached_property
+    def _info(self) -> str:
+        return json.dumps(module_schema(self.dispatcher.models))
+
+    @cached_property
+    def _api_info(self) -> str:
+        return json.dumps(api_info(self.dispatcher.models))
+
+    async def serve(self) -> None:
+        """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
+        self._stopping = asyncio.Event()
+        subscription = await self.transport.subscribe(self.topic, self.subscription, shared=True)
+        log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
+        self.ready.set()
+        free = asyncio.Semaphore(self.workers)
+        in_flight: set[asyncio.Task[None]] = set()
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="demessaging-worker")
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                await free.acquire()
+                receive = asyncio.ensure_future(subscription.receive())
+                await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not receive.done():
+                    receive.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await receive
+                    free.release()
+                    break
+                task = asyncio.ensure_future(self._handle(subscription, receive.result(), pool))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                task.add_done_callback(lambda _: free.release())
+        finally:
+            stop.cancel()
+            if in_flight:
+                log.info("waiting for %d call(s) in flight", len(in_flight))
+                await asyncio.gather(*in_flight, return_exceptions=True)
+            await subscription.close()
+            pool.shutdown(wait=True)
+            self.ready.clear()
+            log.info("stopped serving topic %r", self.topic)
+
+    def stop(self) -> None:
+        """Stop taking requests (call from the listener's event loop)."""
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def _handle(
+        self, subscription: Subscription, message: Message, pool: ThreadPoolExecutor
+    ) -> None:
+        try:
+            reply = await self._reply(message, pool)
+        except ProtocolError as exc:
+            log.warning("dropping message %s: %s", message.message_id, exc)
+            await subscription.ack(message)
+            return
+        if reply is not None:
+            try:
+                await self.transport.publish(*reply)
+            except DemessagingError as exc:
+                log.error(
+                    "could not reply to message %s (%s); it will be redelivered",
+                    message.message_id,
+                    exc,
+                )
+                await subscription.nack(message)
+                return
+        await subscription.ack(message)
+        self.handled += 1
+
+    async def _reply(
+        self, message: Message, pool: ThreadPoolExecutor
+    ) -> tuple[str, Message] | None:
+        kind = message.message_type
+        if kind == MessageType.REQUEST.value:
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                pool, self.dispatcher.handle, message.payload
+            )
+            if outcome.error is not None:
+                return error_reply(message, outcome.error, source_topic=self.topic)
+            return reply_to(message, outcome.payload, source_topic=self.topic)
+        if kind == MessageType.PING.value:
+            return reply_to(message, b"", source_topic=self.topic, message_type=MessageType.PONG)
+        if kind == MessageType.INFO.value:
+            return reply_to(
+                message,
+                b"",
+                source_topic=self.topic,
+                message_type=MessageType.INFO,
+                extra={Prop.INFO: self._info},
+            )
+        if kind == MessageType.API_INFO.value:
+            return reply_to(
+                message,
+                b"",
+                source_topic=self.topic,
+                message_type=MessageType.API_INFO,
+                extra={Prop.API_INFO: self._api_info},
+            )
+        raise ProtocolError(f"unexpected messageType {kind!r}")
+
+
+class ListenerThread:
+    """Runs a :class:`Listener` on its own event loop in a background thread.
+
+    Parameters
+    ----------
+    listener
+        The listener to run.
+
+    Examples
+    --------
+    >>> with ListenerThread(listener):  # doctest: +SKIP
+    ...     call_it()
+    """
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, timeout: float = 10.0) -> ListenerThread:
+        """Start serving; returns once the listener is subscribed."""
+        self._thread = threading.Thread(target=self._run, name="demessaging-listener", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.listener.ready.wait(0.05):
+            if not self._thread.is_alive():
+                raise RuntimeError("the listener failed to start") from self._error
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the listener did not start within {timeout:g} s")
+        return self
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self.listener.serve())
+        except BaseException as exc:  # reported by start() and stop()
+            self._error = exc
+        finally:
+            loop.run_until_complete(self.listener.transport.close())
+            loop.close()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking requests, finish those in flight, and join the thread."""
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.listener.stop)
+            self._thread.join(timeout)
+
+    def __enter__(self) -> ListenerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

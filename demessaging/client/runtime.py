@@ -1,0 +1,271 @@
+"""The client runtime: sends requests to a backend's topic and waits for the replies.
+
+Each :class:`Client` listens on a response topic of its own (``<topic>_<8 random letters>``,
+as DASF clients do) and correlates replies to calls by ``requestContext``. Every call has a
+deadline; remote errors are raised as :class:`~demessaging.errors.RemoteError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json as _json
+import logging
+import random
+import string
+import uuid
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ..config import Settings
+from ..errors import CallTimeoutError, ProtocolError, RemoteError, TransportError
+from ..protocol.envelope import Message, MessageType, Prop, Status, make_request, parse_error
+from ..serialization import json
+from ..transport import connect
+from ..transport.base import Subscription, Transport
+from .portal import Portal
+
+__all__ = ["Client"]
+
+log = logging.getLogger("demessaging.client")
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+T = TypeVar("T")
+
+
+class Client:
+    """Calls the backend serving a topic; safe to use from many threads and tasks at once.
+
+    Parameters
+    ----------
+    topic
+        The backend's request topic; defaults to the ``topic`` setting.
+    broker_url
+        The broker; defaults to the ``broker_url`` setting.
+    timeout
+        Default deadline of a call in seconds; defaults to the ``timeout`` setting.
+    transport
+        A transport to use instead of connecting to ``broker_url``.
+    settings
+        Settings to start from instead of the environment.
+    """
+
+    def __init__(
+        self,
+        topic: str | None = None,
+        *,
+        broker_url: str | None = None,
+        timeout: float | None = None,
+        transport: Transport | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        base = settings or Settings.from_env()
+        self.settings = Settings(
+            broker_url=broker_url or base.broker_url,
+            topic=topic or base.topic,
+            timeout=timeout or base.timeout,
+        )
+        if not self.settings.topic:
+            raise ValueError("no topic: pass one or set DEMESSAGING_TOPIC")
+        self.topic = self.settings.topic
+        suffix = "".join(random.choices(string.ascii_lowercase, k=8))
+        self.response_topic = f"{self.topic}_{suffix}"
+        self._transport = transport
+        self._portal: Portal | None = None
+        self._subscription: Subscription | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._connecting: asyncio.Lock | None = None
+
+    # -- sync face ---------------------------------------------------------------------------
+
+    def call(
+        self,
+        request: Mapping[str, Any] | BaseModel | bytes,
+        *,
+        returns: TypeAdapter[Any] | None = None,
+        timeout: float | None = None,
+        member: str = "",
+    ) -> Any:
+        """Send a request and return the backend's result.
+
+        Parameters
+        ----------
+        request
+            The request object (``{"func_name": ..., ...}``), a request model, or its JSON.
+        returns
+            Validates the result; by default it is returned as decoded JSON.
+        timeout
+            The deadline in seconds; defaults to the client's.
+        member
+            What is called, for error messages.
+
+        Raises
+        ------
+        CallTimeoutError
+            If no reply arrives in time.
+        RemoteError
+            If the backend answers with an error.
+        """
+        return self._get_portal().run(
+            self.acall(request, returns=returns, timeout=timeout, member=member)
+        )
+
+    def ping(self, timeout: float | None = None) -> float:
+        """Round-trip a ``ping``; returns the seconds it took."""
+        return self._get_portal().run(self.aping(timeout))
+
+    def info(self, timeout: float | None = None) -> dict[str, Any]:
+        """The backend's module schema (DASF's ``info``)."""
+        return self._get_portal().run(self.ainfo(timeout))
+
+    def api_info(self, timeout: float | None = None) -> dict[str, Any]:
+        """The backend's schemas in DASF's ``api_info`` layout."""
+        return self._get_portal().run(self.aapi_info(timeout))
+
+    def close(self) -> None:
+        """Close the response subscription, the transport and the background loop."""
+        if self._portal is not None:
+            with contextlib.suppress(RuntimeError):
+                self._portal.run(self._aclose())
+            self._portal.close()
+            self._portal = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- async face --------------------------------------------------------------------------
+
+    async def acall(
+        self,
+        request: Mapping[str, Any] | BaseModel | bytes,
+        *,
+        returns: TypeAdapter[Any] | None = None,
+        timeout: float | None = None,
+        member: str = "",
+    ) -> Any:
+        """Async version of :meth:`call`; works on any event loop."""
+        if isinstance(request, bytes):
+            payload = request
+        elif isinstance(request, BaseModel):
+            payload = request.model_dump_json(by_alias=True).encode()
+        else:
+            payload = json.encode(request)
+        exchange = self._exchange(MessageType.REQUEST, payload, timeout, member)
+        reply = await self._on_portal(exchange)
+        if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
+            info = parse_error(reply)
+            raise RemoteError(info.type, info.message, info.stage, info.traceback)
+        try:
+            return json.decode(reply.payload, returns or _ANY)
+        except ValidationError as exc:
+            raise ProtocolError(
+                f"the reply to {member or 'the call'} does not match what the client expects: {exc}"
+            ) from exc
+
+    async def aping(self, timeout: float | None = None) -> float:
+        """Async version of :meth:`ping`."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        exchange = self._exchange(MessageType.PING, b"", timeout, "ping")
+        await self._on_portal(exchange)
+        return loop.time() - start
+
+    async def ainfo(self, timeout: float | None = None) -> dict[str, Any]:
+        """Async version of :meth:`info`."""
+        return await self._schema(MessageType.INFO, Prop.INFO, timeout)
+
+    async def aapi_info(self, timeout: float | None = None) -> dict[str, Any]:
+        """Async version of :meth:`api_info`."""
+        return await self._schema(MessageType.API_INFO, Prop.API_INFO, timeout)
+
+    async def _schema(self, kind: MessageType, prop: str, timeout: float | None) -> dict[str, Any]:
+        exchange = self._exchange(kind, b"", timeout, kind.value)
+        reply = await self._on_portal(exchange)
+        try:
+            result: dict[str, Any] = _json.loads(reply.properties[prop])
+        except (KeyError, ValueError) as exc:
+            raise ProtocolError(
+                f"the {kind.value} reply carries no valid {prop!r} property"
+            ) from exc
+        return result
+
+    # -- core (runs on the portal's loop) -----------------------------------------------------
+
+    def _get_portal(self) -> Portal:
+        if self._portal is None:
+            self._portal = Portal()
+        return self._portal
+
+    async def _on_portal(self, coro: Coroutine[Any, Any, T]) -> T:
+        portal = self._get_portal()
+        if asyncio.get_running_loop() is portal.loop:
+            return await coro
+        return await portal.arun(coro)
+
+    async def _exchange(
+        self, kind: MessageType, payload: bytes, timeout: float | None, member: str
+    ) -> Message:
+        deadline = timeout if timeout is not None else self.settings.timeout
+        try:
+            return await asyncio.wait_for(self._send_and_wait(kind, payload), deadline)
+        except asyncio.TimeoutError:
+            raise CallTimeoutError(self.topic, deadline, member) from None
+
+    async def _send_and_wait(self, kind: MessageType, payload: bytes) -> Message:
+        await self._connect()
+        assert self._transport is not None
+        context = uuid.uuid4().hex
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[context] = future
+        try:
+            message = make_request(
+                payload, context=context, response_topic=self.response_topic, message_type=kind
+            )
+            await self._transport.publish(self.topic, message)
+            return await future
+        finally:
+            self._pending.pop(context, None)
+
+    async def _connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._reader is not None and not self._reader.done():
+                return
+            if self._transport is None:
+                self._transport = connect(self.settings.broker_url)
+            self._subscription = await self._transport.subscribe(
+                self.response_topic, f"demessaging-client-{uuid.uuid4().hex[:12]}", shared=False
+            )
+            self._reader = asyncio.ensure_future(self._read(self._subscription))
+
+    async def _read(self, subscription: Subscription) -> None:
+        try:
+            while True:
+                message = await subscription.receive()
+                await subscription.ack(message)
+                context = message.properties.get(Prop.REQUEST_CONTEXT)
+                future = self._pending.get(str(context))
+                if future is None or future.done():
+                    log.debug("dropping a reply for no pending call (context %r)", context)
+                elif message.message_type != MessageType.PROGRESS.value:
+                    future.set_result(message)
+        except TransportError as exc:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(exc)
+
+    async def _aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._subscription is not None:
+            await self._subscription.close()
+        if self._transport is not None:
+            await self._transport.close()

@@ -1,0 +1,71 @@
+"""The transport interface: publish to a topic, subscribe to one, acknowledge, close.
+
+A transport moves :class:`~demessaging.protocol.Message` objects and nothing else; it knows no
+request models and no dispatcher. Errors of the library underneath are raised as
+:class:`~demessaging.errors.TransportError` at this boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from ..protocol.envelope import Message
+
+__all__ = ["Subscription", "Transport"]
+
+
+class Subscription(abc.ABC):
+    """Messages of one topic, as one consumer of a named subscription receives them."""
+
+    @abc.abstractmethod
+    async def receive(self) -> Message:
+        """Wait for the next message (its ``message_id`` is set)."""
+
+    @abc.abstractmethod
+    async def ack(self, message: Message) -> None:
+        """Acknowledge a message: it is done and will not be delivered again."""
+
+    @abc.abstractmethod
+    async def nack(self, message: Message) -> None:
+        """Negatively acknowledge a message: it will be delivered again, maybe elsewhere."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop receiving; unacknowledged messages go back to the subscription."""
+
+
+class Transport(abc.ABC):
+    """A connection to a broker.
+
+    Attributes
+    ----------
+    max_message_size
+        The largest payload the broker takes in one message, in bytes; None if unlimited.
+    """
+
+    max_message_size: int | None = None
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, message: Message) -> None:
+        """Send ``message`` to ``topic``; returns once the broker has it."""
+
+    @abc.abstractmethod
+    async def subscribe(
+        self, topic: str, subscription: str, *, shared: bool = True
+    ) -> Subscription:
+        """Consume ``topic`` as a member of ``subscription``.
+
+        Parameters
+        ----------
+        topic
+            The topic.
+        subscription
+            The subscription name. Consumers of one shared subscription share its messages,
+            each message going to one of them; separate subscriptions each get every message.
+        shared
+            True for a shared subscription (competing consumers), False for an exclusive one.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close every producer, consumer and connection."""
