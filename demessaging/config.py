@@ -50,9 +50,10 @@ class Settings:
         cls,
         prefixes: Sequence[str] = (ENV_PREFIX,),
         environ: Mapping[str, str] | None = None,
+        defaults: Settings | None = None,
         **values: Any,
     ) -> Settings:
-        """Settings from ``values`` (None means unset), else the environment, else defaults.
+        """Settings from ``values``, else the environment, else ``defaults``.
 
         Parameters
         ----------
@@ -60,8 +61,10 @@ class Settings:
             Environment prefixes, the first found wins.
         environ
             The environment; ``os.environ`` by default.
+        defaults
+            What unset settings fall back to; the class defaults if None.
         **values
-            Explicit settings; they win over the environment.
+            Explicit settings (None means unset); they win over the environment.
 
         Raises
         ------
@@ -73,17 +76,15 @@ class Settings:
         unknown = set(values) - set(known)
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
-        chosen: dict[str, Any] = {}
+        chosen = dataclasses.asdict(defaults or cls())
         for name, field in known.items():
-            value = values.get(name)
-            if value is None:
-                for prefix in prefixes:
-                    key = f"{prefix}{name.upper()}"
-                    if key in env:
-                        value = _parse(key, env[key], field.type)
-                        break
-            if value is not None:
-                chosen[name] = value
+            for prefix in prefixes:
+                key = f"{prefix}{name.upper()}"
+                if key in env:
+                    chosen[name] = _parse(key, env[key], field.type)
+                    break
+            if values.get(name) is not None:
+                chosen[name] = values[name]
         return cls(**chosen)
 
 

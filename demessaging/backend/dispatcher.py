@@ -163,7 +163,7 @@ class Dispatcher:
         else:
             log.info("%s rejected: %s", exc.stage, exc.message)
         trace = "".join(traceback.format_exception(cause)) if self.debug else None
-        return ErrorInfo(type=exc.error_type, message=exc.message, stage=exc.stage, traceback=trace)  # type: ignore[arg-type]
+        return ErrorInfo(type=exc.error_type, message=exc.message, stage=exc.stage, traceback=trace)
 
 
 def _split(params: Any, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:

@@ -25,7 +25,7 @@ __all__ = ["ArraySpec", "prepare_annotation"]
 
 _ARRAY_KINDS = "biufcmM"
 _KIND_NAMES = {"O": "ragged or mixed data", "U": "text", "S": "bytes"}
-_ITEM_SCHEMA = {
+_ITEM_SCHEMA: dict[str, dict[str, Any]] = {
     "b": {"type": "boolean"},
     "i": {"type": "integer"},
     "u": {"type": "integer", "minimum": 0},
@@ -177,7 +177,8 @@ def prepare_annotation(annotation: Any) -> Any:
         base, *metadata = args
         if any(isinstance(m, ArraySpec) for m in metadata):
             return annotation
-        return Annotated[(prepare_annotation(base), *metadata)]  # type: ignore[return-value]
+        params = (prepare_annotation(base), *metadata)
+        return Annotated[params]
     if origin is typing.Literal:
         return annotation
     new_args = tuple(prepare_annotation(a) for a in args)

@@ -107,6 +107,8 @@ class ModuleModels:
         ``(class name, method name)`` -> the method's models.
     classes
         Class model name (``ClassAccumulator``, ``ClassAccumulatorStatic``) -> model.
+    constructors
+        Class name -> a model of its constructor arguments alone (for checks on clients).
     """
 
     spec: ModuleSpec
@@ -114,6 +116,7 @@ class ModuleModels:
     functions: Mapping[str, CallableModels]
     methods: Mapping[tuple[str, str], CallableModels]
     classes: Mapping[str, type[BaseModel]]
+    constructors: Mapping[str, type[BaseModel]]
 
     def resolve(self, request: BaseModel) -> Call:
         """Turn a validated request model into a :class:`Call`."""
@@ -171,12 +174,16 @@ def build_models(spec: ModuleSpec) -> ModuleModels:
     functions = {f.name: _callable_models(f, None, f"Func{camel(f.name)}") for f in spec.functions}
     methods: dict[tuple[str, str], CallableModels] = {}
     classes: dict[str, type[BaseModel]] = {}
+    constructors: dict[str, type[BaseModel]] = {}
     variants: list[Any] = [Annotated[m.request, Tag(f"func:{n}")] for n, m in functions.items()]
     static_tags: set[str] = set()
     for cls in spec.classes:
         for method in cls.methods:
             model_name = f"MethClass{camel(cls.name)}{camel(method.name)}"
             methods[(cls.name, method.name)] = _callable_models(method, cls, model_name)
+        constructors[cls.name] = _class_model(
+            f"Init{camel(cls.name)}", cls, [], with_constructor=True
+        )
         instance = [methods[(cls.name, m.name)] for m in cls.methods if m.needs_instance]
         static = [methods[(cls.name, m.name)] for m in cls.methods if not m.needs_instance]
         static_tags.update(f"{cls.name}.{m.spec.name}" for m in static)
@@ -191,21 +198,15 @@ def build_models(spec: ModuleSpec) -> ModuleModels:
     tags = frozenset(static_tags)
 
     def tag(value: Any) -> str | None:
-        get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
-        class_name, func_name = get("class_name"), get("func_name")
+        class_name, func_name = _get(value, "class_name"), _get(value, "func_name")
         if isinstance(class_name, str):
-            function = get("function")
-            method = (
-                function.get("func_name")
-                if isinstance(function, dict)
-                else getattr(function, "func_name", None)
-            )
+            method = _get(_get(value, "function"), "func_name")
             kind = "static" if f"{class_name}.{method}" in tags else "class"
             return f"{kind}:{class_name}"
         return f"func:{func_name}" if isinstance(func_name, str) else None
 
     served = ", ".join([*functions, *(f"{c}.{m}" for c, m in methods)])
-    union = Annotated[
+    union: Any = Annotated[
         Union[tuple(variants)],  # noqa: UP007
         Discriminator(
             tag,
@@ -223,7 +224,19 @@ def build_models(spec: ModuleSpec) -> ModuleModels:
         functions=functions,
         methods=methods,
         classes=classes,
+        constructors=constructors,
     )
+
+
+def _get(value: Any, key: str) -> Any:
+    """``value[key]`` of a raw request, ``value.key`` of a validated one, else None."""
+    if isinstance(value, dict):
+        return value.get(key)
+    return getattr(value, key, None)
+
+
+def _const(name: str) -> Any:
+    return Literal[name]
 
 
 def _callable_models(spec: FunctionSpec, owner: ClassSpec | None, name: str) -> CallableModels:
@@ -232,7 +245,7 @@ def _callable_models(spec: FunctionSpec, owner: ClassSpec | None, name: str) -> 
         name,
         __config__=_CONFIG,
         __doc__=spec.info.description or None,
-        func_name=(Literal[spec.name], Field(description=f"Calls {spec.qualname}.")),  # type: ignore[valid-type]
+        func_name=(_const(spec.name), Field(description=f"Calls {spec.qualname}.")),
         **fields,  # type: ignore[call-overload]
     )
     returns = _adapter(prepare_annotation(spec.returns), spec.qualname, "return")
@@ -256,7 +269,7 @@ def _class_model(
         name,
         __config__=_CONFIG,
         __doc__=cls.info.description or None,
-        class_name=(Literal[cls.name], Field(description=f"Uses class {cls.name}.")),  # type: ignore[valid-type]
+        class_name=(_const(cls.name), Field(description=f"Uses class {cls.name}.")),
         **fields,
     )
     return model

@@ -340,8 +340,8 @@ def inspect_function(
                 annotated=annotated,
             )
         )
-    returns_annotated = "return" in hints or name == "__init__"
-    if not returns_annotated:
+    returns_annotated = "return" in hints
+    if not returns_annotated and name != "__init__":
         warnings.warn(
             f"{qualname!r} has no return annotation; its result is sent as it is, unvalidated",
             DemessagingWarning,
@@ -370,7 +370,7 @@ def inspect_class(cls: type, *, name: str | None = None) -> ClassSpec:
     """
     name = name or cls.__name__
     class_info = parse_docstring(cls.__doc__)
-    init = cls.__init__
+    init = cls.__init__  # type: ignore[misc]
     if init is object.__init__:
         constructor = FunctionSpec(
             name="__init__",

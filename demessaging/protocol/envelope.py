@@ -145,14 +145,14 @@ class RequestProperties(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
-    message_type: Literal["request"] = Field(alias=Prop.MESSAGE_TYPE)
+    message_type: Literal["request"] = Field(alias="messageType")
     request_context: str = Field(
-        alias=Prop.REQUEST_CONTEXT, description="Correlation id, echoed in every reply."
+        alias="requestContext", description="Correlation id, echoed in every reply."
     )
     response_topic: str = Field(
-        alias=Prop.RESPONSE_TOPIC, description="The topic the caller listens on."
+        alias="response_topic", description="The topic the caller listens on."
     )
-    content_type: str = Field(JSON, alias=Prop.CONTENT_TYPE, description="Encoding of the payload.")
+    content_type: str = Field(JSON, alias="content_type", description="Encoding of the payload.")
 
 
 class ResponseProperties(BaseModel):
@@ -160,12 +160,12 @@ class ResponseProperties(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
-    message_type: Literal["response", "pong", "info", "api_info"] = Field(alias=Prop.MESSAGE_TYPE)
-    request_context: str = Field(alias=Prop.REQUEST_CONTEXT)
-    source_topic: str = Field(alias=Prop.SOURCE_TOPIC, description="The backend's topic.")
-    status: Status = Field(Status.SUCCESS, alias=Prop.STATUS)
-    error: str | None = Field(None, alias=Prop.ERROR, description="JSON of ErrorInfo, on errors.")
-    content_type: str = Field(JSON, alias=Prop.CONTENT_TYPE)
+    message_type: Literal["response", "pong", "info", "api_info"] = Field(alias="messageType")
+    request_context: str = Field(alias="requestContext")
+    source_topic: str = Field(alias="source_topic", description="The backend's topic.")
+    status: Status = Field(Status.SUCCESS, alias="status")
+    error: str | None = Field(None, alias="error", description="JSON of ErrorInfo, on errors.")
+    content_type: str = Field(JSON, alias="content_type")
 
 
 def make_request(
@@ -250,4 +250,4 @@ def parse_error(message: Message) -> ErrorInfo:
     stage: Literal["request", "execution"] = (
         "request" if text.startswith("error validating request") else "execution"
     )
-    return ErrorInfo(type="RemoteError", message=text, stage=stage)
+    return ErrorInfo(type="RemoteError", message=text, stage=stage, traceback=None)

@@ -1,0 +1,354 @@
+"""The client generator: a backend module in, a pip-installable client package out.
+
+The package holds one module that mirrors the backend's: the same functions and classes with
+the same signatures, defaults, type hints and docstrings, whose bodies send the call through a
+:class:`~demessaging.client.remote.RemoteModule`. The types the signatures use are imported
+from their libraries or, when the backend defines them, reproduced.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import json
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from .. import __version__
+from ..config import DEFAULT_BROKER_URL
+from ..core.specs import ClassSpec, FunctionSpec, ModuleSpec, inspect_module
+from ..errors import GeneratorError
+from .render import Renderer, docstring_literal
+
+__all__ = ["GeneratedPackage", "generate", "render_module"]
+
+_WIDTH = 100
+_P = inspect.Parameter
+
+
+@dataclass(frozen=True)
+class GeneratedPackage:
+    """What :func:`generate` wrote.
+
+    Attributes
+    ----------
+    root
+        The directory to ``pip install``.
+    distribution
+        The distribution name (``pip install`` and ``pyproject.toml``).
+    package
+        The import name.
+    dependencies
+        The requirements written into ``pyproject.toml``.
+    """
+
+    root: Path
+    distribution: str
+    package: str
+    dependencies: tuple[str, ...]
+
+
+def generate(
+    target: str | ModuleType,
+    output: str | Path,
+    *,
+    name: str | None = None,
+    topic: str | None = None,
+    broker_url: str | None = None,
+    version: str = "0.1.0",
+    force: bool = False,
+) -> GeneratedPackage:
+    """Write a client package for a backend module.
+
+    Parameters
+    ----------
+    target
+        The backend module: a file path, a dotted name or a module.
+    output
+        The directory to write the package into.
+    name
+        The distribution name; ``<module>-client`` by default. The import name is the same
+        with ``-`` and ``.`` replaced by ``_``.
+    topic
+        The backend's topic; the module's name by default.
+    broker_url
+        The broker the client connects to by default.
+    version
+        The package's version.
+    force
+        Overwrite ``output`` if it exists and is not empty.
+
+    Returns
+    -------
+    GeneratedPackage
+        Where it went and what it is called.
+
+    Raises
+    ------
+    GeneratorError
+        If ``output`` is not empty (without ``force``), the name is invalid, or a type or
+        default value in a signature cannot be written as source.
+    """
+    spec = inspect_module(target)
+    distribution = name or f"{spec.name.rsplit('.', 1)[-1]}-client"
+    package = re.sub(r"[-.]", "_", distribution).lower()
+    if not package.isidentifier():
+        raise GeneratorError(f"{distribution!r} does not give a valid import name")
+    root = Path(output)
+    if root.exists() and any(root.iterdir()):
+        if not force:
+            raise GeneratorError(
+                f"{str(root)!r} is not empty; pass force=True (--force) to overwrite"
+            )
+        shutil.rmtree(root / package, ignore_errors=True)
+    source, modules = render_module(
+        spec,
+        topic=topic or spec.name.rsplit(".", 1)[-1],
+        broker_url=broker_url or DEFAULT_BROKER_URL,
+        env_prefix=f"{package.upper()}_",
+    )
+    dependencies = _dependencies(modules)
+    (root / package).mkdir(parents=True, exist_ok=True)
+    (root / package / "__init__.py").write_text(source, encoding="utf-8")
+    (root / package / "py.typed").write_text("", encoding="utf-8")
+    (root / "pyproject.toml").write_text(
+        _pyproject(distribution, package, version, spec.name, dependencies), encoding="utf-8"
+    )
+    (root / "README.md").write_text(_readme(distribution, package, spec), encoding="utf-8")
+    return GeneratedPackage(root, distribution, package, dependencies)
+
+
+def render_module(
+    spec: ModuleSpec, *, topic: str, broker_url: str, env_prefix: str
+) -> tuple[str, set[str]]:
+    """The source of the mirror module, and the top-level modules its annotations import."""
+    renderer = Renderer(_local_checker(spec))
+    members = [_function(f, renderer) for f in spec.functions]
+    members += [_class(c, renderer) for c in spec.classes]
+    names = [m.name for m in spec.members] + renderer.reproduced
+    stdlib = sorted(
+        i for i in renderer.imports if i.split()[1].split(".")[0] in sys.stdlib_module_names
+    )
+    others = sorted(renderer.imports - set(stdlib))
+    header = [docstring_literal(spec.doc)] if spec.doc else []
+    header += [
+        f"# Client of the demessaging backend {spec.name!r}, written by demessaging {__version__}.",
+        "# Regenerate it rather than editing it.",
+        "",
+        "from __future__ import annotations",
+        "",
+        *stdlib,
+        "from typing import cast as _cast",
+        "",
+        *others,
+        "from demessaging.client import RemoteModule",
+        "",
+        "__all__ = [",
+        *(f"    {_str(n)}," for n in sorted(names)),
+        "]",
+        "",
+        "_remote = RemoteModule(",
+        "    __name__,",
+        f"    topic={_str(topic)},",
+        f"    broker_url={_str(broker_url)},",
+        f"    env_prefix={_str(env_prefix)},",
+        ")",
+    ]
+    blocks = ["\n".join(header), *renderer.definitions, *members]
+    return "\n\n\n".join(blocks) + "\n", renderer.modules
+
+
+def _local_checker(spec: ModuleSpec) -> Callable[[type], bool]:
+    file = getattr(spec.module, "__file__", None)
+    root = Path(file).resolve().parent if file else None
+    stdlib = Path(inspect.getfile(inspect)).resolve().parent
+
+    def is_local(cls: type) -> bool:
+        if cls.__module__ == spec.name:
+            return True
+        module_file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        if root is None or not module_file:
+            return False
+        path = Path(module_file).resolve()
+        return (
+            path.is_relative_to(root)
+            and "site-packages" not in path.parts
+            and not path.is_relative_to(stdlib)
+        )
+
+    return is_local
+
+
+def _signature(spec: FunctionSpec, renderer: Renderer, first: str | None) -> tuple[list[str], str]:
+    params = [first] if first else []
+    for index, p in enumerate(spec.parameters):
+        if p.kind is _P.KEYWORD_ONLY and (
+            index == 0 or spec.parameters[index - 1].kind is not _P.KEYWORD_ONLY
+        ):
+            params.append("*")
+        text = p.name
+        if p.annotated:
+            text += f": {renderer.annotation(p.annotation, f'{spec.qualname}({p.name})')}"
+        if not p.required:
+            text += f"{' = ' if p.annotated else '='}{renderer.value(p.default)}"
+        params.append(text)
+        following = spec.parameters[index + 1].kind if index + 1 < len(spec.parameters) else None
+        if p.kind is _P.POSITIONAL_ONLY and following is not _P.POSITIONAL_ONLY:
+            params.append("/")
+    returns = ""
+    if spec.returns_annotated:
+        returns = renderer.annotation(spec.returns, f"{spec.qualname}(return)")
+    return params, returns
+
+
+def _def_line(spec: FunctionSpec, params: list[str], returns: str, indent: str) -> str:
+    keyword = "async def" if spec.is_async else "def"
+    arrow = f" -> {returns}" if returns else ""
+    line = f"{indent}{keyword} {spec.name}({', '.join(params)}){arrow}:"
+    if len(line) <= _WIDTH:
+        return line
+    inner = "".join(f"{indent}    {p},\n" for p in params)
+    return f"{indent}{keyword} {spec.name}(\n{inner}{indent}){arrow}:"
+
+
+def _body(spec: FunctionSpec, member: str, returns: str, indent: str, bound: bool) -> list[str]:
+    """The statement that sends the call (names in it start with ``_``, as no parameter can)."""
+
+    def statement(arguments: str, wrap: bool = False) -> str:
+        args = [_str(member), arguments, *(["self._demessaging_arguments"] if bound else [])]
+        call = f"{'await _remote.acall' if spec.is_async else '_remote.call'}({', '.join(args)})"
+        if returns == "None":
+            return f"{indent}{call}"
+        if not returns:
+            return f"{indent}return {call}"
+        if wrap:
+            inner = f"{indent}    {_str(returns)},\n{indent}    {call},\n"
+            return f"{indent}return _cast(\n{inner}{indent})"
+        return f"{indent}return _cast({_str(returns)}, {call})"
+
+    line = statement(_mapping(spec))
+    if len(line) <= _WIDTH:
+        return [line]
+    assign = _assign_arguments(spec, indent) if spec.parameters else []
+    arguments = "_arguments" if spec.parameters else "{}"
+    line = statement(arguments)
+    return [*assign, line if len(line) <= _WIDTH else statement(arguments, wrap=True)]
+
+
+def _mapping(spec: FunctionSpec) -> str:
+    return "{" + ", ".join(f"{_str(p.name)}: {p.name}" for p in spec.parameters) + "}"
+
+
+def _assign_arguments(spec: FunctionSpec, indent: str) -> list[str]:
+    items = [f"{indent}    {_str(p.name)}: {p.name}," for p in spec.parameters]
+    return [f"{indent}_arguments = {{", *items, f"{indent}}}"]
+
+
+def _str(text: str) -> str:
+    return json.dumps(text)
+
+
+def _function(
+    spec: FunctionSpec,
+    renderer: Renderer,
+    indent: str = "",
+    first: str | None = None,
+    member: str | None = None,
+) -> str:
+    params, returns = _signature(spec, renderer, first)
+    lines = [_def_line(spec, params, returns, indent)]
+    if spec.doc:
+        lines.append(f"{indent}    {docstring_literal(spec.doc)}")
+    lines += _body(spec, member or spec.name, returns, indent + "    ", bound=first == "self")
+    return "\n".join(lines)
+
+
+def _class(spec: ClassSpec, renderer: Renderer) -> str:
+    lines = [f"class {spec.name}:"]
+    if spec.doc:
+        lines += [f"    {docstring_literal(spec.doc)}", ""]
+    init = spec.constructor
+    params, returns = _signature(init, renderer, "self")
+    lines.append(_def_line(init, params, returns, "    "))
+    if init.doc and init.func is not object.__init__:
+        lines.append(f"        {docstring_literal(init.doc)}")
+    bind = f"        self._demessaging_arguments = _remote.bind({_str(spec.name)}, {{}})"
+    if len(bind) + len(_mapping(init)) - 2 <= _WIDTH:
+        lines.append(bind.replace("{}", _mapping(init)))
+    else:
+        lines += [*_assign_arguments(init, "        "), bind.replace("{}", "_arguments")]
+    for method in spec.methods:
+        lines.append("")
+        member = f"{spec.name}.{method.name}"
+        if method.kind == "staticmethod":
+            lines += ["    @staticmethod", _function(method, renderer, "    ", None, member)]
+        elif method.kind == "classmethod":
+            lines += ["    @classmethod", _function(method, renderer, "    ", "cls", member)]
+        else:
+            lines.append(_function(method, renderer, "    ", "self", member))
+    return "\n".join(lines)
+
+
+def _dependencies(modules: set[str]) -> tuple[str, ...]:
+    found = {f"demessaging>={__version__}"}
+    owners = importlib.metadata.packages_distributions()
+    for module in modules:
+        if module in sys.stdlib_module_names or module == "demessaging":
+            continue
+        distributions = owners.get(module)
+        if not distributions:
+            raise GeneratorError(f"no installed distribution provides the module {module!r}")
+        found.add(distributions[0])
+    return tuple(sorted(found))
+
+
+def _pyproject(
+    distribution: str, package: str, version: str, module: str, dependencies: tuple[str, ...]
+) -> str:
+    deps = "".join(f'    "{d}",\n' for d in dependencies)
+    return f"""[build-system]
+requires = ["hatchling>=1.18"]
+build-backend = "hatchling.build"
+
+[project]
+name = "{distribution}"
+version = "{version}"
+description = "Client of the {module} backend, generated by demessaging"
+readme = "README.md"
+requires-python = ">=3.10"
+dependencies = [
+{deps}]
+
+[tool.hatch.build.targets.wheel]
+packages = ["{package}"]
+
+[tool.ruff]
+line-length = 100
+"""
+
+
+def _readme(distribution: str, package: str, spec: ModuleSpec) -> str:
+    prefix = f"{package.upper()}_"
+    names = ", ".join(f"`{m.name}`" for m in spec.members)
+    return f"""# {distribution}
+
+Client of the demessaging backend `{spec.name}`: {names}.
+
+```
+pip install .
+```
+
+```python
+import {package}
+```
+
+Every function and class has the signature and docstring of the backend's; calls run on the
+backend. Settings come from the environment, else from what the package was generated with:
+`{prefix}BROKER_URL`, `{prefix}TOPIC`, `{prefix}TIMEOUT` (seconds), then the same with
+`DEMESSAGING_`.
+"""

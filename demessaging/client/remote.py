@@ -1,0 +1,168 @@
+"""The runtime of a generated client package.
+
+A generated module mirrors the backend module; each mirrored function sends its arguments
+through :class:`RemoteModule`, which builds the request models by introspecting the mirror
+module itself (the same signatures, so the same models as the backend's). Arguments are
+validated before anything is sent.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import warnings
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT, ENV_PREFIX, Settings
+from ..core.models import CallableModels, ModuleModels, build_models, format_validation_error
+from ..core.specs import inspect_module
+from ..errors import DemessagingWarning, InvalidArgumentsError
+from .runtime import Client
+
+__all__ = ["RemoteModule"]
+
+
+class RemoteModule:
+    """Sends the calls of a mirror module to the backend it mirrors.
+
+    Parameters
+    ----------
+    module
+        The mirror module's ``__name__``.
+    topic, broker_url, timeout
+        The settings the package was generated with. The environment overrides them:
+        ``<ENV_PREFIX>TOPIC`` and the like, then ``DEMESSAGING_TOPIC`` and the like.
+    env_prefix
+        The package's own environment prefix, e.g. ``"CLIMATE_CLIENT_"``.
+    """
+
+    def __init__(
+        self,
+        module: str,
+        *,
+        topic: str,
+        broker_url: str | None = None,
+        timeout: float | None = None,
+        env_prefix: str = "",
+    ) -> None:
+        self.module_name = module
+        generated = Settings(
+            topic=topic,
+            broker_url=broker_url or DEFAULT_BROKER_URL,
+            timeout=timeout or DEFAULT_TIMEOUT,
+        )
+        prefixes = (env_prefix, ENV_PREFIX) if env_prefix else (ENV_PREFIX,)
+        self.settings = Settings.from_env(prefixes, defaults=generated)
+        self._lock = threading.Lock()
+        self._client: Client | None = None
+
+    @cached_property
+    def models(self) -> ModuleModels:
+        """The request models, built from the mirror module on first use."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DemessagingWarning)
+            return build_models(inspect_module(sys.modules[self.module_name]))
+
+    @property
+    def client(self) -> Client:
+        """The connection, opened on first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = Client(settings=self.settings)
+            return self._client
+
+    def bind(self, class_name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a mirrored class's constructor arguments; returns them for later calls.
+
+        Raises
+        ------
+        InvalidArgumentsError
+            If they do not validate against the constructor's signature.
+        """
+        try:
+            self.models.constructors[class_name].model_validate(
+                {"class_name": class_name, **arguments}
+            )
+        except ValidationError as exc:
+            raise InvalidArgumentsError(
+                f"invalid arguments for {class_name}(): {format_validation_error(exc)}"
+            ) from None
+        return dict(arguments)
+
+    def request(
+        self,
+        member: str,
+        arguments: Mapping[str, Any],
+        constructor: Mapping[str, Any] | None = None,
+    ) -> tuple[bytes, CallableModels]:
+        """Validate a call and encode its request.
+
+        Parameters
+        ----------
+        member
+            ``"function"`` or ``"Class.method"``.
+        arguments
+            The call's arguments by name.
+        constructor
+            The instance's constructor arguments, for instance methods.
+
+        Raises
+        ------
+        InvalidArgumentsError
+            If the arguments do not validate.
+        """
+        class_name, _, method = member.rpartition(".")
+        if class_name:
+            target = self.models.methods[(class_name, method)]
+            data: dict[str, Any] = {
+                "class_name": class_name,
+                **((constructor or {}) if target.spec.needs_instance else {}),
+                "function": {"func_name": method, **arguments},
+            }
+        else:
+            target = self.models.functions[member]
+            data = {"func_name": member, **arguments}
+        try:
+            validated = self.models.request.validate_python(data)
+        except ValidationError as exc:
+            raise InvalidArgumentsError(
+                f"invalid arguments for {member}(): {format_validation_error(exc)}"
+            ) from None
+        return validated.model_dump_json(by_alias=True).encode(), target
+
+    def call(
+        self,
+        member: str,
+        arguments: Mapping[str, Any],
+        constructor: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Call ``member`` on the backend and return its validated result."""
+        payload, target = self.request(member, arguments, constructor)
+        return self.client.call(payload, returns=target.returns, timeout=timeout, member=member)
+
+    async def acall(
+        self,
+        member: str,
+        arguments: Mapping[str, Any],
+        constructor: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Async version of :meth:`call`."""
+        payload, target = self.request(member, arguments, constructor)
+        return await self.client.acall(
+            payload, returns=target.returns, timeout=timeout, member=member
+        )
+
+    def close(self) -> None:
+        """Close the connection (a later call opens a new one)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
