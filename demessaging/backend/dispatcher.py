@@ -154,9 +154,10 @@ class Dispatcher:
                     error_type=type_name(type(exc)),
                 ) from exc
         except DispatchError as exc:
-            return Outcome(error=self._error_info(exc))
+            return Outcome(error=self.error_info(exc))
 
-    def _error_info(self, exc: DispatchError) -> ErrorInfo:
+    def error_info(self, exc: DispatchError) -> ErrorInfo:
+        """The ErrorInfo to reply with for ``exc`` (logged; traceback only in debug mode)."""
         cause = exc.__cause__ or exc
         if exc.stage == "execution":
             log.warning("call failed: %s: %s", exc.error_type, exc.message, exc_info=cause)

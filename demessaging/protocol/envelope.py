@@ -34,7 +34,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -48,6 +48,7 @@ __all__ = [
     "RequestProperties",
     "ResponseProperties",
     "Status",
+    "envelope_schemas",
     "error_reply",
     "make_request",
     "parse_error",
@@ -251,3 +252,12 @@ def parse_error(message: Message) -> ErrorInfo:
         "request" if text.startswith("error validating request") else "execution"
     )
     return ErrorInfo(type="RemoteError", message=text, stage=stage, traceback=None)
+
+
+def envelope_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schemas of the envelope, by file name (what ``schemas/`` holds)."""
+    return {
+        "request-properties.json": RequestProperties.model_json_schema(by_alias=True),
+        "response-properties.json": ResponseProperties.model_json_schema(by_alias=True),
+        "error-info.json": ErrorInfo.model_json_schema(),
+    }

@@ -1,0 +1,5 @@
+"""``python -m demessaging``."""
+
+from demessaging.cli import main
+
+main()

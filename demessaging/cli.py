@@ -1,0 +1,230 @@
+"""The ``demessaging`` command: schema, generate, listen, call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from . import __version__
+from .config import Settings
+from .errors import DemessagingError, DispatchError
+
+__all__ = ["cli", "main"]
+
+MODULE = click.argument("module", metavar="MODULE")
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Report our errors as one line on stderr with exit status 1, and warnings briefly."""
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    except DemessagingError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        warnings.showwarning = previous
+
+
+def _dump(data: Any, out: TextIO, indent: int | None) -> None:
+    json.dump(data, out, indent=indent, ensure_ascii=False)
+    out.write("\n")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="demessaging")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="How much to log on stderr.",
+)
+def cli(log_level: str) -> None:
+    """Serve a typed Python module to partners over a message broker, and call it.
+
+    MODULE is a path to a .py file or the dotted name of an importable module. Its public
+    functions and classes (or those in its __all__) are served.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+@click.argument("module", metavar="MODULE", required=False)
+@click.option("--api-info", is_flag=True, help="Print DASF's api_info layout instead.")
+@click.option(
+    "--envelope",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the JSON Schemas of the wire envelope into this directory instead.",
+)
+@click.option("--indent", type=int, default=2, show_default=True, help="JSON indentation.")
+def schema(module: str | None, api_info: bool, envelope: Path | None, indent: int) -> None:
+    """Print the JSON Schema of the requests MODULE accepts.
+
+    \b
+    Examples:
+      demessaging schema examples/climate.py > climate.schema.json
+      demessaging schema --api-info examples/climate.py
+      demessaging schema --envelope schemas/
+    """
+    with _errors():
+        if envelope is not None:
+            from .protocol.envelope import envelope_schemas
+
+            envelope.mkdir(parents=True, exist_ok=True)
+            for name, content in envelope_schemas().items():
+                with (envelope / name).open("w", encoding="utf-8") as out:
+                    _dump(content, out, indent)
+            return
+        if module is None:
+            raise click.UsageError("give a MODULE, or --envelope DIR")
+        from .core import build_models, inspect_module
+        from .core import schema as schemas
+
+        models = build_models(inspect_module(module))
+        data = schemas.api_info(models) if api_info else schemas.module_schema(models)
+        _dump(data, sys.stdout, indent)
+
+
+@cli.command()
+@MODULE
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory to write the package into.",
+)
+@click.option("--name", help="Distribution name [default: <module>-client].")
+@click.option("--topic", help="The backend's topic [default: the module's name].")
+@click.option("--broker-url", help="The broker the client connects to by default.")
+@click.option("--version", "package_version", default="0.1.0", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
+def generate(
+    module: str,
+    output: Path,
+    name: str | None,
+    topic: str | None,
+    broker_url: str | None,
+    package_version: str,
+    force: bool,
+) -> None:
+    """Write a client package for MODULE that partners install with pip.
+
+    The package mirrors MODULE: same functions and classes, signatures, type hints and
+    docstrings. Calls run on the backend serving the topic.
+
+    \b
+    Example:
+      demessaging generate examples/climate.py --output climate-client
+      pip install ./climate-client
+    """
+    from .client.generator import generate as write
+
+    with _errors():
+        package = write(
+            module,
+            output,
+            name=name,
+            topic=topic,
+            broker_url=broker_url,
+            version=package_version,
+            force=force,
+        )
+    click.echo(
+        f"wrote {package.distribution} (import {package.package}) to {package.root}; "
+        f"install it with: pip install {package.root}"
+    )
+
+
+@cli.command()
+@MODULE
+@click.option("--topic", help="The request topic [default: the module's name].")
+@click.option("--broker-url", help="The broker [default: $DEMESSAGING_BROKER_URL or memory://].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Requests handled at once.",
+)
+@click.option("--debug", is_flag=True, help="Send tracebacks to callers with errors.")
+def listen(
+    module: str, topic: str | None, broker_url: str | None, workers: int, debug: bool
+) -> None:
+    """Serve MODULE on a topic until interrupted (SIGINT or SIGTERM).
+
+    On a signal the backend stops taking requests and finishes those in flight.
+    """
+    from .backend.dispatcher import Dispatcher
+    from .backend.listener import Listener
+    from .transport import connect
+
+    with _errors():
+        dispatcher = Dispatcher.from_module(module, debug=debug)
+        name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
+        settings = Settings.from_env(broker_url=broker_url, topic=topic or None)
+        listener = Listener(
+            dispatcher, connect(settings.broker_url), settings.topic or name, workers=workers
+        )
+        asyncio.run(_serve(listener))
+
+
+async def _serve(listener: Any) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, listener.stop)
+    try:
+        await listener.serve()
+    finally:
+        await listener.transport.close()
+
+
+@cli.command()
+@MODULE
+@click.argument("request", type=click.File("r", encoding="utf-8"))
+@click.option("--debug", is_flag=True, help="Print the traceback of a failing call.")
+def call(module: str, request: TextIO, debug: bool) -> None:
+    """Run one REQUEST (a JSON file, or - for stdin) against MODULE in this process.
+
+    Prints the result as JSON; a failing call prints its error and exits with status 1.
+
+    \b
+    Example:
+      echo '{"func_name": "total", "values": [1, 2, 3]}' | demessaging call examples/climate.py -
+    """
+    from .backend.dispatcher import Dispatcher
+    from .serialization import json as codec
+
+    with _errors():
+        dispatcher = Dispatcher.from_module(module, debug=debug)
+        try:
+            parsed = dispatcher.parse(request.read())
+            value = dispatcher.execute(parsed)
+        except DispatchError as exc:
+            info = dispatcher.error_info(exc)
+            raise click.ClickException(info.text()) from exc
+        sys.stdout.write(codec.encode(value, parsed.target.returns).decode())
+        sys.stdout.write("\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line."""
+    cli.main(args=argv, prog_name="demessaging")
