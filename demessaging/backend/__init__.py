@@ -2,6 +2,52 @@
 
 from __future__ import annotations
 
-from .dispatcher import Dispatcher, Outcome
+from pathlib import Path
+from types import ModuleType
 
-__all__ = ["Dispatcher", "Outcome"]
+from ..config import Settings
+from ..transport import connect
+from .dispatcher import Dispatcher, Outcome
+from .listener import Listener, ListenerThread
+
+__all__ = ["Dispatcher", "Listener", "ListenerThread", "Outcome", "serve"]
+
+
+def serve(
+    module: str | Path | ModuleType,
+    *,
+    topic: str | None = None,
+    broker_url: str | None = None,
+    workers: int = 4,
+    debug: bool = False,
+) -> ListenerThread:
+    """Serve a module from a background thread of this process.
+
+    Parameters
+    ----------
+    module
+        A file path, a dotted module name or a module.
+    topic
+        The request topic; the ``topic`` setting, else the module's name.
+    broker_url
+        The broker; the ``broker_url`` setting by default.
+    workers
+        Requests handled at once.
+    debug
+        Send tracebacks to callers with errors.
+
+    Returns
+    -------
+    ListenerThread
+        The running backend; ``stop()`` it, or use it as a context manager.
+
+    Examples
+    --------
+    >>> with serve("examples/climate.py", broker_url="memory://"):  # doctest: +SKIP
+    ...     climate_client.total([1.0, 2.0])
+    """
+    dispatcher = Dispatcher.from_module(module, debug=debug)
+    settings = Settings.from_env(broker_url=broker_url, topic=topic)
+    name = settings.topic or dispatcher.models.spec.name.rsplit(".", 1)[-1]
+    listener = Listener(dispatcher, connect(settings.broker_url), name, workers=workers)
+    return ListenerThread(listener).start()

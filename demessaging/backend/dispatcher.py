@@ -13,6 +13,7 @@ import logging
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -67,7 +68,7 @@ class Dispatcher:
         self.debug = debug
 
     @classmethod
-    def from_module(cls, target: str | ModuleType, *, debug: bool = False) -> Dispatcher:
+    def from_module(cls, target: str | Path | ModuleType, *, debug: bool = False) -> Dispatcher:
         """Introspect ``target`` (a path, dotted name or module) and build its dispatcher."""
         return cls(build_models(inspect_module(target)), debug=debug)
 

@@ -201,7 +201,9 @@ class ListenerThread:
         self._error: BaseException | None = None
 
     def start(self, timeout: float = 10.0) -> ListenerThread:
-        """Start serving; returns once the listener is subscribed."""
+        """Start serving; returns once the listener is subscribed (at once if it already is)."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
         self._thread = threading.Thread(target=self._run, name="demessaging-listener", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout

@@ -54,7 +54,7 @@ class GeneratedPackage:
 
 
 def generate(
-    target: str | ModuleType,
+    target: str | Path | ModuleType,
     output: str | Path,
     *,
     name: str | None = None,

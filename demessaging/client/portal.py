@@ -7,8 +7,11 @@ running loop included) await it. All transport I/O happens on the portal's loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
+import contextlib
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -24,6 +27,9 @@ class Portal:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        close = weakref.WeakMethod(self.close)
+        self._atexit = lambda: (method := close()) is not None and method()
+        atexit.register(self._atexit)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -61,10 +67,20 @@ class Portal:
             raise
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the loop and join the thread."""
+        """Cancel what still runs on the loop, stop it and join the thread."""
+        atexit.unregister(self._atexit)
         if self.loop.is_closed():
             return
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(_cancel_all(), self.loop).result(timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+async def _cancel_all() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

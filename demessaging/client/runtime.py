@@ -8,12 +8,14 @@ deadline; remote errors are raised as :class:`~demessaging.errors.RemoteError`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json as _json
 import logging
 import random
 import string
 import uuid
+import weakref
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -199,6 +201,8 @@ class Client:
     def _get_portal(self) -> Portal:
         if self._portal is None:
             self._portal = Portal()
+            close = weakref.WeakMethod(self.close)
+            atexit.register(lambda: (method := close()) is not None and method())
         return self._portal
 
     async def _on_portal(self, coro: Coroutine[Any, Any, T]) -> T:

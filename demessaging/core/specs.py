@@ -14,6 +14,7 @@ import typing
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
@@ -193,7 +194,7 @@ def is_data_type(obj: object) -> bool:
     )
 
 
-def inspect_module(target: str | ModuleType) -> ModuleSpec:
+def inspect_module(target: str | Path | ModuleType) -> ModuleSpec:
     """Introspect the functions and classes a module serves.
 
     Parameters
