@@ -139,6 +139,8 @@ def render_module(
     header += [
         f"# Client of the demessaging backend {spec.name!r}, written by demessaging {__version__}.",
         "# Regenerate it rather than editing it.",
+        "# Defaults are the backend's own, mutable ones included; they are never mutated here.",
+        "# ruff: noqa: B006, B008",
         "",
         "from __future__ import annotations",
         "",
@@ -195,7 +197,11 @@ def _signature(spec: FunctionSpec, renderer: Renderer, first: str | None) -> tup
         if p.annotated:
             text += f": {renderer.annotation(p.annotation, f'{spec.qualname}({p.name})')}"
         if not p.required:
-            text += f"{' = ' if p.annotated else '='}{renderer.value(p.default)}"
+            try:
+                default = renderer.value(p.default)
+            except GeneratorError as exc:
+                raise GeneratorError(f"default of {spec.qualname}({p.name}): {exc}") from exc
+            text += f"{' = ' if p.annotated else '='}{default}"
         params.append(text)
         following = spec.parameters[index + 1].kind if index + 1 < len(spec.parameters) else None
         if p.kind is _P.POSITIONAL_ONLY and following is not _P.POSITIONAL_ONLY:

@@ -153,13 +153,22 @@ class Renderer:
             return repr(value)
         if isinstance(value, float):
             if math.isnan(value):
-                return "float('nan')"
+                return 'float("nan")'
             if math.isinf(value):
-                return "float('inf')" if value > 0 else "-float('inf')"
+                return 'float("inf")' if value > 0 else '-float("inf")'
             return repr(value)
         if isinstance(value, enum.Enum):
             return f"{self.ref(type(value))}.{value.name}"
-        if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
+            fields = value._asdict().items()  # type: ignore[attr-defined]
+            args = ", ".join(f"{k}={self.value(v)}" for k, v in fields)
+            return f"{self.ref(type(value))}({args})"
+        if isinstance(value, BaseModel):
+            args = ", ".join(
+                f"{k}={self.value(getattr(value, k))}" for k in type(value).model_fields
+            )
+            return f"{self.ref(type(value))}({args})"
+        if isinstance(value, tuple):
             items = [self.value(v) for v in value]
             return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
         if isinstance(value, list):
@@ -177,9 +186,9 @@ class Renderer:
             self.imports.add("import datetime")
             return repr(value)
         if isinstance(value, pathlib.PurePath):
-            return f"{self.ref(Path)}({str(value)!r})"
+            return f"{self.ref(Path)}({json.dumps(str(value))})"
         if isinstance(value, decimal.Decimal | uuid.UUID):
-            return f"{self.ref(type(value))}({str(value)!r})"
+            return f"{self.ref(type(value))}({json.dumps(str(value))})"
         if isinstance(value, FieldInfo):
             return self._field(value, PydanticUndefined)
         if type(value).__name__ == "_PydanticGeneralMetadata":
@@ -249,7 +258,7 @@ class Renderer:
             lines.append(f"    {docstring_literal(doc)}")
             if body:
                 lines.append("")
-        lines += [f"    {line}" for line in body] or ([] if doc else ["    pass"])
+        lines += [f"    {line}" if line else "" for line in body] or ([] if doc else ["    pass"])
         return "\n".join(lines)
 
     def _enum(self, cls: type[enum.Enum]) -> str:
@@ -314,16 +323,21 @@ class Renderer:
 
     def _typeddict(self, cls: type) -> str:
         self.imports.add("import typing_extensions")
-        hints = typing_extensions.get_type_hints(cls)  # Required/NotRequired stripped
+        # __optional_keys__ misses NotRequired written as a string (``from __future__ import
+        # annotations``), so the wrappers are read from the resolved hints
+        hints = typing_extensions.get_type_hints(cls, include_extras=True)
         optional: frozenset[str] = getattr(cls, "__optional_keys__", frozenset())
         body = []
         for name, tp in hints.items():
+            origin: Any = typing_extensions.get_origin(tp)
+            is_optional = name in optional
+            if origin in (typing_extensions.NotRequired, typing_extensions.Required):
+                is_optional = origin is typing_extensions.NotRequired
+                tp = typing_extensions.get_args(tp)[0]
             text = self.annotation(tp, f"{cls.__qualname__}.{name}")
-            body.append(
-                f"{name}: typing_extensions.NotRequired[{text}]"
-                if name in optional
-                else f"{name}: {text}"
-            )
+            if is_optional:
+                text = f"typing_extensions.NotRequired[{text}]"
+            body.append(f"{name}: {text}")
         return self._class(cls, "typing_extensions.TypedDict", body)
 
     def _namedtuple(self, cls: type) -> str:
