@@ -1,0 +1,268 @@
+"""Whole calls in one process: client -> envelope -> in-memory broker -> listener -> reply."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, ListenerThread
+from demessaging.client import Client
+from demessaging.errors import CallTimeoutError, RemoteError, TransportError
+from demessaging.protocol import Message, Prop
+from demessaging.transport.memory import MemoryBroker, MemoryTransport
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+CLIMATE = EXAMPLES / "climate.py"
+
+SLOW = '''
+import threading
+import time
+
+LOCK = threading.Lock()
+RUNNING = 0
+PEAK = 0
+STARTED = threading.Event()
+
+
+def slow(seconds: float) -> float:
+    """Sleep, tracking how many calls run at once."""
+    global RUNNING, PEAK
+    with LOCK:
+        RUNNING += 1
+        PEAK = max(PEAK, RUNNING)
+    STARTED.set()
+    time.sleep(seconds)
+    with LOCK:
+        RUNNING -= 1
+    return seconds
+
+
+def fail(text: str) -> None:
+    """Raise KeyError."""
+    raise KeyError(text)
+'''
+
+
+@pytest.fixture
+def slow_module(write_backend: Callable[[str], Path]) -> object:
+    import importlib.util
+    import sys
+
+    path = write_backend(SLOW)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_function_call_with_numpy_argument(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+    serve(CLIMATE)
+    c = client()
+    assert c.call({"func_name": "total", "values": np.arange(5.0)}) == 10.0
+    assert c.call({"func_name": "total", "values": [[1, 2], [3, 4]], "axis": 0}) == [4.0, 6.0]
+
+
+def test_instance_and_static_methods(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+    serve(CLIMATE)
+    c = client()
+    request = {
+        "class_name": "TimeSeries",
+        "values": [1.0, 2.0, 3.0, 4.0],
+        "start": "2024-01-01",
+        "function": {"func_name": "resample", "factor": 2},
+    }
+    assert c.call(request) == [1.5, 3.5]
+    static = {
+        "class_name": "TimeSeries",
+        "function": {"func_name": "days_between", "first": "2024-01-01", "last": "2024-03-01"},
+    }
+    assert c.call(static) == 60
+
+
+def test_remote_error_carries_type_message_and_stage(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+    serve(slow_module)
+    c = client()
+    with pytest.raises(RemoteError) as info:
+        c.call({"func_name": "fail", "text": "no such station"}, member="fail")
+    assert info.value.remote_type == "KeyError"
+    assert "no such station" in info.value.message
+    assert info.value.stage == "execution"
+    assert info.value.remote_traceback is None
+
+
+def test_debug_mode_sends_the_traceback(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+    serve(slow_module, debug=True)
+    with pytest.raises(RemoteError) as info:
+        client().call({"func_name": "fail", "text": "x"})
+    assert info.value.remote_traceback is not None
+    assert "raise KeyError(text)" in info.value.remote_traceback
+
+
+def test_invalid_requests_are_answered_with_request_errors(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+    serve(CLIMATE)
+    c = client()
+    for request in ({"func_name": "os.system", "command": "true"}, {"func_name": "__import__"}, b"\x00\xffnot json"):
+        with pytest.raises(RemoteError) as info:
+            c.call(request)
+        assert info.value.stage == "request"
+
+
+def test_call_to_a_topic_without_backend_times_out_within_its_deadline(client: Callable[..., Client]) -> None:
+    c = client("nobody-listens", timeout=30)
+    start = time.monotonic()
+    with pytest.raises(CallTimeoutError) as info:
+        c.call({"func_name": "total", "values": [1]}, timeout=0.3, member="total")
+    elapsed = time.monotonic() - start
+    assert 0.3 <= elapsed < 3
+    assert isinstance(info.value, TimeoutError)
+    assert "nobody-listens" in str(info.value)
+    assert "'total'" in str(info.value)
+
+
+def test_client_default_timeout_applies(client: Callable[..., Client]) -> None:
+    c = client("nobody-listens", timeout=0.2)
+    with pytest.raises(CallTimeoutError) as info:
+        c.ping()
+    assert info.value.timeout == 0.2
+
+
+def test_ping_info_and_api_info(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+    serve(CLIMATE)
+    c = client()
+    assert 0 <= c.ping() < 5
+    info = c.info()
+    assert info["title"] == "climate"
+    assert "FuncTotal" in info["$defs"]
+    api = c.api_info()
+    assert [f["name"] for f in api["functions"]] == ["anomalies", "regional_mean", "summarize", "total"]
+    assert [m["name"] for m in api["classes"][0]["methods"]] == ["mean", "between", "resample", "days_between"]
+
+
+def test_many_concurrent_async_calls(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+    serve(CLIMATE, workers=8)
+    c = client()
+
+    async def many() -> list[float]:
+        calls = [c.acall({"func_name": "total", "values": [i, i]}) for i in range(200)]
+        return await asyncio.gather(*calls)
+
+    assert asyncio.run(many()) == [2.0 * i for i in range(200)]
+
+
+def test_calls_from_many_threads(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+    serve(CLIMATE)
+    c = client()
+    results: dict[int, float] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for j in range(5):
+                results[i * 10 + j] = c.call({"func_name": "total", "values": [i, j]})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert results == {i * 10 + j: float(i + j) for i in range(16) for j in range(5)}
+
+
+def test_workers_bound_the_calls_in_flight(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+    serve(slow_module, workers=2)
+    c = client()
+
+    async def burst() -> list[float]:
+        return await asyncio.gather(*(c.acall({"func_name": "slow", "seconds": 0.1}) for _ in range(8)))
+
+    assert asyncio.run(burst()) == [0.1] * 8
+    assert slow_module.PEAK == 2  # type: ignore[attr-defined]
+
+
+def test_request_is_acknowledged_only_after_the_reply(broker: MemoryBroker, serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+    serve(slow_module, topic="acks", workers=1)
+    c = client("acks")
+
+    async def watch() -> tuple[int, float, int]:
+        call = asyncio.ensure_future(c.acall({"func_name": "slow", "seconds": 0.5}))
+        await asyncio.get_running_loop().run_in_executor(None, slow_module.STARTED.wait, 5)  # type: ignore[attr-defined]
+        during = broker.backlog("acks", DEFAULT_SUBSCRIPTION)
+        result = await call
+        await asyncio.sleep(0.05)
+        return during, result, broker.backlog("acks", DEFAULT_SUBSCRIPTION)
+
+    during, result, after = asyncio.run(watch())
+    assert (during, result, after) == (1, 0.5, 0)
+
+
+def test_stop_finishes_calls_in_flight(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+    backend = serve(slow_module, topic="graceful")
+    c = client("graceful")
+    results: list[float] = []
+    caller = threading.Thread(target=lambda: results.append(c.call({"func_name": "slow", "seconds": 0.4})))
+    caller.start()
+    assert slow_module.STARTED.wait(5)  # type: ignore[attr-defined]
+    backend.stop()
+    caller.join(10)
+    assert results == [0.4]
+    with pytest.raises(CallTimeoutError):
+        c.call({"func_name": "slow", "seconds": 0}, timeout=0.3)
+
+
+def test_malformed_messages_do_not_stop_the_backend(broker: MemoryBroker, serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+    backend = serve(CLIMATE, topic="robust")
+    raw = MemoryTransport(broker)
+    junk = [
+        Message(payload=os.urandom(64), properties={}),
+        Message(payload=b"{}", properties={Prop.MESSAGE_TYPE: "request"}),
+        Message(payload=b"", properties={Prop.MESSAGE_TYPE: "request", Prop.REQUEST_CONTEXT: "1"}),
+        Message(payload=b"", properties={Prop.MESSAGE_TYPE: "bogus", Prop.REQUEST_CONTEXT: "1", Prop.RESPONSE_TOPIC: "x"}),
+    ]
+
+    async def send() -> None:
+        for message in junk:
+            await raw.publish("robust", message)
+
+    asyncio.run(send())
+    assert client("robust").call({"func_name": "total", "values": [1, 2]}) == 3.0
+    deadline = time.monotonic() + 5
+    while broker.backlog("robust", DEFAULT_SUBSCRIPTION) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert broker.backlog("robust", DEFAULT_SUBSCRIPTION) == 0  # junk was acknowledged, not stuck
+    assert backend.listener.ready.is_set()
+
+
+class FlakyTransport(MemoryTransport):
+    """Fails the first reply it publishes."""
+
+    failed = False
+
+    async def publish(self, topic: str, message: Message) -> None:
+        if message.properties.get(Prop.MESSAGE_TYPE) == "response" and not self.failed:
+            self.failed = True
+            raise TransportError("broker went away")
+        await super().publish(topic, message)
+
+
+def test_a_reply_that_cannot_be_sent_means_redelivery(broker: MemoryBroker, client: Callable[..., Client]) -> None:
+    from demessaging.backend import Dispatcher, Listener
+
+    transport = FlakyTransport(broker)
+    listener = Listener(Dispatcher.from_module(CLIMATE), transport, "flaky")
+    with ListenerThread(listener):
+        assert client("flaky").call({"func_name": "total", "values": [2, 3]}) == 5.0
+    assert transport.failed
+    assert listener.handled == 1
