@@ -115,6 +115,11 @@ def schema(module: str | None, api_info: bool, envelope: Path | None, indent: in
 @click.option("--name", help="Distribution name [default: <module>-client].")
 @click.option("--topic", help="The backend's topic [default: the module's name].")
 @click.option("--broker-url", help="The broker the client connects to by default.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Default deadline of a call, in seconds [default: 60].",
+)
 @click.option("--version", "package_version", default="0.1.0", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite a non-empty output directory.")
 def generate(
@@ -123,6 +128,7 @@ def generate(
     name: str | None,
     topic: str | None,
     broker_url: str | None,
+    timeout: float | None,
     package_version: str,
     force: bool,
 ) -> None:
@@ -145,6 +151,7 @@ def generate(
             name=name,
             topic=topic,
             broker_url=broker_url,
+            timeout=timeout,
             version=package_version,
             force=force,
         )

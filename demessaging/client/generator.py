@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from .. import __version__
-from ..config import DEFAULT_BROKER_URL
+from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT
 from ..core.specs import ClassSpec, FunctionSpec, ModuleSpec, inspect_module
 from ..errors import GeneratorError
 from .render import Renderer, docstring_literal
@@ -60,6 +60,7 @@ def generate(
     name: str | None = None,
     topic: str | None = None,
     broker_url: str | None = None,
+    timeout: float | None = None,
     version: str = "0.1.0",
     force: bool = False,
 ) -> GeneratedPackage:
@@ -78,6 +79,8 @@ def generate(
         The backend's topic; the module's name by default.
     broker_url
         The broker the client connects to by default.
+    timeout
+        The default deadline of a call, in seconds.
     version
         The package's version.
     force
@@ -110,6 +113,7 @@ def generate(
         spec,
         topic=topic or spec.name.rsplit(".", 1)[-1],
         broker_url=broker_url or DEFAULT_BROKER_URL,
+        timeout=timeout or DEFAULT_TIMEOUT,
         env_prefix=f"{package.upper()}_",
     )
     dependencies = _dependencies(modules)
@@ -124,7 +128,7 @@ def generate(
 
 
 def render_module(
-    spec: ModuleSpec, *, topic: str, broker_url: str, env_prefix: str
+    spec: ModuleSpec, *, topic: str, broker_url: str, timeout: float, env_prefix: str
 ) -> tuple[str, set[str]]:
     """The source of the mirror module, and the top-level modules its annotations import."""
     renderer = Renderer(_local_checker(spec))
@@ -158,6 +162,7 @@ def render_module(
         "    __name__,",
         f"    topic={_str(topic)},",
         f"    broker_url={_str(broker_url)},",
+        f"    timeout={float(timeout)!r},",
         f"    env_prefix={_str(env_prefix)},",
         ")",
     ]

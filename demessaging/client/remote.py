@@ -21,6 +21,7 @@ from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT, ENV_PREFIX, Settings
 from ..core.models import CallableModels, ModuleModels, build_models, format_validation_error
 from ..core.specs import inspect_module
 from ..errors import DemessagingWarning, InvalidArgumentsError
+from ..serialization import json
 from .runtime import Client
 
 __all__ = ["RemoteModule"]
@@ -132,7 +133,7 @@ class RemoteModule:
             raise InvalidArgumentsError(
                 f"invalid arguments for {member}(): {format_validation_error(exc)}"
             ) from None
-        return validated.model_dump_json(by_alias=True).encode(), target
+        return json.encode(validated), target
 
     def call(
         self,

@@ -151,12 +151,7 @@ class Client:
         member: str = "",
     ) -> Any:
         """Async version of :meth:`call`; works on any event loop."""
-        if isinstance(request, bytes):
-            payload = request
-        elif isinstance(request, BaseModel):
-            payload = request.model_dump_json(by_alias=True).encode()
-        else:
-            payload = json.encode(request)
+        payload = request if isinstance(request, bytes) else json.encode(request)
         exchange = self._exchange(MessageType.REQUEST, payload, timeout, member)
         reply = await self._on_portal(exchange)
         if reply.properties.get(Prop.STATUS) == Status.ERROR.value:

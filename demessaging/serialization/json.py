@@ -2,11 +2,14 @@
 
 ``encode(value, adapter)`` and ``decode(data, adapter)``; every codec module has these two.
 numpy arrays and scalars become (nested) lists and numbers, also where the annotation is
-``Any``.
+``Any``. NaN and infinities are written ``NaN``, ``Infinity`` and ``-Infinity``, as Python's
+and JavaScript's JSON parsers read them (pydantic's own JSON output would turn them into
+``null``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 import numpy as np
@@ -33,7 +36,8 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytes:
     pydantic_core.PydanticSerializationError
         If the value cannot be represented in JSON.
     """
-    return adapter.dump_json(value, fallback=_fallback)
+    plain = adapter.dump_python(value, mode="json", by_alias=True, fallback=_fallback)
+    return json.dumps(plain, allow_nan=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def decode(data: bytes | str, adapter: TypeAdapter[T] = _ANY) -> T:
