@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .config import Settings
-from .errors import DemessagingError, DispatchError
+from .errors import DemessagingError, DemessagingWarning, DispatchError
 
 __all__ = ["cli", "main"]
 
@@ -31,14 +31,13 @@ def _errors() -> Iterator[None]:
     def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         click.echo(f"warning: {message}", err=True)
 
-    previous = warnings.showwarning
-    warnings.showwarning = show
-    try:
-        yield
-    except DemessagingError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        warnings.showwarning = previous
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DemessagingWarning)
+        warnings.showwarning = show
+        try:
+            yield
+        except DemessagingError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _dump(data: Any, out: TextIO, indent: int | None) -> None:

@@ -29,7 +29,9 @@ def serve(broker: MemoryBroker) -> Iterator[Callable[..., ListenerThread]]:
     """Start backends on ``broker``: ``serve(module, topic=..., workers=...)``; all are stopped."""
     started: list[ListenerThread] = []
 
-    def start(module: object, topic: str = "t", workers: int = 4, debug: bool = False) -> ListenerThread:
+    def start(
+        module: object, topic: str = "t", workers: int = 4, debug: bool = False
+    ) -> ListenerThread:
         dispatcher = Dispatcher.from_module(module, debug=debug)  # type: ignore[arg-type]
         listener = Listener(dispatcher, MemoryTransport(broker), topic, workers=workers)
         thread = ListenerThread(listener).start()

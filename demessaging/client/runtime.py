@@ -14,6 +14,7 @@ import json as _json
 import logging
 import random
 import string
+import threading
 import uuid
 import weakref
 from collections.abc import Coroutine, Mapping
@@ -75,6 +76,7 @@ class Client:
         self.response_topic = f"{self.topic}_{suffix}"
         self._transport = transport
         self._portal: Portal | None = None
+        self._portal_lock = threading.Lock()
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
@@ -128,11 +130,12 @@ class Client:
 
     def close(self) -> None:
         """Close the response subscription, the transport and the background loop."""
-        if self._portal is not None:
+        with self._portal_lock:
+            portal, self._portal = self._portal, None
+        if portal is not None:
             with contextlib.suppress(RuntimeError):
-                self._portal.run(self._aclose())
-            self._portal.close()
-            self._portal = None
+                portal.run(self._aclose())
+            portal.close()
 
     def __enter__(self) -> Client:
         return self
@@ -194,11 +197,13 @@ class Client:
     # -- core (runs on the portal's loop) -----------------------------------------------------
 
     def _get_portal(self) -> Portal:
-        if self._portal is None:
-            self._portal = Portal()
-            close = weakref.WeakMethod(self.close)
-            atexit.register(lambda: (method := close()) is not None and method())
-        return self._portal
+        # one loop per client, even when many threads make their first call at once
+        with self._portal_lock:
+            if self._portal is None:
+                self._portal = Portal()
+                close = weakref.WeakMethod(self.close)
+                atexit.register(lambda: (method := close()) is not None and method())
+            return self._portal
 
     async def _on_portal(self, coro: Coroutine[Any, Any, T]) -> T:
         portal = self._get_portal()

@@ -72,7 +72,9 @@ def compare(original: ModuleType, mirror: ModuleType) -> tuple[list[str], int]:
             problems.append(f"{label}: async differs")
 
     for function in spec.functions:
-        same_callable(function.name, getattr(original, function.name), getattr(mirror, function.name))
+        same_callable(
+            function.name, getattr(original, function.name), getattr(mirror, function.name)
+        )
     for cls in spec.classes:
         ours, theirs = getattr(original, cls.name), getattr(mirror, cls.name)
         if ours.__doc__ != theirs.__doc__:
@@ -85,7 +87,11 @@ def compare(original: ModuleType, mirror: ModuleType) -> tuple[list[str], int]:
             kind_m = type(inspect.getattr_static(theirs, method.name)).__name__
             if kind_o != kind_m:
                 problems.append(f"{cls.name}.{method.name}: {kind_o} != {kind_m}")
-            same_callable(f"{cls.name}.{method.name}", getattr(ours, method.name), getattr(theirs, method.name))
+            same_callable(
+                f"{cls.name}.{method.name}",
+                getattr(ours, method.name),
+                getattr(theirs, method.name),
+            )
 
     for name in reproduced:
         checked += 1

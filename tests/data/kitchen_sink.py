@@ -9,7 +9,7 @@ import pathlib
 import typing
 from collections.abc import Sequence
 from math import sqrt  # imported: must not be served
-from typing import Annotated, Literal, NamedTuple, Optional, Union
+from typing import Annotated, Literal, NamedTuple
 
 import annotated_types
 import numpy as np
@@ -63,7 +63,7 @@ class Station(BaseModel):
     code: str = Field(min_length=3, max_length=8, pattern="^[A-Z]+$", description="Station code.")
     height: float = Field(0.0, ge=-500, le=9000, title="Height (m)")
     colour: Colour = Colour.RED
-    window: Optional[Window] = None
+    window: Window | None = None
     tags: set[str] = Field(default_factory=set)
 
 
@@ -73,7 +73,7 @@ def scale(
     /,
     offset: Annotated[float, annotated_types.Ge(0)] = 0.0,
     *,
-    clip: Optional[tuple[float, float]] = None,
+    clip: tuple[float, float] | None = None,
 ) -> npt.NDArray[np.float64]:
     """Scale values.
 
@@ -98,13 +98,13 @@ def describe(
     where: pathlib.Path = pathlib.Path("/data"),
     level: Level = Level.LOW,
     mode: Literal["short", "long"] = "short",
-    point: Point = Point(1.0, 2.0),
+    point: Point = Point(1.0, 2.0),  # noqa: B008
     options: Options | None = None,
     grid: Annotated[np.ndarray, ArraySpec(dtype="int32", shape=(None, 2))] | None = None,
     weights: dict[str, float] = {"a": 1.0},  # noqa: B006
     ids: Sequence[int] = (1, 2),
     ratio: float = float("inf"),
-) -> dict[str, Union[str, int, None]]:
+) -> dict[str, str | int | None]:
     """Describe a station.
 
     Args:

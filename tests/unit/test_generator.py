@@ -41,7 +41,11 @@ def mirror(tmp_path: Path) -> Iterator[Callable[..., tuple[ModuleType, str]]]:
         tag = uuid.uuid4().hex[:8]
         broker_url = f"memory://{tag}"
         package = generate(
-            original, tmp_path / tag, name=f"{original.stem}-{tag}", broker_url=broker_url, **options
+            original,
+            tmp_path / tag,
+            name=f"{original.stem}-{tag}",
+            broker_url=broker_url,
+            **options,
         )
         sys.path.insert(0, str(package.root))
         module = importlib.import_module(package.package)
@@ -50,7 +54,7 @@ def mirror(tmp_path: Path) -> Iterator[Callable[..., tuple[ModuleType, str]]]:
 
     yield make
     for name in imported:
-        getattr(sys.modules[name], "_remote").close()
+        sys.modules[name]._remote.close()
         sys.modules.pop(name, None)
 
 
@@ -85,7 +89,9 @@ def test_generated_client_calls_the_backend(mirror: Callable[..., tuple[ModuleTy
             ks.root(-1.0)
 
 
-def test_results_come_back_as_the_mirrored_types(mirror: Callable[..., tuple[ModuleType, str]]) -> None:
+def test_results_come_back_as_the_mirrored_types(
+    mirror: Callable[..., tuple[ModuleType, str]],
+) -> None:
     climate, broker_url = mirror(CLIMATE)
     with serve(CLIMATE, broker_url=broker_url, topic="climate"):
         stats = climate.summarize(np.array([1.0, 4.0]), how=climate.Aggregation.MAX)
@@ -97,7 +103,9 @@ def test_results_come_back_as_the_mirrored_types(mirror: Callable[..., tuple[Mod
         assert resampled.tolist() == [0.5, 2.5, 4.5]
 
 
-def test_arguments_are_validated_before_anything_is_sent(mirror: Callable[..., tuple[ModuleType, str]]) -> None:
+def test_arguments_are_validated_before_anything_is_sent(
+    mirror: Callable[..., tuple[ModuleType, str]],
+) -> None:
     ks, _ = mirror(KITCHEN, timeout=30)  # no backend: a call that were sent would hang 30 s
     start = time.monotonic()
     with pytest.raises(InvalidArgumentsError, match=r"describe\(\).*station"):
@@ -130,7 +138,11 @@ def test_package_layout_and_dependencies(tmp_path: Path) -> None:
     package = generate(CLIMATE, tmp_path / "out", topic="climate-v1")
     assert package.distribution == "climate-client"
     assert package.package == "climate_client"
-    assert sorted(p.name for p in package.root.iterdir()) == ["README.md", "climate_client", "pyproject.toml"]
+    assert sorted(p.name for p in package.root.iterdir()) == [
+        "README.md",
+        "climate_client",
+        "pyproject.toml",
+    ]
     assert (package.root / "climate_client" / "py.typed").exists()
     pyproject = (package.root / "pyproject.toml").read_text()
     assert 'name = "climate-client"' in pyproject
@@ -148,7 +160,9 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path: Path) -> Non
     assert generate(CLIMATE, tmp_path, force=True).package == "climate_client"
 
 
-def test_defaults_without_source_form_are_refused_by_name(write_backend: Callable[[str], Path], tmp_path: Path) -> None:
+def test_defaults_without_source_form_are_refused_by_name(
+    write_backend: Callable[[str], Path], tmp_path: Path
+) -> None:
     path = write_backend(
         "from typing import Any\n"
         "class Opaque:\n    pass\n"
@@ -163,13 +177,18 @@ def test_environment_overrides_generated_settings(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("DEMESSAGING_TIMEOUT", "7")
     monkeypatch.setenv("MY_CLIENT_TOPIC", "elsewhere")
     monkeypatch.setenv("DEMESSAGING_TOPIC", "ignored-because-the-package-prefix-wins")
-    remote = RemoteModule("unused", topic="generated", broker_url="memory://x", env_prefix="MY_CLIENT_")
+    remote = RemoteModule(
+        "unused", topic="generated", broker_url="memory://x", env_prefix="MY_CLIENT_"
+    )
     assert remote.settings.topic == "elsewhere"
     assert remote.settings.timeout == 7.0
     assert remote.settings.broker_url == "memory://x"
     monkeypatch.delenv("MY_CLIENT_TOPIC")
     monkeypatch.delenv("DEMESSAGING_TOPIC")
-    assert RemoteModule("unused", topic="generated", env_prefix="MY_CLIENT_").settings.topic == "generated"
+    assert (
+        RemoteModule("unused", topic="generated", env_prefix="MY_CLIENT_").settings.topic
+        == "generated"
+    )
 
 
 @pytest.mark.slow
@@ -181,21 +200,38 @@ def test_installed_into_a_fresh_virtual_environment(tmp_path: Path) -> None:
     python = venv / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     # demessaging and its dependencies come from this environment; the client is installed
     here = [p for p in sys.path if p.endswith("site-packages")] + [str(ROOT)]
     Path(site, "outer.pth").write_text("\n".join(here) + "\n")
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-         "--no-build-isolation", "--no-index", "--quiet", str(package.root)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            str(package.root),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert install.returncode == 0, install.stdout + install.stderr
     assert not (Path(site) / package.package).is_symlink()
     report = subprocess.run(
         [str(python), str(DATA / "compare_mirror.py"), str(KITCHEN), package.package],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert report.returncode == 0, report.stderr
     import json
@@ -205,12 +241,18 @@ def test_installed_into_a_fresh_virtual_environment(tmp_path: Path) -> None:
     assert result["checked"] >= 15
     assert result["file"].startswith(site)
     call = subprocess.run(
-        [str(python), "-c",
-         "import sys; from demessaging.backend import serve; import ks_installed as ks\n"
-         f"with serve({str(KITCHEN)!r}, broker_url='memory://', topic='kitchen_sink'):\n"
-         "    print(ks.Counter(start=1).after(2), ks.root(9.0))\n"
-         "ks._remote.close()"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            str(python),
+            "-c",
+            "import sys; from demessaging.backend import serve; import ks_installed as ks\n"
+            f"with serve({str(KITCHEN)!r}, broker_url='memory://', topic='kitchen_sink'):\n"
+            "    print(ks.Counter(start=1).after(2), ks.root(9.0))\n"
+            "ks._remote.close()",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert call.returncode == 0, call.stderr
     assert call.stdout.split() == ["3", "3.0"]

@@ -33,7 +33,8 @@ def test_shared_consumers_take_turns_and_each_message_goes_to_one(broker: Memory
         return got_a, got_b
 
     got_a, got_b = run(scenario())
-    assert got_a and got_b
+    assert got_a
+    assert got_b
     assert sorted(got_a + got_b, key=int) == [str(i).encode() for i in range(10)]
     assert not set(got_a) & set(got_b)
 

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, ListenerThread
-from demessaging.client import Client
+from demessaging.client import Client, runtime
+from demessaging.client.portal import Portal
+from demessaging.core.loader import load_module
 from demessaging.errors import CallTimeoutError, RemoteError, TransportError
 from demessaging.protocol import Message, Prop
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
@@ -53,26 +55,21 @@ def fail(text: str) -> None:
 
 @pytest.fixture
 def slow_module(write_backend: Callable[[str], Path]) -> object:
-    import importlib.util
-    import sys
-
-    path = write_backend(SLOW)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(write_backend(SLOW))
 
 
-def test_function_call_with_numpy_argument(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+def test_function_call_with_numpy_argument(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
     serve(CLIMATE)
     c = client()
     assert c.call({"func_name": "total", "values": np.arange(5.0)}) == 10.0
     assert c.call({"func_name": "total", "values": [[1, 2], [3, 4]], "axis": 0}) == [4.0, 6.0]
 
 
-def test_instance_and_static_methods(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+def test_instance_and_static_methods(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
     serve(CLIMATE)
     c = client()
     request = {
@@ -89,7 +86,9 @@ def test_instance_and_static_methods(serve: Callable[..., ListenerThread], clien
     assert c.call(static) == 60
 
 
-def test_remote_error_carries_type_message_and_stage(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+def test_remote_error_carries_type_message_and_stage(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object
+) -> None:
     serve(slow_module)
     c = client()
     with pytest.raises(RemoteError) as info:
@@ -100,7 +99,9 @@ def test_remote_error_carries_type_message_and_stage(serve: Callable[..., Listen
     assert info.value.remote_traceback is None
 
 
-def test_debug_mode_sends_the_traceback(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+def test_debug_mode_sends_the_traceback(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object
+) -> None:
     serve(slow_module, debug=True)
     with pytest.raises(RemoteError) as info:
         client().call({"func_name": "fail", "text": "x"})
@@ -108,16 +109,24 @@ def test_debug_mode_sends_the_traceback(serve: Callable[..., ListenerThread], cl
     assert "raise KeyError(text)" in info.value.remote_traceback
 
 
-def test_invalid_requests_are_answered_with_request_errors(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+def test_invalid_requests_are_answered_with_request_errors(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
     serve(CLIMATE)
     c = client()
-    for request in ({"func_name": "os.system", "command": "true"}, {"func_name": "__import__"}, b"\x00\xffnot json"):
+    for request in (
+        {"func_name": "os.system", "command": "true"},
+        {"func_name": "__import__"},
+        b"\x00\xffnot json",
+    ):
         with pytest.raises(RemoteError) as info:
             c.call(request)
         assert info.value.stage == "request"
 
 
-def test_call_to_a_topic_without_backend_times_out_within_its_deadline(client: Callable[..., Client]) -> None:
+def test_call_to_a_topic_without_backend_times_out_within_its_deadline(
+    client: Callable[..., Client],
+) -> None:
     c = client("nobody-listens", timeout=30)
     start = time.monotonic()
     with pytest.raises(CallTimeoutError) as info:
@@ -136,7 +145,9 @@ def test_client_default_timeout_applies(client: Callable[..., Client]) -> None:
     assert info.value.timeout == 0.2
 
 
-def test_ping_info_and_api_info(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+def test_ping_info_and_api_info(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
     serve(CLIMATE)
     c = client()
     assert 0 <= c.ping() < 5
@@ -144,11 +155,23 @@ def test_ping_info_and_api_info(serve: Callable[..., ListenerThread], client: Ca
     assert info["title"] == "climate"
     assert "FuncTotal" in info["$defs"]
     api = c.api_info()
-    assert [f["name"] for f in api["functions"]] == ["anomalies", "regional_mean", "summarize", "total"]
-    assert [m["name"] for m in api["classes"][0]["methods"]] == ["mean", "between", "resample", "days_between"]
+    assert [f["name"] for f in api["functions"]] == [
+        "anomalies",
+        "regional_mean",
+        "summarize",
+        "total",
+    ]
+    assert [m["name"] for m in api["classes"][0]["methods"]] == [
+        "mean",
+        "between",
+        "resample",
+        "days_between",
+    ]
 
 
-def test_many_concurrent_async_calls(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+def test_many_concurrent_async_calls(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
     serve(CLIMATE, workers=8)
     c = client()
 
@@ -159,14 +182,28 @@ def test_many_concurrent_async_calls(serve: Callable[..., ListenerThread], clien
     assert asyncio.run(many()) == [2.0 * i for i in range(200)]
 
 
-def test_calls_from_many_threads(serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+def test_calls_from_many_threads_share_one_event_loop(
+    serve: Callable[..., ListenerThread],
+    client: Callable[..., Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    portals: list[Portal] = []
+
+    class CountedPortal(Portal):
+        def __init__(self) -> None:
+            super().__init__()
+            portals.append(self)
+
+    monkeypatch.setattr(runtime, "Portal", CountedPortal)
     serve(CLIMATE)
     c = client()
     results: dict[int, float] = {}
     errors: list[BaseException] = []
+    together = threading.Barrier(16)
 
     def work(i: int) -> None:
         try:
+            together.wait(10)  # every thread makes its first call at the same moment
             for j in range(5):
                 results[i * 10 + j] = c.call({"func_name": "total", "values": [i, j]})
         except BaseException as exc:  # reported below
@@ -179,20 +216,30 @@ def test_calls_from_many_threads(serve: Callable[..., ListenerThread], client: C
         t.join(30)
     assert not errors
     assert results == {i * 10 + j: float(i + j) for i in range(16) for j in range(5)}
+    assert len(portals) == 1
 
 
-def test_workers_bound_the_calls_in_flight(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+def test_workers_bound_the_calls_in_flight(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object
+) -> None:
     serve(slow_module, workers=2)
     c = client()
 
     async def burst() -> list[float]:
-        return await asyncio.gather(*(c.acall({"func_name": "slow", "seconds": 0.1}) for _ in range(8)))
+        return await asyncio.gather(
+            *(c.acall({"func_name": "slow", "seconds": 0.1}) for _ in range(8))
+        )
 
     assert asyncio.run(burst()) == [0.1] * 8
     assert slow_module.PEAK == 2  # type: ignore[attr-defined]
 
 
-def test_request_is_acknowledged_only_after_the_reply(broker: MemoryBroker, serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+def test_request_is_acknowledged_only_after_the_reply(
+    broker: MemoryBroker,
+    serve: Callable[..., ListenerThread],
+    client: Callable[..., Client],
+    slow_module: object,
+) -> None:
     serve(slow_module, topic="acks", workers=1)
     c = client("acks")
 
@@ -208,11 +255,15 @@ def test_request_is_acknowledged_only_after_the_reply(broker: MemoryBroker, serv
     assert (during, result, after) == (1, 0.5, 0)
 
 
-def test_stop_finishes_calls_in_flight(serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object) -> None:
+def test_stop_finishes_calls_in_flight(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client], slow_module: object
+) -> None:
     backend = serve(slow_module, topic="graceful")
     c = client("graceful")
     results: list[float] = []
-    caller = threading.Thread(target=lambda: results.append(c.call({"func_name": "slow", "seconds": 0.4})))
+    caller = threading.Thread(
+        target=lambda: results.append(c.call({"func_name": "slow", "seconds": 0.4}))
+    )
     caller.start()
     assert slow_module.STARTED.wait(5)  # type: ignore[attr-defined]
     backend.stop()
@@ -222,14 +273,23 @@ def test_stop_finishes_calls_in_flight(serve: Callable[..., ListenerThread], cli
         c.call({"func_name": "slow", "seconds": 0}, timeout=0.3)
 
 
-def test_malformed_messages_do_not_stop_the_backend(broker: MemoryBroker, serve: Callable[..., ListenerThread], client: Callable[..., Client]) -> None:
+def test_malformed_messages_do_not_stop_the_backend(
+    broker: MemoryBroker, serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
     backend = serve(CLIMATE, topic="robust")
     raw = MemoryTransport(broker)
     junk = [
         Message(payload=os.urandom(64), properties={}),
         Message(payload=b"{}", properties={Prop.MESSAGE_TYPE: "request"}),
         Message(payload=b"", properties={Prop.MESSAGE_TYPE: "request", Prop.REQUEST_CONTEXT: "1"}),
-        Message(payload=b"", properties={Prop.MESSAGE_TYPE: "bogus", Prop.REQUEST_CONTEXT: "1", Prop.RESPONSE_TOPIC: "x"}),
+        Message(
+            payload=b"",
+            properties={
+                Prop.MESSAGE_TYPE: "bogus",
+                Prop.REQUEST_CONTEXT: "1",
+                Prop.RESPONSE_TOPIC: "x",
+            },
+        ),
     ]
 
     async def send() -> None:
@@ -257,7 +317,9 @@ class FlakyTransport(MemoryTransport):
         await super().publish(topic, message)
 
 
-def test_a_reply_that_cannot_be_sent_means_redelivery(broker: MemoryBroker, client: Callable[..., Client]) -> None:
+def test_a_reply_that_cannot_be_sent_means_redelivery(
+    broker: MemoryBroker, client: Callable[..., Client]
+) -> None:
     from demessaging.backend import Dispatcher, Listener
 
     transport = FlakyTransport(broker)
