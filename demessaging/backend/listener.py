@@ -24,6 +24,7 @@ from functools import cached_property
 from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError
 from ..protocol.envelope import (
+    ErrorInfo,
     Message,
     MessageType,
     Prop,
@@ -31,7 +32,7 @@ from ..protocol.envelope import (
     reply_to,
 )
 from ..transport.base import Subscription, Transport
-from .dispatcher import Dispatcher
+from .dispatcher import Dispatcher, type_name
 
 __all__ = ["Listener", "ListenerThread"]
 
@@ -134,6 +135,16 @@ class Listener:
             log.warning("dropping message %s: %s", message.message_id, exc)
             await subscription.ack(message)
             return
+        except Exception as exc:  # a bug of ours: tell the caller rather than retry forever
+            log.exception("failed to handle message %s", message.message_id)
+            error = ErrorInfo(
+                type=type_name(type(exc)), message=f"internal error: {exc}", stage="execution"
+            )
+            try:
+                reply = error_reply(message, error, source_topic=self.topic)
+            except ProtocolError:
+                await subscription.ack(message)
+                return
         if reply is not None:
             try:
                 await self.transport.publish(*reply)

@@ -259,10 +259,12 @@ class Client:
                     log.debug("dropping a reply for no pending call (context %r)", context)
                 elif message.message_type != MessageType.PROGRESS.value:
                     future.set_result(message)
-        except TransportError as exc:
+        except Exception as exc:  # the next call reconnects; pending ones learn why
+            log.warning("the reply reader stopped: %s", exc)
+            error = exc if isinstance(exc, TransportError) else TransportError(str(exc))
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(error)
 
     async def _aclose(self) -> None:
         if self._reader is not None:

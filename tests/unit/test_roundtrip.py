@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demessaging.backend.dispatcher import Outcome
 from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, ListenerThread
 from demessaging.client import Client, runtime
 from demessaging.client.portal import Portal
@@ -328,3 +329,25 @@ def test_a_reply_that_cannot_be_sent_means_redelivery(
         assert client("flaky").call({"func_name": "total", "values": [2, 3]}) == 5.0
     assert transport.failed
     assert listener.handled == 1
+
+
+def test_an_internal_failure_is_reported_to_the_caller(
+    broker: MemoryBroker, client: Callable[..., Client]
+) -> None:
+    from demessaging.backend import Dispatcher, Listener
+
+    class BrokenDispatcher(Dispatcher):
+        def handle(self, payload: bytes) -> Outcome:
+            raise RuntimeError("dispatcher bug")
+
+    listener = Listener(BrokenDispatcher.from_module(CLIMATE), MemoryTransport(broker), "internal")
+    with ListenerThread(listener):
+        with pytest.raises(RemoteError) as info:
+            client("internal").call({"func_name": "total", "values": [1]})
+        # the reply is sent before the ack: wait (bounded) for the ack to land
+        deadline = time.monotonic() + 5
+        while broker.backlog("internal", DEFAULT_SUBSCRIPTION) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert broker.backlog("internal", DEFAULT_SUBSCRIPTION) == 0
+    assert info.value.remote_type == "RuntimeError"
+    assert info.value.message == "internal error: dispatcher bug"
