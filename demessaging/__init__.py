@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .core.arrays import ArraySpec
 from .errors import (
+    AuthenticationError,
     CallError,
     CallTimeoutError,
     ConfigurationError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ArraySpec",
+    "AuthenticationError",
     "CallError",
     "CallTimeoutError",
     "ConfigurationError",

@@ -1,4 +1,4 @@
-"""The ``demessaging`` command: schema, generate, listen, call."""
+"""The ``demessaging`` command: schema, generate, listen, call, ping, info, broker."""
 
 from __future__ import annotations
 
@@ -160,10 +160,45 @@ def generate(
     )
 
 
+BROKER_URL = click.option(
+    "--broker-url",
+    help="The broker: pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, embedded:// or memory:// "
+    "[default: $DEMESSAGING_BROKER_URL, else the embedded pulsar-lite broker]. Credentials "
+    "come from $DEMESSAGING_TOKEN, $DEMESSAGING_OAUTH2, $DEMESSAGING_TLS_*.",
+)
+
+
+@contextlib.contextmanager
+def _broker(settings: Settings, *, start: bool) -> Iterator[str]:
+    """The broker URL to use; for ``embedded://`` with ``start``, start or reuse the broker."""
+    if not settings.broker_url.startswith("embedded:") or not start:
+        yield settings.broker_url
+        return
+    from . import embedded
+
+    broker = embedded.start()
+    if broker.owned:
+        logging.getLogger("demessaging").info(
+            "started the embedded pulsar-lite broker at %s (pid %d, data in %s); it stops "
+            "with this backend",
+            broker.url,
+            broker.pid,
+            broker.folder,
+        )
+    else:
+        logging.getLogger("demessaging").info(
+            "using the embedded pulsar-lite broker at %s (pid %d)", broker.url, broker.pid
+        )
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
 @cli.command()
 @MODULE
 @click.option("--topic", help="The request topic [default: the module's name].")
-@click.option("--broker-url", help="The broker [default: $DEMESSAGING_BROKER_URL or memory://].")
+@BROKER_URL
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -177,7 +212,9 @@ def listen(
 ) -> None:
     """Serve MODULE on a topic until interrupted (SIGINT or SIGTERM).
 
-    On a signal the backend stops taking requests and finishes those in flight.
+    With no broker configured, it starts the embedded pulsar-lite broker on 127.0.0.1 (or
+    uses the one already running on this machine). On a signal the backend stops taking
+    requests and finishes those in flight.
     """
     from .backend.dispatcher import Dispatcher
     from .backend.listener import Listener
@@ -187,10 +224,78 @@ def listen(
         dispatcher = Dispatcher.from_module(module, debug=debug)
         name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
         settings = Settings.from_env(broker_url=broker_url, topic=topic or None)
-        listener = Listener(
-            dispatcher, connect(settings.broker_url), settings.topic or name, workers=workers
-        )
-        asyncio.run(_serve(listener))
+        with _broker(settings, start=True) as url:
+            transport = connect(url, **settings.transport_options())
+            listener = Listener(dispatcher, transport, settings.topic or name, workers=workers)
+            asyncio.run(_serve(listener))
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="[default: a free one]")
+def broker(port: int) -> None:
+    """Run the embedded pulsar-lite broker in the foreground, on 127.0.0.1.
+
+    Backends and clients with no broker configured use it. Stop it with Ctrl-C or SIGTERM.
+    """
+    from . import embedded
+
+    with _errors():
+        running = embedded.find_running()
+        if running is not None:
+            raise click.ClickException(
+                f"the embedded broker already runs at {running.url} (pid {running.pid})"
+            )
+        handle = embedded.start(port=port)
+        click.echo(f"embedded broker at {handle.url} (pid {handle.pid}, data in {handle.folder})")
+        stop = asyncio.Event()
+
+        async def wait() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+
+        try:
+            asyncio.run(wait())
+        finally:
+            handle.stop()
+
+
+def _client(topic: str, broker_url: str | None, timeout: float | None) -> Any:
+    from .client import Client
+
+    settings = Settings.from_env(broker_url=broker_url, topic=topic, timeout=timeout)
+    return Client(settings=settings)
+
+
+TOPIC = click.argument("topic")
+TIMEOUT = click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds to wait [default: 60]."
+)
+
+
+@cli.command()
+@TOPIC
+@BROKER_URL
+@TIMEOUT
+def ping(topic: str, broker_url: str | None, timeout: float | None) -> None:
+    """Check that a backend serves TOPIC; prints the round trip in milliseconds."""
+    with _errors(), _client(topic, broker_url, timeout) as client:
+        click.echo(f"pong from {topic!r} in {client.ping() * 1000:.1f} ms")
+
+
+@cli.command()
+@TOPIC
+@BROKER_URL
+@TIMEOUT
+@click.option("--api-info", is_flag=True, help="Print DASF's api_info layout instead.")
+@click.option("--indent", type=int, default=2, show_default=True, help="JSON indentation.")
+def info(
+    topic: str, broker_url: str | None, timeout: float | None, api_info: bool, indent: int
+) -> None:
+    """Print the JSON Schema of the module a backend serves on TOPIC."""
+    with _errors(), _client(topic, broker_url, timeout) as client:
+        _dump(client.api_info() if api_info else client.info(), sys.stdout, indent)
 
 
 async def _serve(listener: Any) -> None:
@@ -207,10 +312,23 @@ async def _serve(listener: Any) -> None:
 @MODULE
 @click.argument("request", type=click.File("r", encoding="utf-8"))
 @click.option("--debug", is_flag=True, help="Print the traceback of a failing call.")
-def call(module: str, request: TextIO, debug: bool) -> None:
+@click.option(
+    "--remote", is_flag=True, help="MODULE is the topic of a running backend: call it there."
+)
+@BROKER_URL
+@TIMEOUT
+def call(
+    module: str,
+    request: TextIO,
+    debug: bool,
+    remote: bool,
+    broker_url: str | None,
+    timeout: float | None,
+) -> None:
     """Run one REQUEST (a JSON file, or - for stdin) against MODULE in this process.
 
     Prints the result as JSON; a failing call prints its error and exits with status 1.
+    With --remote, MODULE names the topic of a running backend, which runs the request.
 
     \b
     Example:
@@ -219,6 +337,10 @@ def call(module: str, request: TextIO, debug: bool) -> None:
     from .backend.dispatcher import Dispatcher
     from .serialization import json as codec
 
+    if remote:
+        with _errors(), _client(module, broker_url, timeout) as client:
+            _dump(client.call(request.read().encode()), sys.stdout, None)
+        return
     with _errors():
         dispatcher = Dispatcher.from_module(module, debug=debug)
         try:

@@ -1,9 +1,9 @@
 """Settings of backends and clients, read from arguments, then the environment, then defaults.
 
 Every setting ``name`` can be set by the environment variable ``DEMESSAGING_<NAME>``
-(``DEMESSAGING_BROKER_URL``, ``DEMESSAGING_TOPIC``, ``DEMESSAGING_TIMEOUT``). A generated client
+(``DEMESSAGING_BROKER_URL``, ``DEMESSAGING_TOPIC``, ``DEMESSAGING_TOKEN``...). A generated client
 package reads ``<PACKAGE>_<NAME>`` first, so that two clients in one process can point at
-different backends.
+different backends. Credentials are never written into generated packages.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError
@@ -19,7 +19,7 @@ from .errors import ConfigurationError
 __all__ = ["DEFAULT_BROKER_URL", "DEFAULT_TIMEOUT", "ENV_PREFIX", "Settings"]
 
 ENV_PREFIX = "DEMESSAGING_"
-DEFAULT_BROKER_URL = "memory://"
+DEFAULT_BROKER_URL = "embedded://"
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -30,16 +30,47 @@ class Settings:
     Attributes
     ----------
     broker_url
-        The broker, e.g. ``memory://`` for the in-process broker.
+        The broker: ``pulsar://HOST:PORT``, ``pulsar+ssl://HOST:PORT``, ``embedded://`` (the
+        pulsar-lite broker of this machine, the default) or ``memory://`` (in-process).
     topic
-        The backend's request topic.
+        The backend's request topic; a short name lives in ``tenant``/``namespace``.
     timeout
         Default deadline of a call, in seconds.
+    tenant, namespace
+        Where short topic names live on Pulsar.
+    token
+        A JWT for Pulsar's token authentication.
+    oauth2
+        JSON parameters of Pulsar's OAuth2 client-credentials authentication.
+    tls_trust_certs
+        A CA bundle that verifies the broker (``pulsar+ssl://``).
+    tls_certificate, tls_key
+        A client certificate and key, for TLS authentication.
     """
 
     broker_url: str = DEFAULT_BROKER_URL
     topic: str = ""
     timeout: float = DEFAULT_TIMEOUT
+    tenant: str = "public"
+    namespace: str = "default"
+    token: str = field(default="", repr=False)
+    oauth2: str = field(default="", repr=False)
+    tls_trust_certs: str = ""
+    tls_certificate: str = ""
+    tls_key: str = field(default="", repr=False)
+
+    def transport_options(self) -> dict[str, str]:
+        """The keyword arguments of :func:`demessaging.transport.connect`."""
+        names = (
+            "tenant",
+            "namespace",
+            "token",
+            "oauth2",
+            "tls_trust_certs",
+            "tls_certificate",
+            "tls_key",
+        )
+        return {name: getattr(self, name) for name in names}
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -77,11 +108,11 @@ class Settings:
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
         chosen = dataclasses.asdict(defaults or cls())
-        for name, field in known.items():
+        for name, spec in known.items():
             for prefix in prefixes:
                 key = f"{prefix}{name.upper()}"
                 if key in env:
-                    chosen[name] = _parse(key, env[key], field.type)
+                    chosen[name] = _parse(key, env[key], spec.type)
                     break
             if values.get(name) is not None:
                 chosen[name] = values[name]

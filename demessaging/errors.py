@@ -9,6 +9,7 @@
     ├── GeneratorError              a client package cannot be written
     ├── ProtocolError               a message breaks the wire protocol
     ├── TransportError              the broker or the connection failed
+    │   └── AuthenticationError     the broker refused our credentials
     └── CallError                   a remote call did not produce its result
         ├── InvalidArgumentsError   arguments rejected on the client, before anything was sent
         ├── CallTimeoutError        no reply within the deadline (also a built-in TimeoutError)
@@ -26,6 +27,7 @@ The dispatcher in the backend uses three more, which travel back to the caller a
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "CallError",
     "CallTimeoutError",
     "ConfigurationError",
@@ -97,6 +99,10 @@ class TransportError(DemessagingError):
     """The broker or the connection to it failed."""
 
 
+class AuthenticationError(TransportError):
+    """The broker refused the credentials (or their absence)."""
+
+
 class CallError(DemessagingError):
     """A remote call did not produce its result."""
 
@@ -116,17 +122,23 @@ class CallTimeoutError(CallError, TimeoutError):
         The deadline, in seconds.
     member
         What was called, e.g. ``"array_sum"`` or ``"Accumulator.add"``.
+    broker
+        The broker's URL, when the time ran out before the broker could be reached.
     """
 
-    def __init__(self, topic: str, timeout: float, member: str = "") -> None:
+    def __init__(self, topic: str, timeout: float, member: str = "", broker: str = "") -> None:
         self.topic = topic
         self.timeout = timeout
         self.member = member
         what = f"call of {member!r}" if member else "call"
-        super().__init__(
-            f"{what} on topic {topic!r} got no reply within {timeout:g} s; "
-            "is a backend listening on that topic?"
-        )
+        if broker:
+            text = f"{what} could not reach the broker at {broker} within {timeout:g} s"
+        else:
+            text = (
+                f"{what} on topic {topic!r} got no reply within {timeout:g} s; "
+                "is a backend listening on that topic?"
+            )
+        super().__init__(text)
 
 
 class RemoteError(CallError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import json as _json
 import logging
 import random
@@ -23,7 +24,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..config import Settings
-from ..errors import CallTimeoutError, ProtocolError, RemoteError, TransportError
+from ..errors import (
+    CallTimeoutError,
+    ConfigurationError,
+    ProtocolError,
+    RemoteError,
+    TransportError,
+)
 from ..protocol.envelope import Message, MessageType, Prop, Status, make_request, parse_error
 from ..serialization import json
 from ..transport import connect
@@ -64,13 +71,14 @@ class Client:
         settings: Settings | None = None,
     ) -> None:
         base = settings or Settings.from_env()
-        self.settings = Settings(
+        self.settings = dataclasses.replace(
+            base,
             broker_url=broker_url or base.broker_url,
             topic=topic or base.topic,
             timeout=timeout or base.timeout,
         )
         if not self.settings.topic:
-            raise ValueError("no topic: pass one or set DEMESSAGING_TOPIC")
+            raise ConfigurationError("no topic: pass one or set DEMESSAGING_TOPIC")
         self.topic = self.settings.topic
         suffix = "".join(random.choices(string.ascii_lowercase, k=8))
         self.response_topic = f"{self.topic}_{suffix}"
@@ -215,12 +223,16 @@ class Client:
         self, kind: MessageType, payload: bytes, timeout: float | None, member: str
     ) -> Message:
         deadline = timeout if timeout is not None else self.settings.timeout
+        sent = asyncio.Event()
         try:
-            return await asyncio.wait_for(self._send_and_wait(kind, payload), deadline)
+            return await asyncio.wait_for(self._send_and_wait(kind, payload, sent), deadline)
         except asyncio.TimeoutError:
-            raise CallTimeoutError(self.topic, deadline, member) from None
+            broker = "" if sent.is_set() else self.settings.broker_url
+            raise CallTimeoutError(self.topic, deadline, member, broker) from None
 
-    async def _send_and_wait(self, kind: MessageType, payload: bytes) -> Message:
+    async def _send_and_wait(
+        self, kind: MessageType, payload: bytes, sent: asyncio.Event
+    ) -> Message:
         await self._connect()
         assert self._transport is not None
         context = uuid.uuid4().hex
@@ -231,6 +243,7 @@ class Client:
                 payload, context=context, response_topic=self.response_topic, message_type=kind
             )
             await self._transport.publish(self.topic, message)
+            sent.set()
             return await future
         finally:
             self._pending.pop(context, None)
@@ -242,7 +255,9 @@ class Client:
             if self._reader is not None and not self._reader.done():
                 return
             if self._transport is None:
-                self._transport = connect(self.settings.broker_url)
+                self._transport = connect(
+                    self.settings.broker_url, **self.settings.transport_options()
+                )
             self._subscription = await self._transport.subscribe(
                 self.response_topic, f"demessaging-client-{uuid.uuid4().hex[:12]}", shared=False
             )

@@ -1,0 +1,217 @@
+"""The embedded broker: pulsar-lite on 127.0.0.1, for machines where no broker is configured.
+
+One broker per data directory (``$DEMESSAGING_DATA_DIR``, else ``$XDG_DATA_HOME/demessaging``,
+else ``~/.local/share/demessaging``). Its process id and port are kept in ``broker.json`` there,
+so that every backend and client on the machine finds the same broker. It binds 127.0.0.1 only,
+with its metrics endpoint switched off, and keeps its data in ``pulsar-lite/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigurationError, TransportError
+
+__all__ = ["EmbeddedBroker", "data_dir", "find_running", "start"]
+
+log = logging.getLogger("demessaging.embedded")
+CONFIG = """# written by demessaging: loopback only, no metrics endpoint
+[metrics]
+enabled = false
+"""
+
+
+def data_dir() -> Path:
+    """Where the embedded broker keeps its state and data."""
+    if os.environ.get("DEMESSAGING_DATA_DIR"):
+        return Path(os.environ["DEMESSAGING_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "demessaging"
+
+
+@dataclass
+class EmbeddedBroker:
+    """A running pulsar-lite broker.
+
+    Attributes
+    ----------
+    url
+        Its service URL, ``pulsar://127.0.0.1:<port>``.
+    pid
+        Its process id.
+    folder
+        Its data directory.
+    owned
+        Whether this process started it (and so stops it).
+    """
+
+    url: str
+    pid: int
+    folder: Path
+    owned: bool = False
+    _process: subprocess.Popen[bytes] | None = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker by its PID (SIGTERM, then SIGKILL), if this process started it."""
+        if not self.owned:
+            return
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+            if _read_state(self.folder).get("pid") == self.pid:
+                (self.folder / "broker.json").unlink()
+        log.info("stopped the embedded broker (pid %d)", self.pid)
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _read_state(folder: Path) -> dict[str, int]:
+    data: dict[str, int] = json.loads((folder / "broker.json").read_text())
+    return data
+
+
+def _alive(pid: int, port: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def find_running(folder: Path | None = None) -> EmbeddedBroker | None:
+    """The embedded broker running for ``folder`` (default :func:`data_dir`), or None."""
+    folder = folder or data_dir()
+    try:
+        state = _read_state(folder)
+        pid, port = int(state["pid"]), int(state["port"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+    if not _alive(pid, port):
+        return None
+    return EmbeddedBroker(url=f"pulsar://127.0.0.1:{port}", pid=pid, folder=folder)
+
+
+def _binary() -> str:
+    try:
+        from pulsar_lite.binary_finder import find_pulsar_lite_binary
+    except ImportError:
+        raise ConfigurationError(
+            "the embedded broker needs the pulsar-lite package, which has no build for this "
+            "platform here; install it, or set DEMESSAGING_BROKER_URL to a Pulsar broker"
+        ) from None
+    return str(find_pulsar_lite_binary())
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialize starts of the broker between processes (POSIX advisory lock)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "broker.lock", "w") as handle:
+        if sys.platform != "win32":
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def start(folder: Path | None = None, *, port: int = 0, timeout: float = 15.0) -> EmbeddedBroker:
+    """Reuse the broker running for ``folder``, or start one (owned by this process).
+
+    Parameters
+    ----------
+    folder
+        The data directory; :func:`data_dir` by default.
+    port
+        The port to listen on; a free one if 0.
+    timeout
+        Seconds to wait for the broker to accept connections.
+
+    Raises
+    ------
+    ConfigurationError
+        If pulsar-lite is not installed.
+    TransportError
+        If the broker does not start in time (its log is quoted).
+    """
+    folder = folder or data_dir()
+    with _locked(folder):
+        running = find_running(folder)
+        if running is not None:
+            log.info("using the embedded broker at %s (pid %d)", running.url, running.pid)
+            return running
+        binary = _binary()
+        port = port or _free_port()
+        (folder / "pulsar-lite.toml").write_text(CONFIG)
+        log_path = folder / "pulsar-lite.log"
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    "--config",
+                    str(folder / "pulsar-lite.toml"),
+                    "--addr",
+                    f"127.0.0.1:{port}",
+                    "--db-path",
+                    str(folder / "pulsar-lite"),
+                    "--log-level",
+                    "warn",
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # a Ctrl-C meant for the backend does not hit it first
+            )
+        deadline = time.monotonic() + timeout
+        while not _alive(process.pid, port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is None:
+                    process.kill()
+                process.wait(10)
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise TransportError(f"the embedded broker did not start; its log ends:\n{tail}")
+            time.sleep(0.05)
+        (folder / "broker.json").write_text(json.dumps({"pid": process.pid, "port": port}))
+    broker = EmbeddedBroker(
+        url=f"pulsar://127.0.0.1:{port}",
+        pid=process.pid,
+        folder=folder,
+        owned=True,
+        _process=process,
+    )
+    log.info(
+        "started the embedded broker at %s (pid %d, data in %s)", broker.url, broker.pid, folder
+    )
+    return broker

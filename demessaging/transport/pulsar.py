@@ -1,0 +1,250 @@
+"""Apache Pulsar's binary protocol, through the official ``pulsar-client`` (``pulsar.asyncio``).
+
+Works with Apache Pulsar and with pulsar-lite. Short topic names are expanded to
+``persistent://<tenant>/<namespace>/<name>``; full names are used as they are. Errors of the
+library are raised as :class:`~demessaging.errors.TransportError` (authentication failures as
+:class:`~demessaging.errors.AuthenticationError`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pulsar
+import pulsar.asyncio as pulsar_asyncio
+from typing_extensions import override
+
+from ..errors import AuthenticationError, TransportError
+from ..protocol.envelope import Message
+from .base import Subscription, Transport
+
+__all__ = ["PulsarOptions", "PulsarTransport"]
+
+log = logging.getLogger("demessaging.transport")
+T = TypeVar("T")
+
+#: Pulsar's default ``maxMessageSize`` (5 MiB) less room for the message's metadata.
+DEFAULT_MAX_MESSAGE_SIZE = 5 * 1024 * 1024 - 64 * 1024
+
+
+@dataclass(frozen=True)
+class PulsarOptions:
+    """How to reach a Pulsar broker.
+
+    Attributes
+    ----------
+    tenant, namespace
+        Where short topic names live.
+    persistent
+        Whether short topic names are persistent topics.
+    token
+        A JWT for Pulsar's token authentication.
+    oauth2
+        JSON parameters of Pulsar's OAuth2 client-credentials authentication.
+    tls_trust_certs
+        A CA bundle to verify the broker with (``pulsar+ssl://`` URLs).
+    tls_certificate, tls_key
+        A client certificate and key, for TLS authentication.
+    operation_timeout
+        Seconds the library waits for the broker in each operation.
+    max_message_size
+        The largest payload sent in one message, in bytes.
+    """
+
+    tenant: str = "public"
+    namespace: str = "default"
+    persistent: bool = True
+    token: str = ""
+    oauth2: str = ""
+    tls_trust_certs: str = ""
+    tls_certificate: str = ""
+    tls_key: str = ""
+    operation_timeout: int = 30
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+
+    def authentication(self) -> Any:
+        """The pulsar-client authentication object, or None."""
+        if self.token:
+            return pulsar.AuthenticationToken(self.token)
+        if self.oauth2:
+            return pulsar.AuthenticationOauth2(self.oauth2)
+        if self.tls_certificate:
+            return pulsar.AuthenticationTLS(self.tls_certificate, self.tls_key)
+        return None
+
+
+async def _guard(operation: Awaitable[T], what: str) -> T:
+    """Await a pulsar-client operation, mapping its errors to ours."""
+    try:
+        return await operation
+    except pulsar.PulsarException as exc:
+        text = f"{what} failed: {exc}"
+        if (
+            "Authentication" in type(exc).__name__
+            or "Authorization" in type(exc).__name__
+            or ("authentication" in str(exc).lower() or "authorization" in str(exc).lower())
+        ):
+            raise AuthenticationError(text) from exc
+        raise TransportError(text) from exc
+
+
+class _PulsarSubscription(Subscription):
+    def __init__(self, consumer: pulsar_asyncio.Consumer, topic: str) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._received: dict[str, Any] = {}
+
+    @override
+    async def receive(self) -> Message:
+        raw = await _guard(self._consumer.receive(), f"receiving from {self._topic}")
+        message_id = str(raw.message_id())
+        self._received[message_id] = raw
+        return Message(payload=raw.data(), properties=raw.properties(), message_id=message_id)
+
+    @override
+    async def ack(self, message: Message) -> None:
+        raw = self._received.pop(message.message_id or "", None)
+        if raw is not None:
+            await _guard(self._consumer.acknowledge(raw), f"acknowledging on {self._topic}")
+
+    @override
+    async def nack(self, message: Message) -> None:
+        raw = self._received.pop(message.message_id or "", None)
+        if raw is not None:
+            await _guard(self._consumer.negative_acknowledge(raw), f"negative ack on {self._topic}")
+
+    @override
+    async def close(self) -> None:
+        self._received.clear()
+        try:
+            await self._consumer.close()
+        except pulsar.PulsarException as exc:  # already closed, or the broker is gone
+            log.debug("closing the consumer of %s: %s", self._topic, exc)
+
+
+class PulsarTransport(Transport):
+    """A connection to a Pulsar broker (``pulsar://`` or ``pulsar+ssl://``).
+
+    Parameters
+    ----------
+    url
+        The broker's service URL.
+    options
+        Topics, authentication and limits.
+    """
+
+    def __init__(self, url: str, options: PulsarOptions | None = None) -> None:
+        self.url = url
+        self.options = options or PulsarOptions()
+        self.max_message_size = self.options.max_message_size
+        self._client: pulsar_asyncio.Client | None = None
+        self._producers: dict[str, pulsar_asyncio.Producer] = {}
+        self._lock: asyncio.Lock | None = None
+        self._subscriptions: list[_PulsarSubscription] = []
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic."""
+        if "://" in name:
+            return name
+        kind = "persistent" if self.options.persistent else "non-persistent"
+        return f"{kind}://{self.options.tenant}/{self.options.namespace}/{name}"
+
+    def _connect(self) -> pulsar_asyncio.Client:
+        if self._client is None:
+            o = self.options
+            self._client = pulsar_asyncio.Client(
+                self.url,
+                authentication=o.authentication(),
+                operation_timeout_seconds=o.operation_timeout,
+                connection_timeout_ms=min(10_000, o.operation_timeout * 1000),
+                tls_trust_certs_file_path=o.tls_trust_certs or None,
+                logger=_quiet_logger(),
+            )
+        return self._client
+
+    async def _producer(self, topic: str) -> pulsar_asyncio.Producer:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            producer = self._producers.get(topic)
+            if producer is None:
+                producer = await _guard(
+                    self._connect().create_producer(
+                        topic,
+                        batching_enabled=False,
+                        block_if_queue_full=True,
+                        send_timeout_millis=self.options.operation_timeout * 1000,
+                    ),
+                    f"creating a producer on {topic}",
+                )
+                self._producers[topic] = producer
+            return producer
+
+    @override
+    async def publish(self, topic: str, message: Message) -> None:
+        full = self.topic(topic)
+        producer = await self._producer(full)
+        try:
+            await _guard(
+                producer.send(message.payload, properties=dict(message.properties)),
+                f"publishing to {full}",
+            )
+        except TransportError:
+            self._producers.pop(full, None)  # a fresh producer next time
+            raise
+
+    @override
+    async def subscribe(
+        self, topic: str, subscription: str, *, shared: bool = True
+    ) -> Subscription:
+        full = self.topic(topic)
+        consumer = await _guard(
+            self._connect().subscribe(
+                full,
+                subscription,
+                consumer_type=pulsar.ConsumerType.Shared
+                if shared
+                else pulsar.ConsumerType.Exclusive,
+                receiver_queue_size=1 if shared else 1000,
+                negative_ack_redelivery_delay_ms=1000,
+            ),
+            f"subscribing to {full}",
+        )
+        sub = _PulsarSubscription(consumer, full)
+        self._subscriptions.append(sub)
+        return sub
+
+    @override
+    async def close(self) -> None:
+        for sub in self._subscriptions:
+            await sub.close()
+        self._subscriptions.clear()
+        for producer in self._producers.values():
+            try:
+                await producer.close()
+            except pulsar.PulsarException as exc:
+                log.debug("closing a producer: %s", exc)
+        self._producers.clear()
+        if self._client is not None:
+            try:
+                await self._client.close()
+            except pulsar.PulsarException as exc:
+                log.debug("closing the client: %s", exc)
+            self._client = None
+
+
+def _quiet_logger() -> Any:
+    """pulsar-client's own logger, warnings and errors only, on stderr.
+
+    Not a Python logger: pulsar-client would call it from its threads, also while the
+    interpreter shuts down, which aborts the process. Not its console logger either, which
+    writes to stdout, where command output goes.
+    """
+    if os.path.exists("/dev/stderr"):
+        return pulsar.FileLogger(pulsar.LoggerLevel.Warn, "/dev/stderr")
+    return pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
