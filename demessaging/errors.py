@@ -12,6 +12,7 @@
     │   └── AuthenticationError     the broker refused our credentials
     └── CallError                   a remote call did not produce its result
         ├── InvalidArgumentsError   arguments rejected on the client, before anything was sent
+        ├── PayloadTooLargeError    a request larger than the broker takes in one message
         ├── CallTimeoutError        no reply within the deadline (also a built-in TimeoutError)
         └── RemoteError             the backend answered with an error (type, message, stage)
 
@@ -38,6 +39,7 @@ __all__ = [
     "GeneratorError",
     "InvalidArgumentsError",
     "ModuleLoadError",
+    "PayloadTooLargeError",
     "ProtocolError",
     "RemoteError",
     "RequestError",
@@ -109,6 +111,10 @@ class CallError(DemessagingError):
 
 class InvalidArgumentsError(CallError, ValueError):
     """The arguments of a call were rejected on the client before anything was sent."""
+
+
+class PayloadTooLargeError(CallError, ValueError):
+    """A request is larger than the broker takes in one message."""
 
 
 class CallTimeoutError(CallError, TimeoutError):

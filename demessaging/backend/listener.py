@@ -146,6 +146,7 @@ class Listener:
                 await subscription.ack(message)
                 return
         if reply is not None:
+            reply = self._within_limit(message, reply)
             try:
                 await self.transport.publish(*reply)
             except DemessagingError as exc:
@@ -158,6 +159,24 @@ class Listener:
                 return
         await subscription.ack(message)
         self.handled += 1
+
+    def _within_limit(self, request: Message, reply: tuple[str, Message]) -> tuple[str, Message]:
+        """The reply, or an error reply if it is larger than the broker takes.
+
+        A reply the broker refuses would be nacked, redelivered and recomputed forever.
+        """
+        limit = self.transport.max_message_size
+        size = len(reply[1].payload)
+        if limit is None or size <= limit:
+            return reply
+        error = ErrorInfo(
+            type="PayloadTooLargeError",
+            message=f"the result has {size} bytes, more than the broker takes in one message "
+            f"({limit} bytes)",
+            stage="result",
+        )
+        log.warning("%s", error.message)
+        return error_reply(request, error, source_topic=self.topic)
 
     async def _reply(
         self, message: Message, pool: ThreadPoolExecutor

@@ -27,6 +27,7 @@ from ..config import Settings
 from ..errors import (
     CallTimeoutError,
     ConfigurationError,
+    PayloadTooLargeError,
     ProtocolError,
     RemoteError,
     TransportError,
@@ -235,6 +236,12 @@ class Client:
     ) -> Message:
         await self._connect()
         assert self._transport is not None
+        limit = self._transport.max_message_size
+        if limit is not None and len(payload) > limit:
+            raise PayloadTooLargeError(
+                f"the request has {len(payload)} bytes, more than the broker takes in one "
+                f"message ({limit} bytes)"
+            )
         context = uuid.uuid4().hex
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[context] = future

@@ -100,6 +100,7 @@ def test_public_api() -> None:
         "GeneratorError",
         "InvalidArgumentsError",
         "ModuleLoadError",
+        "PayloadTooLargeError",
         "ProtocolError",
         "RemoteError",
         "SignatureError",

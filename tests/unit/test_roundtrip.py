@@ -17,7 +17,12 @@ from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, ListenerThread
 from demessaging.client import Client, runtime
 from demessaging.client.portal import Portal
 from demessaging.core.loader import load_module
-from demessaging.errors import CallTimeoutError, RemoteError, TransportError
+from demessaging.errors import (
+    CallTimeoutError,
+    PayloadTooLargeError,
+    RemoteError,
+    TransportError,
+)
 from demessaging.protocol import Message, Prop
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 
@@ -351,3 +356,35 @@ def test_an_internal_failure_is_reported_to_the_caller(
         assert broker.backlog("internal", DEFAULT_SUBSCRIPTION) == 0
     assert info.value.remote_type == "RuntimeError"
     assert info.value.message == "internal error: dispatcher bug"
+
+
+def test_oversized_requests_are_refused_before_sending(
+    broker: MemoryBroker, serve: Callable[..., ListenerThread]
+) -> None:
+    serve(CLIMATE, topic="small")
+    transport = MemoryTransport(broker)
+    transport.max_message_size = 100
+    with Client("small", transport=transport, timeout=5) as c:
+        with pytest.raises(PayloadTooLargeError, match=r"request has \d+ bytes.*\(100 bytes\)"):
+            c.call({"func_name": "total", "values": list(range(100))})
+        assert c.call({"func_name": "total", "values": [1, 2]}) == 3.0
+
+
+def test_oversized_results_become_errors_not_endless_redelivery(
+    broker: MemoryBroker, client: Callable[..., Client]
+) -> None:
+    from demessaging.backend import Dispatcher, Listener
+
+    transport = MemoryTransport(broker)
+    transport.max_message_size = 50
+    listener = Listener(Dispatcher.from_module(CLIMATE), transport, "big-results")
+    with ListenerThread(listener):
+        with pytest.raises(RemoteError) as info:
+            client("big-results").call({"func_name": "anomalies", "series": list(range(40))})
+        deadline = time.monotonic() + 5
+        while broker.backlog("big-results", DEFAULT_SUBSCRIPTION) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert broker.backlog("big-results", DEFAULT_SUBSCRIPTION) == 0
+    assert info.value.remote_type == "PayloadTooLargeError"
+    assert info.value.stage == "result"
+    assert listener.handled == 1
