@@ -4,6 +4,8 @@
 
 - ``pulsar://HOST:PORT`` and ``pulsar+ssl://HOST:PORT``: Apache Pulsar or pulsar-lite
   (:mod:`.pulsar`);
+- ``pulsar-lite://HOST:PORT``: a pulsar-lite broker, with the work-around its shared
+  subscriptions need (see :class:`.pulsar.PulsarOptions`);
 - ``embedded://``: the embedded pulsar-lite broker of this machine (:mod:`demessaging.embedded`),
   which must be running (``demessaging listen`` and ``demessaging broker`` start it);
 - ``memory://`` or ``memory://NAME``: the in-process broker (:mod:`.memory`).
@@ -54,14 +56,17 @@ def connect(url: str, **options: Any) -> Transport:
                 "a backend with `demessaging listen`, or the broker with `demessaging broker`, "
                 "or set DEMESSAGING_BROKER_URL"
             )
-        url = broker.url
-        scheme = "pulsar"
-    if scheme in ("pulsar", "pulsar+ssl"):
+        url = broker.url.replace("pulsar://", "pulsar-lite://", 1)
+        scheme = "pulsar-lite"
+    if scheme in ("pulsar", "pulsar+ssl", "pulsar-lite"):
         from .pulsar import PulsarOptions, PulsarTransport
 
         known = {k: v for k, v in options.items() if v not in (None, "")}
+        if scheme == "pulsar-lite":
+            url = "pulsar" + url[len("pulsar-lite") :]
+            known["distinct_consumer_ids"] = True
         return PulsarTransport(url, PulsarOptions(**known))
     raise ConfigurationError(
         f"unknown broker URL {url!r}; expected pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, "
-        "embedded:// or memory://[NAME]"
+        "pulsar-lite://HOST:PORT, embedded:// or memory://[NAME]"
     )

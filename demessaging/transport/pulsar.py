@@ -54,6 +54,12 @@ class PulsarOptions:
         Seconds the library waits for the broker in each operation.
     max_message_size
         The largest payload sent in one message, in bytes.
+    distinct_consumer_ids
+        Work around pulsar-lite 0.2, which refuses a consumer of a shared subscription whose
+        id another process's consumer already has ("Consumer 0 already exists"), while every
+        pulsar-client process numbers its consumers from 0. Before its first shared
+        subscription, the transport creates and closes ``pid % 1024`` consumers of a scratch
+        topic (about 0.5 ms each), so that backends on one machine get distinct ids.
     """
 
     tenant: str = "public"
@@ -66,6 +72,7 @@ class PulsarOptions:
     tls_key: str = ""
     operation_timeout: int = 30
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    distinct_consumer_ids: bool = False
 
     def authentication(self) -> Any:
         """The pulsar-client authentication object, or None."""
@@ -146,6 +153,7 @@ class PulsarTransport(Transport):
         self._producers: dict[str, pulsar_asyncio.Producer] = {}
         self._lock: asyncio.Lock | None = None
         self._subscriptions: list[_PulsarSubscription] = []
+        self._ids_spread = not self.options.distinct_consumer_ids
 
     def topic(self, name: str) -> str:
         """The full name of a topic."""
@@ -198,11 +206,24 @@ class PulsarTransport(Transport):
             self._producers.pop(full, None)  # a fresh producer next time
             raise
 
+    async def _spread_consumer_ids(self) -> None:
+        o = self.options
+        scratch = f"non-persistent://{o.tenant}/{o.namespace}/demessaging-consumer-ids"
+        for n in range(os.getpid() % 1024):
+            consumer = await _guard(
+                self._connect().subscribe(scratch, f"id-{os.getpid()}-{n}"),
+                "spreading consumer ids",
+            )
+            await consumer.close()
+        self._ids_spread = True
+
     @override
     async def subscribe(
         self, topic: str, subscription: str, *, shared: bool = True
     ) -> Subscription:
         full = self.topic(topic)
+        if shared and not self._ids_spread:
+            await self._spread_consumer_ids()
         consumer = await _guard(
             self._connect().subscribe(
                 full,

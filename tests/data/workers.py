@@ -1,0 +1,35 @@
+"""Backend functions for the integration tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+
+def whoami(call_id: int, log_dir: str) -> int:
+    """Record the call in this process's log; return the process id."""
+    with open(Path(log_dir) / f"{os.getpid()}.log", "a") as log:
+        log.write(f"{call_id}\n")
+    time.sleep(0.005)
+    return os.getpid()
+
+
+def slow(seconds: float, marker: str) -> int:
+    """Write the process id into ``marker``, sleep, return the process id."""
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def echo_sum(values: npt.NDArray[np.float64]) -> float:
+    """The sum of the values."""
+    return float(values.sum())
+
+
+def make(n: int) -> npt.NDArray[np.float64]:
+    """An array of ``n`` ones."""
+    return np.ones(n)

@@ -1,0 +1,126 @@
+"""Brokers and backend processes for the integration tests.
+
+Brokers are chosen with ``--brokers`` or ``$DEMESSAGING_TEST_BROKERS`` (comma-separated; known:
+``pulsar-lite``). Each is started once per session on 127.0.0.1 and stopped by its PID; every
+test taking ``broker_url`` runs against each of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from demessaging import embedded
+
+ROOT = Path(__file__).resolve().parents[2]
+KNOWN = ("pulsar-lite",)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--brokers",
+        default=os.environ.get("DEMESSAGING_TEST_BROKERS", "pulsar-lite"),
+        help=f"comma-separated brokers for the integration tests, of: {', '.join(KNOWN)}",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker_name" in metafunc.fixturenames:
+        names = [n.strip() for n in metafunc.config.getoption("brokers").split(",") if n.strip()]
+        unknown = set(names) - set(KNOWN)
+        if unknown:
+            raise pytest.UsageError(f"unknown brokers {sorted(unknown)}; known: {KNOWN}")
+        metafunc.parametrize("broker_name", names, scope="session")
+
+
+@pytest.fixture(scope="session")
+def broker_url(broker_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The service URL of a broker running for the whole session."""
+    folder = tmp_path_factory.mktemp(broker_name)
+    broker = embedded.start(folder)
+    assert broker.owned
+    try:
+        yield broker.url.replace("pulsar://", "pulsar-lite://", 1)
+    finally:
+        broker.stop()
+        assert embedded.find_running(folder) is None
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic no other test uses."""
+    return f"it-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Backend:
+    """A `demessaging listen` process."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+
+@pytest.fixture
+def backends(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Backend]]:
+    """Start backends with the CLI: ``backends(module, topic, workers=2)``; all are stopped."""
+    started: list[Backend] = []
+
+    def start(module: Path, topic: str, workers: int = 2) -> Backend:
+        log = tmp_path / f"backend-{len(started)}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "demessaging",
+                    "listen",
+                    str(module),
+                    "--broker-url",
+                    broker_url,
+                    "--topic",
+                    topic,
+                    "--workers",
+                    str(workers),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=out,
+                cwd=tmp_path,
+            )
+        backend = Backend(process, log)
+        started.append(backend)
+        deadline = time.monotonic() + 30
+        while "serving" not in backend.output():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the backend did not start:\n{backend.output()}")
+            time.sleep(0.05)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()
