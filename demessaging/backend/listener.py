@@ -4,7 +4,8 @@
   worker is free, so the rest wait in the broker where other backend instances can take them
   (back-pressure without a local queue to lose).
 - A request is acknowledged only after its reply was published; if the backend dies before,
-  the broker delivers the request again.
+  the broker delivers the request again. A repeat of a request this listener has already
+  answered (the last 10,000, by response topic and context) is acknowledged, not run again.
 - A message that cannot be handled is answered with an error when it names a response topic,
   and otherwise logged and acknowledged: it never stops the listener.
 - :meth:`Listener.stop` stops taking requests and waits for those in flight.
@@ -18,6 +19,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
@@ -28,8 +30,17 @@ from ..protocol.envelope import (
     Message,
     MessageType,
     Prop,
+    Stage,
     error_reply,
     reply_to,
+)
+from ..protocol.fragments import (
+    DEFAULT_MAX_PAYLOAD,
+    FRAGMENT_SUBSCRIPTION,
+    PIECE_PREFETCH,
+    Reassembly,
+    fragment_count,
+    split,
 )
 from ..transport.base import Subscription, Transport
 from .dispatcher import Dispatcher, type_name
@@ -38,6 +49,17 @@ __all__ = ["Listener", "ListenerThread"]
 
 log = logging.getLogger("demessaging.backend")
 DEFAULT_SUBSCRIPTION = "demessaging-backend"
+
+
+_REMEMBERED = 10_000
+
+
+def _request_key(message: Message) -> str | None:
+    """What identifies a request across redeliveries: its reply address and context."""
+    props = message.properties
+    if Prop.REQUEST_CONTEXT in props and Prop.RESPONSE_TOPIC in props:
+        return f"{props[Prop.RESPONSE_TOPIC]}\0{props[Prop.REQUEST_CONTEXT]}"
+    return None
 
 
 class Listener:
@@ -55,6 +77,11 @@ class Listener:
         The shared subscription every instance of this backend joins.
     workers
         How many requests run at once.
+    max_payload
+        The largest request taken, in bytes; requests in pieces are reassembled in memory,
+        so at most ``workers * max_payload`` bytes are held for them.
+    fragment_timeout
+        Seconds to wait for each piece of a request sent in pieces.
     """
 
     def __init__(
@@ -65,6 +92,8 @@ class Listener:
         *,
         subscription: str = DEFAULT_SUBSCRIPTION,
         workers: int = 4,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        fragment_timeout: float = 60.0,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -73,7 +102,10 @@ class Listener:
         self.topic = topic
         self.subscription = subscription
         self.workers = workers
+        self.max_payload = max_payload
+        self.fragment_timeout = fragment_timeout
         self.handled = 0
+        self._answered: OrderedDict[str, None] = OrderedDict()
         #: set while the listener is subscribed and taking requests
         self._stopping: asyncio.Event | None = None
         self.ready = threading.Event()
@@ -89,7 +121,9 @@ class Listener:
     async def serve(self) -> None:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
         self._stopping = asyncio.Event()
-        subscription = await self.transport.subscribe(self.topic, self.subscription, shared=True)
+        subscription = await self.transport.subscribe(
+            self.topic, self.subscription, shared=True, prefetch=1
+        )
         log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
         self.ready.set()
         free = asyncio.Semaphore(self.workers)
@@ -129,26 +163,30 @@ class Listener:
     async def _handle(
         self, subscription: Subscription, message: Message, pool: ThreadPoolExecutor
     ) -> None:
-        try:
-            reply = await self._reply(message, pool)
-        except ProtocolError as exc:
-            log.warning("dropping message %s: %s", message.message_id, exc)
+        side: Subscription | None = None
+        pieces: list[Message] = []
+        key = _request_key(message)
+        if key is not None and key in self._answered:
+            log.debug("acknowledging a repeat of the answered request %s", message.message_id)
             await subscription.ack(message)
             return
+        try:
+            whole = message
+            if fragment_count(message) > 1:
+                whole, side, pieces = await self._gather(message)
+            reply = await self._reply(whole, pool)
+        except ProtocolError as exc:
+            reply = self._error(message, "ProtocolError", str(exc), "request")
+            if reply is None:
+                log.warning("dropping message %s: %s", message.message_id, exc)
         except Exception as exc:  # a bug of ours: tell the caller rather than retry forever
             log.exception("failed to handle message %s", message.message_id)
-            error = ErrorInfo(
-                type=type_name(type(exc)), message=f"internal error: {exc}", stage="execution"
+            reply = self._error(
+                message, type_name(type(exc)), f"internal error: {exc}", "execution"
             )
-            try:
-                reply = error_reply(message, error, source_topic=self.topic)
-            except ProtocolError:
-                await subscription.ack(message)
-                return
         if reply is not None:
-            reply = self._within_limit(message, reply)
             try:
-                await self.transport.publish(*reply)
+                await self._send(*reply)
             except DemessagingError as exc:
                 log.error(
                     "could not reply to message %s (%s); it will be redelivered",
@@ -156,27 +194,72 @@ class Listener:
                     exc,
                 )
                 await subscription.nack(message)
+                if side is not None:
+                    await side.close()  # its pieces stay for the next attempt
                 return
         await subscription.ack(message)
+        if key is not None:
+            self._answered[key] = None
+            if len(self._answered) > _REMEMBERED:
+                self._answered.popitem(last=False)
+        if side is not None:
+            for piece in pieces:
+                await side.ack(piece)
+            await side.unsubscribe()
         self.handled += 1
 
-    def _within_limit(self, request: Message, reply: tuple[str, Message]) -> tuple[str, Message]:
-        """The reply, or an error reply if it is larger than the broker takes.
+    def _error(
+        self, request: Message, kind: str, text: str, stage: Stage
+    ) -> tuple[str, Message] | None:
+        """An error reply to ``request``, or None if it names nobody to reply to."""
+        info = ErrorInfo(type=kind, message=text, stage=stage)
+        try:
+            return error_reply(request, info, source_topic=self.topic)
+        except ProtocolError:
+            return None
 
-        A reply the broker refuses would be nacked, redelivered and recomputed forever.
-        """
-        limit = self.transport.max_message_size
-        size = len(reply[1].payload)
-        if limit is None or size <= limit:
-            return reply
-        error = ErrorInfo(
-            type="PayloadTooLargeError",
-            message=f"the result has {size} bytes, more than the broker takes in one message "
-            f"({limit} bytes)",
-            stage="result",
+    async def _gather(self, head: Message) -> tuple[Message, Subscription, list[Message]]:
+        """Read the pieces of a request from its side topic (see protocol.fragments)."""
+        side_name = head.properties.get(Prop.FRAGMENTS_TOPIC, "")
+        if not side_name.startswith(f"{self.topic}_fragments_"):
+            raise ProtocolError(
+                f"a request in pieces must name a fragments_topic of {self.topic!r}, "
+                f"not {side_name!r}"
+            )
+        size_text = head.properties.get(Prop.PAYLOAD_SIZE, "")
+        if not size_text.isdigit():
+            raise ProtocolError("a request in pieces must give its payload_size")
+        if int(size_text) > self.max_payload:
+            raise ProtocolError(
+                f"the request has {size_text} bytes, more than this backend takes "
+                f"({self.max_payload} bytes)"
+            )
+        whole = Reassembly(int(size_text), fragment_count(head))
+        whole.add(head)
+        side = await self.transport.subscribe(
+            side_name, FRAGMENT_SUBSCRIPTION, shared=True, prefetch=PIECE_PREFETCH
         )
-        log.warning("%s", error.message)
-        return error_reply(request, error, source_topic=self.topic)
+        pieces: list[Message] = []
+        try:
+            while not whole.complete:
+                piece = await asyncio.wait_for(side.receive(), self.fragment_timeout)
+                pieces.append(piece)
+                whole.add(piece)
+        except (asyncio.TimeoutError, ProtocolError) as exc:
+            await side.unsubscribe()
+            if isinstance(exc, ProtocolError):
+                raise
+            raise ProtocolError(
+                f"only {len(pieces) + 1} of {whole.count} pieces of the request arrived "
+                f"within {self.fragment_timeout:g} s"
+            ) from None
+        return whole.message(), side, pieces
+
+    async def _send(self, topic: str, reply: Message) -> None:
+        """Publish a reply, in pieces if the broker needs it."""
+        limit = self.transport.max_message_size
+        for piece in split(reply, limit) if limit is not None else [reply]:
+            await self.transport.publish(topic, piece)
 
     async def _reply(
         self, message: Message, pool: ThreadPoolExecutor

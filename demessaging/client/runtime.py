@@ -33,6 +33,14 @@ from ..errors import (
     TransportError,
 )
 from ..protocol.envelope import Message, MessageType, Prop, Status, make_request, parse_error
+from ..protocol.fragments import (
+    DEFAULT_MAX_PAYLOAD,
+    FRAGMENT_SUBSCRIPTION,
+    PIECE_PREFETCH,
+    Reassembler,
+    side_topic,
+    split,
+)
 from ..serialization import json
 from ..transport import connect
 from ..transport.base import Subscription, Transport
@@ -60,6 +68,9 @@ class Client:
         A transport to use instead of connecting to ``broker_url``.
     settings
         Settings to start from instead of the environment.
+    max_payload
+        The largest request this client sends and the most memory it holds for replies
+        arriving in pieces, in bytes.
     """
 
     def __init__(
@@ -70,6 +81,7 @@ class Client:
         timeout: float | None = None,
         transport: Transport | None = None,
         settings: Settings | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = dataclasses.replace(
@@ -89,6 +101,8 @@ class Client:
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
+        self.max_payload = max_payload
+        self._reassembler = Reassembler(max_payload)
         self._connecting: asyncio.Lock | None = None
 
     # -- sync face ---------------------------------------------------------------------------
@@ -236,11 +250,10 @@ class Client:
     ) -> Message:
         await self._connect()
         assert self._transport is not None
-        limit = self._transport.max_message_size
-        if limit is not None and len(payload) > limit:
+        if len(payload) > self.max_payload:
             raise PayloadTooLargeError(
-                f"the request has {len(payload)} bytes, more than the broker takes in one "
-                f"message ({limit} bytes)"
+                f"the request has {len(payload)} bytes, more than this client sends "
+                f"({self.max_payload} bytes; see max_payload)"
             )
         context = uuid.uuid4().hex
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -249,11 +262,25 @@ class Client:
             message = make_request(
                 payload, context=context, response_topic=self.response_topic, message_type=kind
             )
-            await self._transport.publish(self.topic, message)
+            await self._publish_request(message, context)
             sent.set()
             return await future
         finally:
             self._pending.pop(context, None)
+            self._reassembler.discard(context)
+
+    async def _publish_request(self, message: Message, context: str) -> None:
+        """Publish a request, in pieces if the broker needs it (see protocol.fragments)."""
+        assert self._transport is not None
+        limit = self._transport.max_message_size
+        if limit is not None and len(message.payload) > limit:
+            side = side_topic(self.topic, context)
+            holder = await self._transport.subscribe(side, FRAGMENT_SUBSCRIPTION, shared=True)
+            await holder.close()  # the subscription stays, and keeps the pieces for the backend
+            message, *rest = split(message, limit, extra={Prop.FRAGMENTS_TOPIC: side})
+            for piece in rest:
+                await self._transport.publish(side, piece)
+        await self._transport.publish(self.topic, message)
 
     async def _connect(self) -> None:
         if self._connecting is None:
@@ -265,8 +292,14 @@ class Client:
                 self._transport = connect(
                     self.settings.broker_url, **self.settings.transport_options()
                 )
+            # Shared although this client is the topic's only consumer: replies in pieces are
+            # put together by offset, so order does not matter, and shared subscriptions are
+            # the ones every broker gets right (pulsar-lite's exclusive ones repeat messages).
             self._subscription = await self._transport.subscribe(
-                self.response_topic, f"demessaging-client-{uuid.uuid4().hex[:12]}", shared=False
+                self.response_topic,
+                f"demessaging-client-{uuid.uuid4().hex[:12]}",
+                shared=True,
+                prefetch=PIECE_PREFETCH,
             )
             self._reader = asyncio.ensure_future(self._read(self._subscription))
 
@@ -280,7 +313,13 @@ class Client:
                 if future is None or future.done():
                     log.debug("dropping a reply for no pending call (context %r)", context)
                 elif message.message_type != MessageType.PROGRESS.value:
-                    future.set_result(message)
+                    try:
+                        whole = self._reassembler.add(str(context), message)
+                    except ProtocolError as exc:
+                        future.set_exception(exc)
+                        continue
+                    if whole is not None:
+                        future.set_result(whole)
         except Exception as exc:  # the next call reconnects; pending ones learn why
             log.warning("the reply reader stopped: %s", exc)
             error = exc if isinstance(exc, TransportError) else TransportError(str(exc))

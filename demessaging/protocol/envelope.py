@@ -22,6 +22,9 @@ Response (backend -> response_topic)::
                 error:   a text for people, "error validating request: ..." or
                          "error executing request: ..." as DASF writes it
 
+Payloads larger than the broker takes travel in pieces (``fragment``, ``num_fragments`` and
+more); :mod:`demessaging.protocol.fragments` describes how.
+
 ``ping`` is answered by ``pong`` with an empty payload; ``info`` and ``api_info`` by replies
 carrying the module's schema in the property of the same name (see
 :mod:`demessaging.core.schema`). Peers ignore properties they do not know, which is how the
@@ -46,6 +49,7 @@ __all__ = [
     "MessageType",
     "Prop",
     "RequestProperties",
+    "Stage",
     "ResponseProperties",
     "Status",
     "envelope_schemas",
@@ -88,6 +92,9 @@ class Prop:
     STATUS = "status"
     FRAGMENT = "fragment"
     NUM_FRAGMENTS = "num_fragments"
+    FRAGMENT_OFFSET = "fragment_offset"
+    PAYLOAD_SIZE = "payload_size"
+    FRAGMENTS_TOPIC = "fragments_topic"
     INFO = "info"
     API_INFO = "api_info"
     ERROR = "error"
@@ -121,6 +128,9 @@ class Message:
         return self.properties.get(Prop.MESSAGE_TYPE)
 
 
+Stage = Literal["request", "execution", "result"]
+
+
 class ErrorInfo(BaseModel):
     """What went wrong in a backend, sent as JSON in the ``error`` property of a reply."""
 
@@ -128,7 +138,7 @@ class ErrorInfo(BaseModel):
 
     type: str = Field(description="Qualified name of the exception type, e.g. 'ValueError'.")
     message: str = Field(description="The exception's message.")
-    stage: Literal["request", "execution", "result"] = Field(
+    stage: Stage = Field(
         description="request: invalid request; execution: the function raised; "
         "result: the return value broke its annotation."
     )

@@ -64,7 +64,7 @@ def connect(url: str, **options: Any) -> Transport:
         known = {k: v for k, v in options.items() if v not in (None, "")}
         if scheme == "pulsar-lite":
             url = "pulsar" + url[len("pulsar-lite") :]
-            known["distinct_consumer_ids"] = True
+            known["pulsar_lite"] = True
         return PulsarTransport(url, PulsarOptions(**known))
     raise ConfigurationError(
         f"unknown broker URL {url!r}; expected pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, "

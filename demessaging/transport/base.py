@@ -33,6 +33,10 @@ class Subscription(abc.ABC):
     async def close(self) -> None:
         """Stop receiving; unacknowledged messages go back to the subscription."""
 
+    @abc.abstractmethod
+    async def unsubscribe(self) -> None:
+        """Delete the subscription, with the messages it still holds, and stop receiving."""
+
 
 class Transport(abc.ABC):
     """A connection to a broker.
@@ -51,7 +55,7 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def subscribe(
-        self, topic: str, subscription: str, *, shared: bool = True
+        self, topic: str, subscription: str, *, shared: bool = True, prefetch: int = 1000
     ) -> Subscription:
         """Consume ``topic`` as a member of ``subscription``.
 
@@ -64,6 +68,9 @@ class Transport(abc.ABC):
             each message going to one of them; separate subscriptions each get every message.
         shared
             True for a shared subscription (competing consumers), False for an exclusive one.
+        prefetch
+            How many messages the broker may push to this consumer ahead of ``receive``. 1
+            shares work most fairly between competing consumers; more is faster for one.
         """
 
     @abc.abstractmethod

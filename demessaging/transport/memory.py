@@ -98,6 +98,11 @@ class MemoryBroker:
             consumer.unacked.clear()
             state.deliver()
 
+    def delete(self, topic: str, name: str) -> None:
+        """Remove a subscription and everything it holds."""
+        with self._lock:
+            self._topics.get(topic, {}).pop(name, None)
+
     def settle(
         self, topic: str, name: str, consumer: _Consumer, message_id: str, redeliver: bool
     ) -> None:
@@ -108,6 +113,11 @@ class MemoryBroker:
                 state = self._topics[topic][name]
                 state.backlog.append(message)
                 state.deliver()
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        """Topic -> the names of its subscriptions."""
+        with self._lock:
+            return {topic: list(subs) for topic, subs in self._topics.items() if subs}
 
     def backlog(self, topic: str, name: str) -> int:
         """Messages of a subscription not yet acknowledged (queued or in flight)."""
@@ -152,6 +162,11 @@ class _MemorySubscription(Subscription):
             self._closed = True
             self._broker.detach(self._topic, self._name, self._consumer)
 
+    @override
+    async def unsubscribe(self) -> None:
+        await self.close()
+        self._broker.delete(self._topic, self._name)
+
 
 class MemoryTransport(Transport):
     """A transport to a :class:`MemoryBroker` (by default the process-wide unnamed one)."""
@@ -166,7 +181,7 @@ class MemoryTransport(Transport):
 
     @override
     async def subscribe(
-        self, topic: str, subscription: str, *, shared: bool = True
+        self, topic: str, subscription: str, *, shared: bool = True, prefetch: int = 1000
     ) -> Subscription:
         consumer = _Consumer(asyncio.get_running_loop())
         self.broker.attach(topic, subscription, shared, consumer)

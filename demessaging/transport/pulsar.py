@@ -28,8 +28,10 @@ __all__ = ["PulsarOptions", "PulsarTransport"]
 log = logging.getLogger("demessaging.transport")
 T = TypeVar("T")
 
-#: Pulsar's default ``maxMessageSize`` (5 MiB) less room for the message's metadata.
-DEFAULT_MAX_MESSAGE_SIZE = 5 * 1024 * 1024 - 64 * 1024
+#: The largest payload sent in one message; larger ones go in pieces of this size. Far below
+#: the brokers' limit (5 MiB): pulsar-lite 0.2 loses messages close to its limit, and 1 MiB
+#: pieces were the fastest measured on it.
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,12 +56,15 @@ class PulsarOptions:
         Seconds the library waits for the broker in each operation.
     max_message_size
         The largest payload sent in one message, in bytes.
-    distinct_consumer_ids
-        Work around pulsar-lite 0.2, which refuses a consumer of a shared subscription whose
-        id another process's consumer already has ("Consumer 0 already exists"), while every
-        pulsar-client process numbers its consumers from 0. Before its first shared
-        subscription, the transport creates and closes ``pid % 1024`` consumers of a scratch
-        topic (about 0.5 ms each), so that backends on one machine get distinct ids.
+    pulsar_lite
+        Work around two faults of pulsar-lite 0.2. It refuses a consumer of a shared
+        subscription whose id another process's consumer already has ("Consumer 0 already
+        exists"), while every pulsar-client process numbers its consumers from 0: before its
+        first shared subscription, the transport creates and closes ``pid % 1024`` consumers of
+        a scratch topic (about 0.5 ms each), so that backends on one machine get distinct ids.
+        And deleting a subscription redelivers messages of other consumers whose
+        acknowledgement is still on its way: subscriptions are closed instead of deleted
+        (pulsar-lite never deletes data anyway).
     """
 
     tenant: str = "public"
@@ -72,7 +77,7 @@ class PulsarOptions:
     tls_key: str = ""
     operation_timeout: int = 30
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    distinct_consumer_ids: bool = False
+    pulsar_lite: bool = False
 
     def authentication(self) -> Any:
         """The pulsar-client authentication object, or None."""
@@ -101,9 +106,10 @@ async def _guard(operation: Awaitable[T], what: str) -> T:
 
 
 class _PulsarSubscription(Subscription):
-    def __init__(self, consumer: pulsar_asyncio.Consumer, topic: str) -> None:
+    def __init__(self, consumer: pulsar_asyncio.Consumer, topic: str, delete: bool) -> None:
         self._consumer = consumer
         self._topic = topic
+        self._delete = delete
         self._received: dict[str, Any] = {}
 
     @override
@@ -124,6 +130,13 @@ class _PulsarSubscription(Subscription):
         raw = self._received.pop(message.message_id or "", None)
         if raw is not None:
             await _guard(self._consumer.negative_acknowledge(raw), f"negative ack on {self._topic}")
+
+    @override
+    async def unsubscribe(self) -> None:
+        self._received.clear()
+        if self._delete:
+            await _guard(self._consumer.unsubscribe(), f"unsubscribing from {self._topic}")
+        await self.close()
 
     @override
     async def close(self) -> None:
@@ -153,7 +166,7 @@ class PulsarTransport(Transport):
         self._producers: dict[str, pulsar_asyncio.Producer] = {}
         self._lock: asyncio.Lock | None = None
         self._subscriptions: list[_PulsarSubscription] = []
-        self._ids_spread = not self.options.distinct_consumer_ids
+        self._ids_spread = not self.options.pulsar_lite
 
     def topic(self, name: str) -> str:
         """The full name of a topic."""
@@ -219,7 +232,7 @@ class PulsarTransport(Transport):
 
     @override
     async def subscribe(
-        self, topic: str, subscription: str, *, shared: bool = True
+        self, topic: str, subscription: str, *, shared: bool = True, prefetch: int = 1000
     ) -> Subscription:
         full = self.topic(topic)
         if shared and not self._ids_spread:
@@ -231,12 +244,12 @@ class PulsarTransport(Transport):
                 consumer_type=pulsar.ConsumerType.Shared
                 if shared
                 else pulsar.ConsumerType.Exclusive,
-                receiver_queue_size=1 if shared else 1000,
+                receiver_queue_size=max(1, prefetch),
                 negative_ack_redelivery_delay_ms=1000,
             ),
             f"subscribing to {full}",
         )
-        sub = _PulsarSubscription(consumer, full)
+        sub = _PulsarSubscription(consumer, full, delete=not self.options.pulsar_lite)
         self._subscriptions.append(sub)
         return sub
 

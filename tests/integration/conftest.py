@@ -99,6 +99,8 @@ def backends(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Backend]
                     sys.executable,
                     "-m",
                     "demessaging",
+                    "--log-level",
+                    "debug",
                     "listen",
                     str(module),
                     "--broker-url",

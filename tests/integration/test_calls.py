@@ -21,7 +21,7 @@ import pytest
 
 from demessaging.client import Client
 from demessaging.client.generator import generate
-from demessaging.errors import CallTimeoutError, PayloadTooLargeError, RemoteError
+from demessaging.errors import CallTimeoutError, RemoteError
 
 from .conftest import ROOT, Backend
 
@@ -94,7 +94,7 @@ def test_a_call_survives_its_backend_being_killed(
         try:
             with Client(topic, broker_url=broker_url, timeout=60) as client:
                 result.append(
-                    client.call({"func_name": "slow", "seconds": 1.0, "marker": str(marker)})
+                    client.call({"func_name": "slow", "seconds": 5.0, "marker": str(marker)})
                 )
         except BaseException as exc:  # reported below
             errors.append(exc)
@@ -161,20 +161,6 @@ def test_malformed_messages_do_not_stop_the_backend(
     assert "dropping message" in backend.output()
 
 
-def test_payloads_over_the_broker_limit_fail_clearly(
-    broker_url: str, topic: str, backends: Callable[..., Backend]
-) -> None:
-    backends(WORKERS, topic)
-    with Client(topic, broker_url=broker_url, timeout=60) as client:
-        with pytest.raises(PayloadTooLargeError):
-            client.call({"func_name": "echo_sum", "values": np.ones(2_000_000)})
-        with pytest.raises(RemoteError) as info:
-            client.call({"func_name": "make", "n": 2_000_000})
-        assert info.value.remote_type == "PayloadTooLargeError"
-        assert client.call({"func_name": "echo_sum", "values": np.ones(1000)}) == 1000.0
-
-
-@pytest.mark.xfail(strict=True, reason="fragmentation of large payloads is not built yet")
 def test_20_mb_arrays_round_trip(
     broker_url: str, topic: str, backends: Callable[..., Backend]
 ) -> None:

@@ -20,6 +20,7 @@ from demessaging.core.loader import load_module
 from demessaging.errors import (
     CallTimeoutError,
     PayloadTooLargeError,
+    ProtocolError,
     RemoteError,
     TransportError,
 )
@@ -358,33 +359,113 @@ def test_an_internal_failure_is_reported_to_the_caller(
     assert info.value.message == "internal error: dispatcher bug"
 
 
-def test_oversized_requests_are_refused_before_sending(
-    broker: MemoryBroker, serve: Callable[..., ListenerThread]
-) -> None:
-    serve(CLIMATE, topic="small")
+def small(broker: MemoryBroker, limit: int) -> MemoryTransport:
     transport = MemoryTransport(broker)
-    transport.max_message_size = 100
-    with Client("small", transport=transport, timeout=5) as c:
-        with pytest.raises(PayloadTooLargeError, match=r"request has \d+ bytes.*\(100 bytes\)"):
-            c.call({"func_name": "total", "values": list(range(100))})
-        assert c.call({"func_name": "total", "values": [1, 2]}) == 3.0
+    transport.max_message_size = limit
+    return transport
 
 
-def test_oversized_results_become_errors_not_endless_redelivery(
+def test_requests_and_replies_travel_in_pieces(
     broker: MemoryBroker, client: Callable[..., Client]
 ) -> None:
     from demessaging.backend import Dispatcher, Listener
 
-    transport = MemoryTransport(broker)
-    transport.max_message_size = 50
-    listener = Listener(Dispatcher.from_module(CLIMATE), transport, "big-results")
-    with ListenerThread(listener):
+    listener = Listener(Dispatcher.from_module(CLIMATE), small(broker, 64), "pieces")
+    with ListenerThread(listener), Client("pieces", transport=small(broker, 64), timeout=10) as c:
+        values = np.arange(300.0)
+        assert c.call({"func_name": "total", "values": values}) == values.sum()
+        series = list(range(100))
+        assert c.call({"func_name": "anomalies", "series": series}) == [v - 49.5 for v in series]
+        info = c.info()  # a large property, not a large payload
+        assert info["title"] == "climate"
+    leftovers = {t: subs for t, subs in broker.subscriptions().items() if "_fragments_" in t}
+    assert leftovers == {}  # side subscriptions are deleted once answered
+    assert broker.backlog("pieces", DEFAULT_SUBSCRIPTION) == 0
+
+
+def test_client_refuses_requests_over_its_max_payload(
+    broker: MemoryBroker, serve: Callable[..., ListenerThread]
+) -> None:
+    serve(CLIMATE, topic="capped")
+    with Client("capped", transport=MemoryTransport(broker), max_payload=1000) as c:
+        with pytest.raises(PayloadTooLargeError, match=r"request has \d+ bytes.*\(1000 bytes"):
+            c.call({"func_name": "total", "values": list(range(1000))})
+        assert c.call({"func_name": "total", "values": [1, 2]}) == 3.0
+
+
+def test_client_bounds_the_memory_for_replies_in_pieces(
+    broker: MemoryBroker,
+) -> None:
+    from demessaging.backend import Dispatcher, Listener
+
+    listener = Listener(Dispatcher.from_module(CLIMATE), small(broker, 100), "big-replies")
+    capped = Client("big-replies", transport=MemoryTransport(broker), max_payload=1000)
+    with ListenerThread(listener), capped as c:
+        with pytest.raises(ProtocolError, match="does not fit in the 1000 bytes"):
+            c.call({"func_name": "anomalies", "series": list(range(200))})
+        assert c.call({"func_name": "anomalies", "series": [1, 3]}) == [-1.0, 1.0]
+
+
+def test_backend_refuses_requests_over_its_max_payload(
+    broker: MemoryBroker,
+) -> None:
+    from demessaging.backend import Dispatcher, Listener
+
+    listener = Listener(
+        Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "strict", max_payload=500
+    )
+    with ListenerThread(listener), Client("strict", transport=small(broker, 100)) as c:
         with pytest.raises(RemoteError) as info:
-            client("big-results").call({"func_name": "anomalies", "series": list(range(40))})
-        deadline = time.monotonic() + 5
-        while broker.backlog("big-results", DEFAULT_SUBSCRIPTION) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert broker.backlog("big-results", DEFAULT_SUBSCRIPTION) == 0
-    assert info.value.remote_type == "PayloadTooLargeError"
-    assert info.value.stage == "result"
-    assert listener.handled == 1
+            c.call({"func_name": "total", "values": list(range(500))})
+        assert c.call({"func_name": "total", "values": [1]}) == 1.0
+    assert info.value.remote_type == "ProtocolError"
+    assert "more than this backend takes (500 bytes)" in info.value.message
+
+
+def raw_head(side: str, count: int = 3) -> Message:
+    return Message(
+        payload=b"{}",
+        properties={
+            Prop.MESSAGE_TYPE: "request",
+            Prop.REQUEST_CONTEXT: "c1",
+            Prop.RESPONSE_TOPIC: "heads-replies",
+            Prop.FRAGMENT: "0",
+            Prop.NUM_FRAGMENTS: str(count),
+            Prop.FRAGMENT_OFFSET: "0",
+            Prop.PAYLOAD_SIZE: "6",
+            Prop.FRAGMENTS_TOPIC: side,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("side", "error"),
+    [
+        ("someone-elses-topic", "must name a fragments_topic of 'heads'"),
+        ("heads_fragments_c1", "only 1 of 3 pieces of the request arrived within 0.3 s"),
+    ],
+)
+def test_bad_requests_in_pieces_are_answered_with_errors(
+    broker: MemoryBroker, side: str, error: str
+) -> None:
+    from demessaging.backend import Dispatcher, Listener
+
+    async def exchange() -> Message:
+        transport = MemoryTransport(broker)
+        replies = await transport.subscribe("heads-replies", "me", shared=False)
+        other = await transport.subscribe("someone-elses-topic", "theirs")
+        await transport.publish("heads", raw_head(side))
+        reply = await asyncio.wait_for(replies.receive(), 10)
+        assert broker.backlog("someone-elses-topic", "theirs") == 0  # untouched
+        await other.close()
+        await transport.close()
+        return reply
+
+    listener = Listener(
+        Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "heads", fragment_timeout=0.3
+    )
+    with ListenerThread(listener):
+        reply = asyncio.run(exchange())
+    assert reply.properties[Prop.STATUS] == "error"
+    assert error in reply.payload.decode()
+    assert [t for t in broker.subscriptions() if "_fragments_" in t] == []

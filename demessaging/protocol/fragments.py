@@ -1,0 +1,248 @@
+"""Fragmentation: payloads larger than the broker takes in one message travel in pieces.
+
+Every piece carries the properties of the whole message plus::
+
+    fragment        index of the piece, from 0          (as DASF writes it)
+    num_fragments   number of pieces                     (as DASF writes it)
+    fragment_offset where the piece starts in the payload (demessaging)
+    payload_size    size of the whole payload            (demessaging)
+
+Pieces are cut at multiples of 3 bytes, so that pieces base64-encoded one by one (as on the
+WebSocket API) still concatenate to the base64 of the whole payload.
+
+Replies go piece by piece to the caller's own response topic. Requests cannot, because a
+shared subscription would scatter the pieces over backend instances: the client first creates
+a subscription on a side topic (``fragments_topic``), publishes pieces 1..n-1 there, then
+publishes piece 0 (the *head*, naming the side topic) to the request topic. The backend that
+takes the head reads the rest from the side topic and acknowledges everything only after it
+replied, so a crash means redelivery of the head and of the unacknowledged pieces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..errors import ProtocolError
+from .envelope import Message, Prop
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "PIECE_PREFETCH",
+    "FRAGMENT_SUBSCRIPTION",
+    "Reassembler",
+    "Reassembly",
+    "fragment_count",
+    "side_topic",
+    "split",
+]
+
+#: The subscription that holds the pieces of a request on its side topic.
+FRAGMENT_SUBSCRIPTION = "demessaging-fragments"
+#: The largest payload sent or reassembled unless configured otherwise (1 GiB).
+DEFAULT_MAX_PAYLOAD = 1 << 30
+#: How many messages a consumer of pieces lets the broker push ahead. Modest on purpose:
+#: pulsar-lite 0.2 stalls a subscription whose consumer asks for 100 or more messages of
+#: 1 MiB ahead; 16 is as fast as 1000 elsewhere.
+PIECE_PREFETCH = 16
+_PIECE_PROPS = (Prop.FRAGMENT, Prop.NUM_FRAGMENTS, Prop.FRAGMENT_OFFSET, Prop.PAYLOAD_SIZE)
+
+
+def side_topic(topic: str, context: str) -> str:
+    """The side topic that carries the pieces of request ``context`` sent to ``topic``."""
+    return f"{topic}_fragments_{context}"
+
+
+def fragment_count(message: Message) -> int:
+    """How many pieces the message is one of (1 for a whole message).
+
+    Raises
+    ------
+    ProtocolError
+        If ``num_fragments`` is not a positive integer.
+    """
+    raw = message.properties.get(Prop.NUM_FRAGMENTS)
+    if raw is None:
+        return 1
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ProtocolError(f"num_fragments={raw!r} is not a number") from None
+    if count < 1:
+        raise ProtocolError(f"num_fragments={raw!r} is not positive")
+    return count
+
+
+def split(message: Message, limit: int, extra: Mapping[str, str] | None = None) -> list[Message]:
+    """Cut ``message`` into pieces of at most ``limit`` bytes (one piece if it fits).
+
+    Parameters
+    ----------
+    message
+        The whole message.
+    limit
+        The largest payload the broker takes.
+    extra
+        Properties for piece 0 only (the head of a request names its side topic).
+    """
+    size = len(message.payload)
+    if size <= limit:
+        return [message]
+    step = max(3, limit - limit % 3)
+    count = -(-size // step)
+    view = memoryview(message.payload)
+    pieces = []
+    for index, start in enumerate(range(0, size, step)):
+        properties = {
+            **message.properties,
+            Prop.FRAGMENT: str(index),
+            Prop.NUM_FRAGMENTS: str(count),
+            Prop.FRAGMENT_OFFSET: str(start),
+            Prop.PAYLOAD_SIZE: str(size),
+            **((extra or {}) if index == 0 else {}),
+        }
+        pieces.append(Message(payload=bytes(view[start : start + step]), properties=properties))
+    return pieces
+
+
+@dataclass
+class Reassembly:
+    """The pieces of one payload, written into one buffer as they come.
+
+    Parameters
+    ----------
+    size
+        The payload's size, or None for peers that do not send ``payload_size`` (DASF): then the
+        pieces are kept apart and joined in order at the end.
+    count
+        The number of pieces.
+    """
+
+    size: int | None
+    count: int
+    properties: dict[str, str] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+    _buffer: bytearray | None = None
+    _pieces: dict[int, bytes] = field(default_factory=dict)
+    _seen: set[int] = field(default_factory=set)
+    received: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            self._buffer = bytearray(self.size)
+
+    def add(self, piece: Message) -> bool:
+        """Take one piece; returns True once all have come.
+
+        Raises
+        ------
+        ProtocolError
+            If the piece does not fit the payload.
+        """
+        props = piece.properties
+        try:
+            index = int(props.get(Prop.FRAGMENT, "0"))
+        except ValueError:
+            raise ProtocolError(f"fragment={props.get(Prop.FRAGMENT)!r} is not a number") from None
+        if not 0 <= index < self.count:
+            raise ProtocolError(f"fragment {index} of {self.count} is out of range")
+        if index in self._seen:
+            return self.complete  # a redelivered piece
+        if self._buffer is not None:
+            try:
+                offset = int(props[Prop.FRAGMENT_OFFSET])
+            except (KeyError, ValueError):
+                raise ProtocolError("a fragment lacks a valid fragment_offset") from None
+            end = offset + len(piece.payload)
+            if offset < 0 or end > len(self._buffer):
+                raise ProtocolError(f"fragment {index} overflows the payload of {self.size} bytes")
+            self._buffer[offset:end] = piece.payload
+        else:
+            self._pieces[index] = piece.payload
+        if index == 0:
+            self.properties = {k: v for k, v in props.items() if k not in _PIECE_PROPS}
+        self._seen.add(index)
+        self.received += len(piece.payload)
+        return self.complete
+
+    @property
+    def complete(self) -> bool:
+        """Whether every piece has come."""
+        return len(self._seen) == self.count
+
+    def message(self) -> Message:
+        """The whole message (once complete)."""
+        if self._buffer is not None:
+            payload = bytes(self._buffer)  # one copy; handing out the buffer would save it
+        else:
+            payload = b"".join(self._pieces[i] for i in range(self.count))
+        return Message(payload=payload, properties=self.properties)
+
+
+class Reassembler:
+    """Partial payloads by key, within a bound on the memory they take.
+
+    Parameters
+    ----------
+    max_bytes
+        The most bytes held for all partial payloads together.
+    timeout
+        Seconds after which an incomplete payload is dropped (see :meth:`expire`).
+    """
+
+    def __init__(self, max_bytes: int, timeout: float = 300.0) -> None:
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self._partial: dict[str, Reassembly] = {}
+
+    @property
+    def held(self) -> int:
+        """Bytes held now (the declared sizes of the partial payloads)."""
+        return sum(r.size if r.size is not None else r.received for r in self._partial.values())
+
+    def add(self, key: str, piece: Message) -> Message | None:
+        """Take a piece of the payload ``key``; returns the whole message once complete.
+
+        Raises
+        ------
+        ProtocolError
+            If the piece is malformed, or the payload would break the memory bound (the
+            partial payload is dropped).
+        """
+        count = fragment_count(piece)
+        if count == 1:
+            return piece
+        partial = self._partial.get(key)
+        if partial is None:
+            size_text = piece.properties.get(Prop.PAYLOAD_SIZE)
+            size = int(size_text) if size_text and size_text.isdigit() else None
+            if size is not None and self.held + size > self.max_bytes:
+                raise ProtocolError(
+                    f"a payload of {size} bytes does not fit in the {self.max_bytes} bytes "
+                    f"reserved for reassembly ({self.held} in use)"
+                )
+            partial = self._partial[key] = Reassembly(size, count)
+        try:
+            done = partial.add(piece)
+            if partial.size is None and self.held > self.max_bytes:
+                raise ProtocolError(f"partial payloads exceed {self.max_bytes} bytes")
+        except ProtocolError:
+            self._partial.pop(key, None)
+            raise
+        if not done:
+            return None
+        del self._partial[key]
+        return partial.message()
+
+    def discard(self, key: str) -> None:
+        """Drop a partial payload."""
+        self._partial.pop(key, None)
+
+    def expire(self) -> list[str]:
+        """Drop partial payloads older than the timeout; returns their keys."""
+        now = time.monotonic()
+        old = [k for k, r in self._partial.items() if now - r.started > self.timeout]
+        for key in old:
+            del self._partial[key]
+        return old

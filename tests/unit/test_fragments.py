@@ -1,0 +1,113 @@
+"""Cutting payloads into pieces and putting them back together."""
+
+from __future__ import annotations
+
+import base64
+import random
+
+import pytest
+
+from demessaging.errors import ProtocolError
+from demessaging.protocol import Message, Prop
+from demessaging.protocol.fragments import Reassembler, Reassembly, fragment_count, split
+
+
+def message(size: int) -> Message:
+    return Message(payload=random.Random(size).randbytes(size), properties={"requestContext": "x"})
+
+
+@pytest.mark.parametrize("size", [0, 1, 99, 100, 101, 299, 300, 1000, 4097])
+@pytest.mark.parametrize("limit", [3, 100, 128])
+def test_split_and_reassemble_in_any_order(size: int, limit: int) -> None:
+    whole = message(size)
+    pieces = split(whole, limit)
+    assert all(len(p.payload) <= limit for p in pieces)
+    if size <= limit:
+        assert pieces == [whole]
+        return
+    assert all(len(p.payload) % 3 == 0 for p in pieces[:-1])
+    assert {fragment_count(p) for p in pieces} == {len(pieces)}
+    random.Random(limit).shuffle(pieces)
+    reassembler = Reassembler(max_bytes=10_000)
+    results = [reassembler.add("k", p) for p in pieces]
+    assert results[:-1] == [None] * (len(pieces) - 1)
+    assert results[-1] == whole
+    assert reassembler.held == 0
+
+
+def test_pieces_base64_encoded_one_by_one_concatenate() -> None:
+    whole = message(1000)
+    text = "".join(base64.b64encode(p.payload).decode() for p in split(whole, 100))
+    assert base64.b64decode(text) == whole.payload
+
+
+def test_only_the_head_gets_the_extra_properties() -> None:
+    heads = [
+        p
+        for p in split(message(500), 100, extra={Prop.FRAGMENTS_TOPIC: "side"})
+        if Prop.FRAGMENTS_TOPIC in p.properties
+    ]
+    assert [p.properties[Prop.FRAGMENT] for p in heads] == ["0"]
+
+
+def test_a_redelivered_piece_is_taken_once() -> None:
+    pieces = split(message(300), 100)
+    reassembly = Reassembly(300, len(pieces))
+    assert not reassembly.add(pieces[0])
+    assert not reassembly.add(pieces[0])
+    for piece in pieces[1:]:
+        reassembly.add(piece)
+    assert reassembly.message().payload == message(300).payload
+
+
+def test_pieces_without_offsets_are_joined_in_order() -> None:
+    """As DASF sends them: fragment and num_fragments only."""
+    payload = b"abcdefghij"
+    pieces = [
+        Message(
+            payload=payload[i : i + 4], properties={Prop.FRAGMENT: str(n), Prop.NUM_FRAGMENTS: "3"}
+        )
+        for n, i in enumerate(range(0, 10, 4))
+    ]
+    reassembler = Reassembler(max_bytes=100)
+    assert reassembler.add("k", pieces[2]) is None
+    assert reassembler.add("k", pieces[0]) is None
+    result = reassembler.add("k", pieces[1])
+    assert result is not None
+    assert result.payload == payload
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({Prop.FRAGMENT: "7"}, "out of range"),
+        ({Prop.FRAGMENT: "x"}, "not a number"),
+        ({Prop.FRAGMENT_OFFSET: "290"}, "overflows"),
+        ({Prop.NUM_FRAGMENTS: "0"}, "not positive"),
+        ({Prop.NUM_FRAGMENTS: "many"}, "not a number"),
+    ],
+)
+def test_malformed_pieces_are_refused(change: dict[str, str], error: str) -> None:
+    piece = split(message(300), 100)[1]
+    bad = Message(payload=piece.payload, properties={**piece.properties, **change})
+    reassembler = Reassembler(max_bytes=1000)
+    with pytest.raises(ProtocolError, match=error):
+        reassembler.add("k", bad)
+    assert reassembler.held == 0
+
+
+def test_the_memory_bound_holds_across_payloads() -> None:
+    reassembler = Reassembler(max_bytes=500)
+    assert reassembler.add("a", split(message(300), 100)[0]) is None
+    with pytest.raises(ProtocolError, match="300 bytes does not fit in the 500 bytes"):
+        reassembler.add("b", split(message(300), 100)[0])
+    assert reassembler.held == 300
+    reassembler.discard("a")
+    assert reassembler.add("b", split(message(300), 100)[0]) is None
+
+
+def test_stale_partial_payloads_expire() -> None:
+    reassembler = Reassembler(max_bytes=1000, timeout=0.0)
+    reassembler.add("old", split(message(300), 100)[0])
+    assert reassembler.expire() == ["old"]
+    assert reassembler.held == 0
