@@ -59,10 +59,21 @@ class ArraySpec:
             object.__setattr__(self, "shape", tuple(self.shape))
 
     def validate(self, value: Any) -> np.ndarray[Any, Any]:
-        """Return ``value`` as an array of this spec, or raise a pydantic validation error."""
+        """Return ``value`` as an array of this spec, or raise a pydantic validation error.
+
+        Values are converted to the declared dtype when no value changes on the way: integers
+        to any integer type whose range holds them, integers to floats, floats to narrower
+        floats while they stay finite. Datetimes and timedeltas are read from ISO strings.
+        """
+        target = np.dtype(self.dtype) if self.dtype is not None else None
         try:
-            source = value if isinstance(value, np.ndarray) else np.asarray(value)
-        except (TypeError, ValueError) as exc:
+            if isinstance(value, np.ndarray):
+                source = value
+            elif target is not None and target.kind in "mM":
+                source = np.array(value, dtype=target)
+            else:
+                source = np.asarray(value)
+        except (TypeError, ValueError, OverflowError) as exc:
             raise PydanticCustomError(
                 "ndarray", "not convertible to an array: {e}", {"e": str(exc)}
             ) from exc
@@ -73,14 +84,8 @@ class ArraySpec:
                 {"kind": _KIND_NAMES.get(source.dtype.kind, source.dtype.name)},
             )
         array = source
-        if self.dtype is not None and source.dtype != np.dtype(self.dtype):
-            if not np.can_cast(source.dtype, self.dtype, casting="same_kind"):
-                raise PydanticCustomError(
-                    "ndarray_dtype",
-                    "expected dtype {expected}, got {actual} (no safe conversion)",
-                    {"expected": self.dtype, "actual": source.dtype.name},
-                )
-            array = source.astype(self.dtype)
+        if target is not None and source.dtype != target:
+            array = _convert(source, target)
         if self.shape is not None and (
             array.ndim != len(self.shape)
             or any(
@@ -126,6 +131,41 @@ class ArraySpec:
         if self.shape is not None:
             result["x-shape"] = list(self.shape)
         return result
+
+
+def _convert(source: np.ndarray[Any, Any], target: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """``source`` as ``target``, refusing conversions that would change a value."""
+    kinds = source.dtype.kind + target.kind
+    if target.kind in "mM" and np.datetime_data(target)[0] == "generic":
+        return source if source.dtype.kind == target.kind else _refuse(source, target)
+    if kinds[0] in "iu" and kinds[1] in "iu":
+        limits = np.iinfo(target)
+        if source.size and (source.min() < limits.min or source.max() > limits.max):
+            raise PydanticCustomError(
+                "ndarray_range",
+                "values from {low} to {high} do not fit in {expected}",
+                {"low": int(source.min()), "high": int(source.max()), "expected": target.name},
+            )
+        return source.astype(target)
+    if not np.can_cast(source.dtype, target, casting="same_kind"):
+        return _refuse(source, target)
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = source.astype(target)
+    if kinds[1] in "fc" and not np.array_equal(np.isfinite(source), np.isfinite(result)):
+        raise PydanticCustomError(
+            "ndarray_range",
+            "values do not fit in {expected} (they would become infinite)",
+            {"expected": target.name},
+        )
+    return result
+
+
+def _refuse(source: np.ndarray[Any, Any], target: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    raise PydanticCustomError(
+        "ndarray_dtype",
+        "expected dtype {expected}, got {actual} (no safe conversion)",
+        {"expected": target.name, "actual": source.dtype.name},
+    )
 
 
 def _shape_text(shape: tuple[int | None, ...]) -> str:

@@ -43,7 +43,7 @@ def load_module(target: str | Path | ModuleType) -> ModuleType:
     try:
         return importlib.import_module(text)
     except ModuleNotFoundError as exc:
-        if exc.name and text.startswith(exc.name):
+        if exc.name and (text == exc.name or text.startswith(f"{exc.name}.")):
             raise ModuleLoadError(
                 f"no module named {text!r} (and no file of that name); pass a path to a .py "
                 "file or the dotted name of an importable module"
@@ -61,8 +61,14 @@ def _load_file(path: Path) -> ModuleType:
     if not name.isidentifier():
         raise ModuleLoadError(f"{path.name!r} is not a valid module name; rename the file")
     existing = sys.modules.get(name)
-    if existing is not None and getattr(existing, "__file__", None) == str(path):
-        return existing
+    if existing is not None:
+        if getattr(existing, "__file__", None) == str(path):
+            return existing
+        where = getattr(existing, "__file__", None) or "built in"
+        raise ModuleLoadError(
+            f"{path.name!r} has the name of the module {name!r} that is already imported "
+            f"({where}); rename the file"
+        )
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModuleLoadError(f"cannot import {str(path)!r} as a Python module")

@@ -43,11 +43,11 @@ __all__ = [
     "ModuleModels",
     "build_models",
     "camel",
-    "field_name",
+    "field_names",
     "format_validation_error",
 ]
 
-_CONFIG = ConfigDict(extra="forbid", protected_namespaces=(), populate_by_name=True)
+_CONFIG = ConfigDict(extra="forbid", protected_namespaces=())
 
 
 @dataclass(frozen=True)
@@ -143,9 +143,12 @@ class ModuleModels:
 
 def _set_arguments(model: BaseModel, params: tuple[ParameterSpec, ...]) -> dict[str, Any]:
     """The arguments a request carries; absent ones are left to the function's defaults."""
+    wanted = {p.name for p in params}
     present = model.model_fields_set
     return {
-        p.name: getattr(model, field_name(p.name)) for p in params if field_name(p.name) in present
+        (info.alias or name): getattr(model, name)
+        for name, info in type(model).model_fields.items()
+        if name in present and (info.alias or name) in wanted
     }
 
 
@@ -154,12 +157,24 @@ def camel(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
 
 
-def field_name(parameter: str) -> str:
-    """The model field of a parameter; names that would shadow BaseModel get a trailing ``_``.
+def field_names(parameters: tuple[ParameterSpec, ...]) -> dict[str, str]:
+    """Parameter name -> model field name.
 
-    The field keeps the parameter's name as its alias, so the wire layout is unchanged.
+    A name that would shadow a BaseModel attribute (``copy``, ``json``...) gets trailing
+    underscores until it is free; the field keeps the parameter's name as its alias, which is
+    the only name requests may use.
     """
-    return f"{parameter}_" if hasattr(BaseModel, parameter) else parameter
+    taken = {p.name for p in parameters}
+    names = {}
+    for p in parameters:
+        name = p.name
+        if hasattr(BaseModel, name):
+            name += "_"
+            while name in taken or hasattr(BaseModel, name):
+                name += "_"
+            taken.add(name)
+        names[p.name] = name
+    return names
 
 
 def build_models(spec: ModuleSpec) -> ModuleModels:
@@ -187,7 +202,7 @@ def build_models(spec: ModuleSpec) -> ModuleModels:
         instance = [methods[(cls.name, m.name)] for m in cls.methods if m.needs_instance]
         static = [methods[(cls.name, m.name)] for m in cls.methods if not m.needs_instance]
         static_tags.update(f"{cls.name}.{m.spec.name}" for m in static)
-        if instance or not static:
+        if instance:
             name = f"Class{camel(cls.name)}"
             classes[name] = _class_model(name, cls, instance, with_constructor=True)
             variants.append(Annotated[classes[name], Tag(f"class:{cls.name}")])
@@ -240,7 +255,8 @@ def _const(name: str) -> Any:
 
 
 def _callable_models(spec: FunctionSpec, owner: ClassSpec | None, name: str) -> CallableModels:
-    fields = {field_name(p.name): _field(p, spec.qualname) for p in spec.parameters}
+    names = field_names(spec.parameters)
+    fields = {names[p.name]: _field(p, spec.qualname) for p in spec.parameters}
     request = create_model(
         name,
         __config__=_CONFIG,
@@ -257,8 +273,9 @@ def _class_model(
 ) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     if with_constructor:
+        names = field_names(cls.constructor.parameters)
         for p in cls.constructor.parameters:
-            fields[field_name(p.name)] = _field(p, cls.constructor.qualname)
+            fields[names[p.name]] = _field(p, cls.constructor.qualname)
     if methods:
         choices = tuple(m.request for m in methods)
         function: Any = Annotated[Union[choices], Field(discriminator="func_name")]  # noqa: UP007
@@ -279,8 +296,7 @@ def _field(param: ParameterSpec, qualname: str) -> tuple[Any, Any]:
     annotation = prepare_annotation(param.annotation)
     _adapter(annotation, qualname, param.name)
     default = ... if param.required else param.default
-    alias = param.name if field_name(param.name) != param.name else None
-    info = Field(default, description=param.description or None, alias=alias)
+    info = Field(default, description=param.description or None, alias=param.name)
     return annotation, info
 
 

@@ -41,14 +41,16 @@ def api_info(models: ModuleModels) -> dict[str, Any]:
     ``{"functions": [{"name", "rpc_schema", "return_schema"}], "classes": [{"name",
     "rpc_schema", "methods": [...]}], "rpc_schema": <module schema>}``. A class's
     ``rpc_schema`` is the model with its constructor arguments (or, for a class with only
-    static and class methods, the model without them).
+    static and class methods, the model without them). Classes without public methods
+    are left out: they serve nothing.
     """
     classes = []
     for cls in models.spec.classes:
-        model = (
-            models.classes.get(f"Class{camel(cls.name)}")
-            or models.classes[f"Class{camel(cls.name)}Static"]
+        model = models.classes.get(f"Class{camel(cls.name)}") or models.classes.get(
+            f"Class{camel(cls.name)}Static"
         )
+        if model is None:  # no public methods: nothing to call
+            continue
         classes.append(
             {
                 "name": cls.name,

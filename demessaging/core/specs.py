@@ -427,6 +427,8 @@ def _public_methods(cls: type) -> list[tuple[str, Callable[..., Any], MemberKind
 def _reserved_names(kind: MemberKind, owner: type | None, name: str) -> frozenset[str]:
     if owner is not None and name == "__init__":
         return frozenset({"class_name", "function"})
+    if owner is None:  # a top-level class_name would make the request a class request
+        return frozenset({"func_name", "class_name"})
     return frozenset({"func_name"})
 
 

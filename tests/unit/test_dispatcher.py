@@ -623,11 +623,6 @@ def test_parse_accepts_mappings_and_text(dispatcher):
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a class without public methods gets a request model without 'function'; "
-    "ModuleModels.resolve then raises AttributeError out of Dispatcher.handle",
-)
 def test_class_without_methods_does_not_crash_the_dispatcher(make_dispatcher):
     dispatcher = make_dispatcher(
         "class Holder:\n    def __init__(self, x: int) -> None:\n        self.x = x\n\n\n"
@@ -638,12 +633,6 @@ def test_class_without_methods_does_not_crash_the_dispatcher(make_dispatcher):
     assert outcome.error.stage == "request"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a function parameter named 'class_name' is accepted by introspection, but "
-    "ModuleModels.resolve treats the request as a class request (AttributeError out of "
-    "Dispatcher.handle) and the discriminator routes it to a class",
-)
 def test_function_parameter_named_class_name(make_dispatcher):
     source = "def label(a: int, class_name: str = 'x') -> str:\n    return f'{a}{class_name}'\n"
     refusal: SignatureError | None = None
@@ -658,11 +647,6 @@ def test_function_parameter_named_class_name(make_dispatcher):
     assert result(dispatcher, {"func_name": "label", "a": 1, "class_name": "y"}) == "1y"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="populate_by_name lets a request use the internal field name 'copy_' of a "
-    "parameter named 'copy', which the request's JSON Schema forbids",
-)
 def test_internal_field_names_are_not_accepted_on_the_wire(make_dispatcher):
     dispatcher = make_dispatcher("def clone(copy: int) -> int:\n    return copy\n")
     assert result(dispatcher, {"func_name": "clone", "copy": 2}) == 2
