@@ -38,6 +38,8 @@ class Settings:
         Default deadline of a call, in seconds.
     tenant, namespace
         Where short topic names live on Pulsar.
+    persistent
+        Whether short topic names are persistent topics.
     token
         A JWT for Pulsar's token authentication.
     oauth2
@@ -53,16 +55,18 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     tenant: str = "public"
     namespace: str = "default"
+    persistent: bool = True
     token: str = field(default="", repr=False)
     oauth2: str = field(default="", repr=False)
     tls_trust_certs: str = ""
     tls_certificate: str = ""
     tls_key: str = field(default="", repr=False)
 
-    def transport_options(self) -> dict[str, str]:
+    def transport_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`demessaging.transport.connect`."""
         names = (
             "tenant",
+            "persistent",
             "namespace",
             "token",
             "oauth2",
@@ -120,6 +124,12 @@ class Settings:
 
 
 def _parse(key: str, text: str, kind: Any) -> Any:
+    if kind in (bool, "bool"):
+        if text.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(f"{key}={text!r} is not a yes or no (true/false, 1/0)")
     if kind in (float, "float"):
         try:
             return float(text)

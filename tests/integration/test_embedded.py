@@ -101,3 +101,39 @@ def test_a_stale_state_file_is_ignored(data_dir: Path) -> None:
     assert embedded.find_running() is None
     with embedded.start() as broker:
         assert broker.owned
+
+
+def test_backend_and_client_reconnect_after_a_broker_restart(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from demessaging.client import Client
+
+    broker = embedded.start(data_dir)
+    port = broker.url.rsplit(":", 1)[1]
+    url = f"pulsar-lite://127.0.0.1:{port}"
+    log = tmp_path / "listen.log"
+    with open(log, "wb") as out:
+        backend = subprocess.Popen(
+            [sys.executable, "-m", "demessaging", "listen", str(CLIMATE), "--broker-url", url],
+            stderr=out,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "serving climate" not in log.read_text():
+            assert backend.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        with Client("climate", broker_url=url, timeout=60) as client:
+            assert client.call({"func_name": "total", "values": [1, 2]}) == 3.0
+            broker.stop()
+            broker = embedded.start(data_dir, port=int(port))  # same port, same data
+            assert client.call({"func_name": "total", "values": [3, 4]}) == 7.0
+        assert backend.poll() is None
+    finally:
+        backend.send_signal(signal.SIGTERM)
+        try:
+            backend.wait(30)
+        except subprocess.TimeoutExpired:
+            backend.kill()
+            backend.wait(10)
+        broker.stop()
