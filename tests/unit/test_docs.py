@@ -39,7 +39,12 @@ def checked(code: str) -> str:
 
 
 def run_blocks(doc: Path, folder: Path) -> int:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DEMESSAGING_DATA_DIR": str(folder / "demessaging-data"),  # a broker of its own
+    }
+    env.pop("DEMESSAGING_BROKER_URL", None)
     blocks = BLOCK.findall(doc.read_text(encoding="utf-8"))
     for kind, code in blocks:
         command = (
