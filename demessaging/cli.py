@@ -154,9 +154,12 @@ def generate(
             version=package_version,
             force=force,
         )
+    where = str(package.root)
+    if not package.root.is_absolute() and not where.startswith("."):
+        where = f"./{where}"  # a bare name would send pip to the package index
     click.echo(
-        f"wrote {package.distribution} (import {package.package}) to {package.root}; "
-        f"install it with: pip install {package.root}"
+        f"wrote {package.distribution} (import {package.package}) to {where}; "
+        f"install it with: pip install {where}"
     )
 
 
@@ -176,19 +179,9 @@ def _broker(settings: Settings, *, start: bool) -> Iterator[str]:
         return
     from . import embedded
 
-    broker = embedded.start()
+    broker = embedded.start()  # logs where it runs
     if broker.owned:
-        logging.getLogger("demessaging").info(
-            "started the embedded pulsar-lite broker at %s (pid %d, data in %s); it stops "
-            "with this backend",
-            broker.url,
-            broker.pid,
-            broker.folder,
-        )
-    else:
-        logging.getLogger("demessaging").info(
-            "using the embedded pulsar-lite broker at %s (pid %d)", broker.url, broker.pid
-        )
+        logging.getLogger("demessaging").info("the embedded broker stops with this backend")
     try:
         yield broker.url
     finally:

@@ -47,7 +47,7 @@ def test_listen_starts_the_embedded_broker_and_clients_find_it(
             assert backend.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        assert "started the embedded pulsar-lite broker at pulsar://127.0.0.1:" in log.read_text()
+        assert "started the embedded broker at pulsar://127.0.0.1:" in log.read_text()
         state = json.loads((data_dir / "broker.json").read_text())
         cmdline = Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")
         assert f"127.0.0.1:{state['port']}".encode() in cmdline  # loopback only
