@@ -23,6 +23,15 @@ from .conftest import ROOT
 CLIMATE = ROOT / "examples" / "climate.py"
 
 
+def wait_until_serving(backend: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    """Wait (bounded) until a `demessaging listen` process logs that it serves."""
+    deadline = time.monotonic() + timeout
+    while "serving climate" not in log.read_text():
+        assert backend.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "data"
@@ -42,11 +51,7 @@ def test_listen_starts_the_embedded_broker_and_clients_find_it(
             env=os.environ.copy(),
         )
     try:
-        deadline = time.monotonic() + 30
-        while "serving climate" not in log.read_text():
-            assert backend.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_until_serving(backend, log)
         assert "started the embedded broker at pulsar://127.0.0.1:" in log.read_text()
         state = json.loads((data_dir / "broker.json").read_text())
         cmdline = Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")
@@ -118,11 +123,7 @@ def test_backend_and_client_reconnect_after_a_broker_restart(
             stderr=out,
         )
     try:
-        deadline = time.monotonic() + 30
-        while "serving climate" not in log.read_text():
-            assert backend.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_until_serving(backend, log)
         with Client("climate", broker_url=url, timeout=60) as client:
             assert client.call({"func_name": "total", "values": [1, 2]}) == 3.0
             broker.stop()
