@@ -274,21 +274,15 @@ class Listener:
             return reply_to(message, outcome.payload, source_topic=self.topic)
         if kind == MessageType.PING.value:
             return reply_to(message, b"", source_topic=self.topic, message_type=MessageType.PONG)
-        if kind == MessageType.INFO.value:
+        if kind in (MessageType.INFO.value, MessageType.API_INFO.value):
+            # the schema travels in the property named like the message type, as DASF does
+            schema = self._info if kind == MessageType.INFO.value else self._api_info
             return reply_to(
                 message,
                 b"",
                 source_topic=self.topic,
-                message_type=MessageType.INFO,
-                extra={Prop.INFO: self._info},
-            )
-        if kind == MessageType.API_INFO.value:
-            return reply_to(
-                message,
-                b"",
-                source_topic=self.topic,
-                message_type=MessageType.API_INFO,
-                extra={Prop.API_INFO: self._api_info},
+                message_type=MessageType(kind),
+                extra={kind: schema},
             )
         raise ProtocolError(f"unexpected messageType {kind!r}")
 
