@@ -49,5 +49,6 @@ def serve(
     dispatcher = Dispatcher.from_module(module, debug=debug)
     settings = Settings.from_env(broker_url=broker_url, topic=topic)
     name = settings.topic or dispatcher.models.spec.name.rsplit(".", 1)[-1]
-    listener = Listener(dispatcher, connect(settings.broker_url), name, workers=workers)
+    transport = connect(settings.broker_url, **settings.transport_options())
+    listener = Listener(dispatcher, transport, name, workers=workers)
     return ListenerThread(listener).start()

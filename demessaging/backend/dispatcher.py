@@ -113,7 +113,7 @@ class Dispatcher:
                 result = spec.func(*positional, **keywords)
             if inspect.iscoroutine(result):
                 result = asyncio.run(result)
-        except (Exception, SystemExit) as exc:
+        except BaseException as exc:  # KeyboardInterrupt and the like too: never the backend's end
             message = str(exc) or type(exc).__name__
             error = ExecutionError(message, error_type=type_name(type(exc)))
             error.__cause__ = exc

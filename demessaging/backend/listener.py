@@ -179,7 +179,7 @@ class Listener:
             reply = self._error(message, "ProtocolError", str(exc), "request")
             if reply is None:
                 log.warning("dropping message %s: %s", message.message_id, exc)
-        except Exception as exc:  # a bug of ours: tell the caller rather than retry forever
+        except BaseException as exc:  # a bug of ours: tell the caller rather than retry forever
             log.exception("failed to handle message %s", message.message_id)
             reply = self._error(
                 message, type_name(type(exc)), f"internal error: {exc}", "execution"

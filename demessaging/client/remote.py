@@ -8,6 +8,8 @@ validated before anything is sent.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import threading
 import warnings
@@ -57,7 +59,10 @@ class RemoteModule:
             timeout=timeout or DEFAULT_TIMEOUT,
         )
         prefixes = (env_prefix, ENV_PREFIX) if env_prefix else (ENV_PREFIX,)
-        self.settings = Settings.from_env(prefixes, defaults=generated)
+        settings = Settings.from_env(prefixes, defaults=generated)
+        # the topic names this package's backend: only the package's own variable changes it
+        own = os.environ.get(f"{env_prefix}TOPIC") if env_prefix else None
+        self.settings = dataclasses.replace(settings, topic=own or topic)
         self._lock = threading.Lock()
         self._client: Client | None = None
 

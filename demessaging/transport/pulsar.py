@@ -26,6 +26,8 @@ from .base import Subscription, Transport
 __all__ = ["PulsarOptions", "PulsarTransport"]
 
 log = logging.getLogger("demessaging.transport")
+#: pulsar.asyncio raises an exception class of its own, unrelated to pulsar.PulsarException.
+_LIBRARY_ERRORS = (pulsar.PulsarException, pulsar_asyncio.PulsarException)
 T = TypeVar("T")
 
 #: The largest payload sent in one message; larger ones go in pieces of this size. Far below
@@ -94,7 +96,7 @@ async def _guard(operation: Awaitable[T], what: str) -> T:
     """Await a pulsar-client operation, mapping its errors to ours."""
     try:
         return await operation
-    except pulsar.PulsarException as exc:
+    except _LIBRARY_ERRORS as exc:
         text = f"{what} failed: {exc}"
         if (
             "Authentication" in type(exc).__name__
@@ -143,7 +145,7 @@ class _PulsarSubscription(Subscription):
         self._received.clear()
         try:
             await self._consumer.close()
-        except pulsar.PulsarException as exc:  # already closed, or the broker is gone
+        except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
             log.debug("closing the consumer of %s: %s", self._topic, exc)
 
 
@@ -261,13 +263,13 @@ class PulsarTransport(Transport):
         for producer in self._producers.values():
             try:
                 await producer.close()
-            except pulsar.PulsarException as exc:
+            except _LIBRARY_ERRORS as exc:
                 log.debug("closing a producer: %s", exc)
         self._producers.clear()
         if self._client is not None:
             try:
                 await self._client.close()
-            except pulsar.PulsarException as exc:
+            except _LIBRARY_ERRORS as exc:
                 log.debug("closing the client: %s", exc)
             self._client = None
 

@@ -93,3 +93,37 @@ def test_pulsar_lite_urls_switch_on_its_work_arounds() -> None:
     assert lite.url == "pulsar://127.0.0.1:6650"
     assert lite.options.pulsar_lite
     assert not transport("pulsar://127.0.0.1:6650", Settings()).options.pulsar_lite
+
+
+@pytest.mark.parametrize("error", [pulsar.PulsarException, "asyncio"])
+def test_library_errors_of_both_pulsar_apis_become_ours(error: object) -> None:
+    import asyncio
+
+    import pulsar.asyncio as pulsar_asyncio
+
+    from demessaging.errors import TransportError
+    from demessaging.transport.pulsar import _guard
+
+    async def failing() -> None:
+        if error == "asyncio":
+            raise pulsar_asyncio.PulsarException(pulsar.Result.Timeout)
+        raise pulsar.Timeout("timed out")
+
+    with pytest.raises(TransportError, match="publishing to t failed"):
+        asyncio.run(_guard(failing(), "publishing to t"))
+
+
+def test_the_generic_topic_variable_does_not_redirect_generated_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from demessaging.client import RemoteModule
+
+    monkeypatch.setenv("DEMESSAGING_TOPIC", "some-other-backend")
+    monkeypatch.setenv("DEMESSAGING_TIMEOUT", "3")
+    remote = RemoteModule("unused", topic="climate", env_prefix="CLIMATE_CLIENT_")
+    assert (remote.settings.topic, remote.settings.timeout) == ("climate", 3.0)
+    monkeypatch.setenv("CLIMATE_CLIENT_TOPIC", "climate-v2")
+    assert (
+        RemoteModule("unused", topic="climate", env_prefix="CLIMATE_CLIENT_").settings.topic
+        == "climate-v2"
+    )

@@ -469,3 +469,21 @@ def test_bad_requests_in_pieces_are_answered_with_errors(
     assert reply.properties[Prop.STATUS] == "error"
     assert error in reply.payload.decode()
     assert [t for t in broker.subscriptions() if "_fragments_" in t] == []
+
+
+def test_a_keyboard_interrupt_in_a_served_function_is_an_execution_error(
+    serve: Callable[..., ListenerThread],
+    client: Callable[..., Client],
+    write_backend: Callable[[str], Path],
+) -> None:
+    path = write_backend(
+        "def stop(x: int) -> int:\n    raise KeyboardInterrupt\n\n\n"
+        "def ok(x: int) -> int:\n    return x\n"
+    )
+    backend = serve(load_module(path), topic="interrupted")
+    c = client("interrupted")
+    with pytest.raises(RemoteError) as info:
+        c.call({"func_name": "stop", "x": 1})
+    assert (info.value.remote_type, info.value.stage) == ("KeyboardInterrupt", "execution")
+    assert c.call({"func_name": "ok", "x": 2}) == 2
+    assert backend.listener.ready.is_set()
