@@ -183,7 +183,7 @@ def _broker(settings: Settings, *, start: bool) -> Iterator[str]:
     if broker.owned:
         logging.getLogger("demessaging").info("the embedded broker stops with this backend")
     try:
-        yield broker.url.replace("pulsar://", "pulsar-lite://", 1)  # with its work-arounds
+        yield broker.broker_url
     finally:
         broker.stop()
 

@@ -62,6 +62,11 @@ class EmbeddedBroker:
     owned: bool = False
     _process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def broker_url(self) -> str:
+        """The URL demessaging reaches it by: ``pulsar-lite://``, with its work-arounds."""
+        return self.url.replace("pulsar://", "pulsar-lite://", 1)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker by its PID (SIGTERM, then SIGKILL), if this process started it."""
         if not self.owned:

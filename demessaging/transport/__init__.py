@@ -56,7 +56,7 @@ def connect(url: str, **options: Any) -> Transport:
                 "a backend with `demessaging listen`, or the broker with `demessaging broker`, "
                 "or set DEMESSAGING_BROKER_URL"
             )
-        url = broker.url.replace("pulsar://", "pulsar-lite://", 1)
+        url = broker.broker_url
         scheme = "pulsar-lite"
     if scheme in ("pulsar", "pulsar+ssl", "pulsar-lite"):
         from .pulsar import PulsarOptions, PulsarTransport

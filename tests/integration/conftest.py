@@ -49,7 +49,7 @@ def broker_url(broker_name: str, tmp_path_factory: pytest.TempPathFactory) -> It
     broker = embedded.start(folder)
     assert broker.owned
     try:
-        yield broker.url.replace("pulsar://", "pulsar-lite://", 1)
+        yield broker.broker_url
     finally:
         broker.stop()
         assert embedded.find_running(folder) is None
