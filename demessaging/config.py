@@ -3,7 +3,8 @@
 Every setting ``name`` can be set by the environment variable ``DEMESSAGING_<NAME>``
 (``DEMESSAGING_BROKER_URL``, ``DEMESSAGING_TOPIC``, ``DEMESSAGING_TOKEN``...). A generated client
 package reads ``<PACKAGE>_<NAME>`` first, so that two clients in one process can point at
-different backends. Credentials are never written into generated packages.
+different backends, and takes its topic from ``<PACKAGE>_TOPIC`` only. Credentials are never
+written into generated packages.
 """
 
 from __future__ import annotations

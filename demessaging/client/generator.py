@@ -361,5 +361,5 @@ import {package}
 Every function and class has the signature and docstring of the backend's; calls run on the
 backend. Settings come from the environment, else from what the package was generated with:
 `{prefix}BROKER_URL`, `{prefix}TOPIC`, `{prefix}TIMEOUT` (seconds), then the same with
-`DEMESSAGING_`.
+`DEMESSAGING_`, except the topic, which only `{prefix}TOPIC` changes.
 """
