@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from typing_extensions import override
 from ..errors import AuthenticationError, TransportError
 from ..protocol.envelope import Message
 from .base import Subscription, Transport
+from .handshake import check_credentials
 
 __all__ = ["PulsarOptions", "PulsarTransport"]
 
@@ -90,6 +92,21 @@ class PulsarOptions:
         if self.tls_certificate:
             return pulsar.AuthenticationTLS(self.tls_certificate, self.tls_key)
         return None
+
+    async def check(self, url: str) -> None:
+        """Raise :class:`AuthenticationError` at once if the broker refuses the credentials.
+
+        Only for no credentials or a token: OAuth2 and TLS authentication are left to the
+        library (see :mod:`.handshake`).
+        """
+        if self.oauth2 or self.tls_certificate:
+            return
+        tls = None
+        if url.startswith("pulsar+ssl://"):
+            tls = ssl.create_default_context(cafile=self.tls_trust_certs or None)
+            tls.check_hostname = False  # as pulsar-client, which does not validate host names
+        token = ("token", self.token.encode()) if self.token else ("", b"")
+        await check_credentials(url, *token, tls=tls, timeout=min(10, self.operation_timeout))
 
 
 async def _guard(operation: Awaitable[T], what: str) -> T:
@@ -177,7 +194,9 @@ class PulsarTransport(Transport):
         kind = "persistent" if self.options.persistent else "non-persistent"
         return f"{kind}://{self.options.tenant}/{self.options.namespace}/{name}"
 
-    def _connect(self) -> pulsar_asyncio.Client:
+    async def _connect(self) -> pulsar_asyncio.Client:
+        if self._client is None:
+            await self.options.check(self.url)
         if self._client is None:
             o = self.options
             self._client = pulsar_asyncio.Client(
@@ -197,7 +216,7 @@ class PulsarTransport(Transport):
             producer = self._producers.get(topic)
             if producer is None:
                 producer = await _guard(
-                    self._connect().create_producer(
+                    (await self._connect()).create_producer(
                         topic,
                         batching_enabled=False,
                         block_if_queue_full=True,
@@ -226,7 +245,7 @@ class PulsarTransport(Transport):
         scratch = f"non-persistent://{o.tenant}/{o.namespace}/demessaging-consumer-ids"
         for n in range(os.getpid() % 1024):
             consumer = await _guard(
-                self._connect().subscribe(scratch, f"id-{os.getpid()}-{n}"),
+                (await self._connect()).subscribe(scratch, f"id-{os.getpid()}-{n}"),
                 "spreading consumer ids",
             )
             await consumer.close()
@@ -240,7 +259,7 @@ class PulsarTransport(Transport):
         if shared and not self._ids_spread:
             await self._spread_consumer_ids()
         consumer = await _guard(
-            self._connect().subscribe(
+            (await self._connect()).subscribe(
                 full,
                 subscription,
                 consumer_type=pulsar.ConsumerType.Shared

@@ -1,8 +1,9 @@
 """Brokers and backend processes for the integration tests.
 
 Brokers are chosen with ``--brokers`` or ``$DEMESSAGING_TEST_BROKERS`` (comma-separated; known:
-``pulsar-lite``). Each is started once per session on 127.0.0.1 and stopped by its PID; every
-test taking ``broker_url`` runs against each of them.
+``pulsar-lite`` and ``pulsar``, Apache Pulsar standalone; both by default). Each is started once
+per session on 127.0.0.1 and stopped by its PID; every test taking ``broker`` or ``broker_url``
+runs against each of them.
 """
 
 from __future__ import annotations
@@ -20,39 +21,64 @@ from pathlib import Path
 import pytest
 
 from demessaging import embedded
+from demessaging.testing import pulsar
 
 ROOT = Path(__file__).resolve().parents[2]
-KNOWN = ("pulsar-lite",)
+KNOWN = ("pulsar-lite", "pulsar")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--brokers",
-        default=os.environ.get("DEMESSAGING_TEST_BROKERS", "pulsar-lite"),
+        default=os.environ.get("DEMESSAGING_TEST_BROKERS", ",".join(KNOWN)),
         help=f"comma-separated brokers for the integration tests, of: {', '.join(KNOWN)}",
     )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "broker_name" in metafunc.fixturenames:
-        names = [n.strip() for n in metafunc.config.getoption("brokers").split(",") if n.strip()]
+        names = selected_brokers(metafunc.config)
         unknown = set(names) - set(KNOWN)
         if unknown:
             raise pytest.UsageError(f"unknown brokers {sorted(unknown)}; known: {KNOWN}")
         metafunc.parametrize("broker_name", names, scope="session")
 
 
+def selected_brokers(config: pytest.Config) -> list[str]:
+    """The brokers chosen for this run."""
+    return [n.strip() for n in config.getoption("brokers").split(",") if n.strip()]
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A broker running for the session: its name, URL and admin REST API (if it has one)."""
+
+    name: str
+    url: str
+    admin_url: str = ""
+
+
 @pytest.fixture(scope="session")
-def broker_url(broker_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The service URL of a broker running for the whole session."""
+def broker(broker_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A broker running for the whole session."""
     folder = tmp_path_factory.mktemp(broker_name)
-    broker = embedded.start(folder)
-    assert broker.owned
+    if broker_name == "pulsar":
+        with pulsar.start(folder) as standalone:
+            yield Broker(broker_name, standalone.broker_url, standalone.admin_url)
+        return
+    lite = embedded.start(folder)
+    assert lite.owned
     try:
-        yield broker.broker_url
+        yield Broker(broker_name, lite.broker_url)
     finally:
-        broker.stop()
+        lite.stop()
         assert embedded.find_running(folder) is None
+
+
+@pytest.fixture(scope="session")
+def broker_url(broker: Broker) -> str:
+    """The service URL of the session's broker."""
+    return broker.url
 
 
 @pytest.fixture
@@ -87,11 +113,22 @@ class Backend:
 
 
 @pytest.fixture
-def backends(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Backend]]:
-    """Start backends with the CLI: ``backends(module, topic, workers=2)``; all are stopped."""
+def launch(tmp_path: Path) -> Iterator[Callable[..., Backend]]:
+    """Start backends with the CLI: ``launch(module, topic, url, workers=2, env=None)``.
+
+    ``env`` is added to the environment. Unless ``wait`` is False, waits until the backend
+    serves. All are stopped at the end of the test.
+    """
     started: list[Backend] = []
 
-    def start(module: Path, topic: str, workers: int = 2) -> Backend:
+    def start(
+        module: Path,
+        topic: str,
+        url: str,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> Backend:
         log = tmp_path / f"backend-{len(started)}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
@@ -104,7 +141,7 @@ def backends(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Backend]
                     "listen",
                     str(module),
                     "--broker-url",
-                    broker_url,
+                    url,
                     "--topic",
                     topic,
                     "--workers",
@@ -113,11 +150,12 @@ def backends(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Backend]
                 stdout=subprocess.DEVNULL,
                 stderr=out,
                 cwd=tmp_path,
+                env=os.environ | (env or {}),
             )
         backend = Backend(process, log)
         started.append(backend)
         deadline = time.monotonic() + 30
-        while "serving" not in backend.output():
+        while wait and "serving" not in backend.output():
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the backend did not start:\n{backend.output()}")
             time.sleep(0.05)
@@ -126,3 +164,13 @@ def backends(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., Backend]
     yield start
     for backend in started:
         backend.stop()
+
+
+@pytest.fixture
+def backends(broker_url: str, launch: Callable[..., Backend]) -> Callable[..., Backend]:
+    """Start backends on the session's broker: ``backends(module, topic, workers=2)``."""
+
+    def start(module: Path, topic: str, workers: int = 2) -> Backend:
+        return launch(module, topic, broker_url, workers)
+
+    return start

@@ -1,0 +1,146 @@
+"""A first handshake with a Pulsar broker, to report refused credentials at once.
+
+When a broker refuses a client's credentials, it answers the ``CONNECT`` command with an
+``ERROR`` and closes the connection. pulsar-client 3.x (C++) takes that for a network failure
+and retries until its operation timeout, so a missing or wrong token looks like an unreachable
+broker. Before the library connects, :func:`check_credentials` sends one ``CONNECT`` of its own
+and raises :class:`~demessaging.errors.AuthenticationError` with the broker's reason if it is
+refused. Anything else (no answer, a closed connection, ``CONNECTED``, an authentication
+challenge) is left to the library.
+
+The frames are those of Pulsar's binary protocol (``PulsarApi.proto``): a 4-byte big-endian
+total size, a 4-byte command size, and a protobuf ``BaseCommand``. Only the fields used here are
+encoded: ``BaseCommand.type`` (1), ``.connect`` (2), ``.error`` (14); ``CommandConnect``
+``client_version`` (1), ``auth_data`` (3), ``protocol_version`` (4), ``auth_method_name`` (5);
+``CommandError`` ``error`` (2) and ``message`` (3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import struct
+from urllib.parse import urlsplit
+
+from ..errors import AuthenticationError
+
+__all__ = ["check_credentials", "connect_frame", "refusal"]
+
+CONNECT, ERROR = 2, 14
+AUTHENTICATION_ERROR, AUTHORIZATION_ERROR = 3, 4
+PROTOCOL_VERSION = 21
+MAX_REPLY = 64 * 1024
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: int | bytes) -> bytes:
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _fields(data: bytes) -> dict[int, int | bytes]:
+    """The top-level fields of a protobuf message (the last of repeated ones)."""
+    found: dict[int, int | bytes] = {}
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        value = shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while pos < len(data):
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            found[number] = varint()
+        elif wire == 2:
+            size = varint()
+            found[number] = data[pos : pos + size]
+            pos += size
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    return found
+
+
+def connect_frame(auth_method: str = "", auth_data: bytes = b"") -> bytes:
+    """A ``CONNECT`` command frame, with credentials if ``auth_method`` is given."""
+    connect = _field(1, b"demessaging") + _field(4, PROTOCOL_VERSION)
+    if auth_method:
+        connect += _field(5, auth_method.encode()) + _field(3, auth_data)
+    command = _field(1, CONNECT) + _field(2, connect)
+    return struct.pack(">II", len(command) + 4, len(command)) + command
+
+
+def refusal(command: bytes) -> str | None:
+    """The broker's reason if ``command`` (a ``BaseCommand``) refuses the credentials."""
+    try:
+        base = _fields(command)
+        if base.get(1) != ERROR or not isinstance(base.get(14), bytes):
+            return None
+        error = _fields(base[14])  # type: ignore[arg-type]
+    except (ValueError, IndexError):
+        return None
+    if error.get(2) not in (AUTHENTICATION_ERROR, AUTHORIZATION_ERROR):
+        return None
+    message = error.get(3, b"")
+    return message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+
+
+async def check_credentials(
+    url: str,
+    auth_method: str = "",
+    auth_data: bytes = b"",
+    *,
+    tls: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+) -> None:
+    """Raise if the broker at ``url`` refuses these credentials; do nothing otherwise.
+
+    Raises
+    ------
+    AuthenticationError
+        With the broker's reason, if it answers ``CONNECT`` with an authentication or
+        authorization error.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or (6651 if tls else 6650)
+    reason = None
+    with contextlib.suppress(OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=tls), timeout
+        )
+        try:
+            writer.write(connect_frame(auth_method, auth_data))
+            await writer.drain()
+            header = await asyncio.wait_for(reader.readexactly(8), timeout)
+            total, size = struct.unpack(">II", header)
+            if size <= min(total - 4, MAX_REPLY):
+                reason = refusal(await asyncio.wait_for(reader.readexactly(size), timeout))
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+    if reason is not None:
+        what = f"the {auth_method} credentials" if auth_method else "a client without credentials"
+        raise AuthenticationError(
+            f"the broker at {url} refused {what}: {reason}; set DEMESSAGING_TOKEN (or the "
+            "client package's <PACKAGE>_TOKEN) to a token it accepts"
+        )
