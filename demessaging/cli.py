@@ -1,4 +1,4 @@
-"""The ``demessaging`` command: schema, generate, listen, call, ping, info, broker."""
+"""The ``demessaging`` command line: one subcommand per task (see ``demessaging --help``)."""
 
 from __future__ import annotations
 
@@ -289,6 +289,77 @@ def info(
     """Print the JSON Schema of the module a backend serves on TOPIC."""
     with _errors(), _client(topic, broker_url, timeout) as client:
         _dump(client.api_info() if api_info else client.info(), sys.stdout, indent)
+
+
+ADMIN_URL = click.option(
+    "--admin-url",
+    help="Apache Pulsar's web service [default: $DEMESSAGING_ADMIN_URL, else the broker's host "
+    "on port 8080].",
+)
+
+
+def _admin(settings: Settings) -> Any:
+    from .transport.admin import PulsarAdmin, admin_url_for
+
+    url = settings.admin_url or admin_url_for(settings.broker_url)
+    return PulsarAdmin(url, token=settings.token, tls_trust_certs=settings.tls_trust_certs)
+
+
+@cli.command()
+@TOPIC
+@BROKER_URL
+@ADMIN_URL
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def status(topic: str, broker_url: str | None, admin_url: str | None, as_json: bool) -> None:
+    """Show the backends serving TOPIC and the requests waiting (Apache Pulsar only).
+
+    Reads the broker's admin REST API: one line per backend process connected to the topic's
+    shared subscription, with the requests it is working on, then the requests waiting.
+    """
+    import dataclasses
+
+    from .backend.listener import DEFAULT_SUBSCRIPTION
+    from .transport.pulsar import full_topic
+
+    with _errors():
+        settings = Settings.from_env(broker_url=broker_url, admin_url=admin_url)
+        name = full_topic(
+            topic, settings.tenant, settings.namespace, persistent=settings.persistent
+        )
+        found = _admin(settings).topic_status(name, DEFAULT_SUBSCRIPTION)
+        if as_json:
+            _dump(dataclasses.asdict(found), sys.stdout, 2)
+        else:
+            click.echo(found.text())
+
+
+@cli.command()
+@click.argument("name", metavar="TENANT/NAMESPACE")
+@BROKER_URL
+@ADMIN_URL
+@click.option(
+    "--message-ttl",
+    type=click.IntRange(min=0),
+    help="Seconds after which requests nobody served and replies nobody read expire (0: never).",
+)
+def namespace(
+    name: str, broker_url: str | None, admin_url: str | None, message_ttl: int | None
+) -> None:
+    """Create TENANT/NAMESPACE on Apache Pulsar unless it exists; set its message TTL.
+
+    Backends and clients use it with DEMESSAGING_TENANT and DEMESSAGING_NAMESPACE.
+    """
+    tenant, _, space = name.partition("/")
+    if not tenant or not space or "/" in space:
+        raise click.BadParameter(f"expected TENANT/NAMESPACE, got {name!r}", param_hint="NAME")
+    with _errors():
+        admin = _admin(Settings.from_env(broker_url=broker_url, admin_url=admin_url))
+        created = admin.ensure_namespace(tenant, space, message_ttl=message_ttl)
+        ttl = admin.message_ttl(tenant, space)
+        click.echo(
+            f"namespace {name} {'created' if created else 'exists'}; message TTL: "
+            f"{'none' if not ttl else f'{ttl} s'}"
+        )
 
 
 async def _serve(listener: Any) -> None:

@@ -49,6 +49,9 @@ class Settings:
         A CA bundle that verifies the broker (``pulsar+ssl://``).
     tls_certificate, tls_key
         A client certificate and key, for TLS authentication.
+    admin_url
+        Apache Pulsar's web service (admin REST API), for ``demessaging status`` and
+        ``demessaging namespace``; the broker's host on port 8080 (8443 with TLS) if empty.
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -62,6 +65,7 @@ class Settings:
     tls_trust_certs: str = ""
     tls_certificate: str = ""
     tls_key: str = field(default="", repr=False)
+    admin_url: str = ""
 
     def transport_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`demessaging.transport.connect`."""

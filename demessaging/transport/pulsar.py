@@ -25,7 +25,7 @@ from ..protocol.envelope import Message
 from .base import Subscription, Transport
 from .handshake import check_credentials
 
-__all__ = ["PulsarOptions", "PulsarTransport"]
+__all__ = ["PulsarOptions", "PulsarTransport", "full_topic"]
 
 log = logging.getLogger("demessaging.transport")
 #: pulsar.asyncio raises an exception class of its own, unrelated to pulsar.PulsarException.
@@ -109,6 +109,14 @@ class PulsarOptions:
         await check_credentials(url, *token, tls=tls, timeout=min(10, self.operation_timeout))
 
 
+def full_topic(name: str, tenant: str, namespace: str, *, persistent: bool = True) -> str:
+    """``name`` as a full topic name; a full name is returned as it is."""
+    if "://" in name:
+        return name
+    kind = "persistent" if persistent else "non-persistent"
+    return f"{kind}://{tenant}/{namespace}/{name}"
+
+
 async def _guard(operation: Awaitable[T], what: str) -> T:
     """Await a pulsar-client operation, mapping its errors to ours."""
     try:
@@ -189,10 +197,8 @@ class PulsarTransport(Transport):
 
     def topic(self, name: str) -> str:
         """The full name of a topic."""
-        if "://" in name:
-            return name
-        kind = "persistent" if self.options.persistent else "non-persistent"
-        return f"{kind}://{self.options.tenant}/{self.options.namespace}/{name}"
+        o = self.options
+        return full_topic(name, o.tenant, o.namespace, persistent=o.persistent)
 
     async def _connect(self) -> pulsar_asyncio.Client:
         if self._client is None:

@@ -1,0 +1,241 @@
+"""Apache Pulsar's admin REST API: who serves a topic, what waits, and namespace settings.
+
+pulsar-lite has no admin API; Apache Pulsar serves it on its web port (8080, or 8443 with TLS).
+Errors are ours: :class:`~demessaging.errors.AuthenticationError` for 401 and 403,
+:class:`~demessaging.errors.TransportError` for everything else, with the broker's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from ..errors import AuthenticationError, ConfigurationError, TransportError
+
+__all__ = ["Backend", "PulsarAdmin", "TopicStatus", "admin_url_for"]
+
+
+def admin_url_for(broker_url: str) -> str:
+    """The admin API's usual URL for a broker URL: the same host on port 8080 (8443 for TLS).
+
+    Raises
+    ------
+    ConfigurationError
+        For brokers without an admin API (pulsar-lite, the embedded broker, in-process).
+    """
+    parts = urlsplit(broker_url)
+    if parts.scheme == "pulsar":
+        return f"http://{parts.hostname}:8080"
+    if parts.scheme == "pulsar+ssl":
+        return f"https://{parts.hostname}:8443"
+    raise ConfigurationError(
+        f"{broker_url} has no admin REST API (pulsar-lite and the in-process broker have none); "
+        "it is Apache Pulsar's"
+    )
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One consumer on a backend's shared subscription: one backend process.
+
+    Attributes
+    ----------
+    holding
+        Requests delivered to it and not yet answered: those it works on, and the one it
+        has fetched ahead.
+    """
+
+    name: str
+    address: str
+    connected_since: str
+    holding: int
+
+
+@dataclass(frozen=True)
+class TopicStatus:
+    """What the broker knows of a request topic.
+
+    Attributes
+    ----------
+    waiting
+        Requests no backend has received yet.
+    rate_in, rate_out
+        Requests per second arriving, and delivered to backends.
+    """
+
+    topic: str
+    subscription: str
+    backends: list[Backend] = field(default_factory=list)
+    waiting: int = 0
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+
+    def text(self) -> str:
+        """A few lines for people."""
+        lines = [
+            f"topic {self.topic}",
+            f"backends: {len(self.backends)} on subscription {self.subscription!r}",
+            *(
+                f"  {b.address}  since {b.connected_since}  holding {b.holding}  ({b.name})"
+                for b in self.backends
+            ),
+            f"waiting requests: {self.waiting}",
+            f"requests in: {self.rate_in:.2f}/s, out: {self.rate_out:.2f}/s",
+        ]
+        return "\n".join(lines)
+
+
+class PulsarAdmin:
+    """A client of the admin REST API (``/admin/v2``).
+
+    Parameters
+    ----------
+    url
+        The broker's web service, e.g. ``http://127.0.0.1:8080``.
+    token
+        A JWT, sent as ``Authorization: Bearer``.
+    tls_trust_certs
+        A CA bundle that verifies an ``https://`` web service.
+    timeout
+        Seconds per request.
+    """
+
+    def __init__(
+        self, url: str, *, token: str = "", tls_trust_certs: str = "", timeout: float = 10.0
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self._tls = ssl.create_default_context(cafile=tls_trust_certs) if tls_trust_certs else None
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        """Send one request; the decoded JSON answer (None if empty).
+
+        Raises
+        ------
+        AuthenticationError
+            If the API refuses the credentials (401, 403).
+        TransportError
+            If it cannot be reached or answers with another error.
+        """
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request.add_header("Accept", "application/json")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._tls) as answer:
+                content = answer.read()
+        except urllib.error.HTTPError as exc:
+            reason = _reason(exc)
+            if exc.code in (401, 403):
+                raise AuthenticationError(
+                    f"the admin API at {self.url} refused the request ({exc.code}): {reason}"
+                ) from exc
+            raise _HTTPError(exc.code, f"{method} {path} failed ({exc.code}): {reason}") from exc
+        except (OSError, ValueError) as exc:
+            raise TransportError(
+                f"could not reach the admin REST API at {self.url}: {exc}; set --admin-url "
+                "(DEMESSAGING_ADMIN_URL) to the broker's web service"
+            ) from exc
+        return json.loads(content) if content.strip() else None
+
+    def topic_status(self, topic: str, subscription: str) -> TopicStatus:
+        """Backends and waiting requests of the full topic name ``topic``.
+
+        Raises
+        ------
+        TransportError
+            If the topic does not exist (no backend or client has used it).
+        """
+        try:
+            stats = self.request("GET", f"/admin/v2/{_topic_path(topic)}/stats")
+        except _HTTPError as exc:
+            if exc.status == 404:
+                raise TransportError(
+                    f"the broker has no topic {topic}: no backend has listened on it yet"
+                ) from exc
+            raise
+        sub = stats.get("subscriptions", {}).get(subscription, {})
+        backends = [
+            Backend(
+                name=c.get("consumerName", ""),
+                address=c.get("address", ""),
+                connected_since=c.get("connectedSince", ""),
+                holding=int(c.get("unackedMessages", 0)),
+            )
+            for c in sub.get("consumers", [])
+        ]
+        return TopicStatus(
+            topic=topic,
+            subscription=subscription,
+            backends=backends,
+            # the backlog counts every unacknowledged request, delivered ones too
+            waiting=max(0, int(sub.get("msgBacklog", 0)) - sum(b.holding for b in backends)),
+            rate_in=float(stats.get("msgRateIn", 0.0)),
+            rate_out=float(sub.get("msgRateOut", 0.0)),
+        )
+
+    def ensure_namespace(
+        self, tenant: str, namespace: str, *, message_ttl: int | None = None
+    ) -> bool:
+        """Create ``tenant/namespace`` (and the tenant) unless they exist; set its message TTL.
+
+        Parameters
+        ----------
+        message_ttl
+            Seconds after which unconsumed messages expire (requests nobody served, replies
+            nobody read); 0 means never.
+
+        Returns
+        -------
+        bool
+            Whether the namespace was created.
+        """
+        if tenant not in self.request("GET", "/admin/v2/tenants"):
+            clusters = self.request("GET", "/admin/v2/clusters")
+            self.request("PUT", f"/admin/v2/tenants/{quote(tenant)}", {"allowedClusters": clusters})
+        name = f"{quote(tenant)}/{quote(namespace)}"
+        created = f"{tenant}/{namespace}" not in self.request(
+            "GET", f"/admin/v2/namespaces/{quote(tenant)}"
+        )
+        if created:
+            self.request("PUT", f"/admin/v2/namespaces/{name}")
+        if message_ttl is not None:
+            self.request("POST", f"/admin/v2/namespaces/{name}/messageTTL", message_ttl)
+        return created
+
+    def message_ttl(self, tenant: str, namespace: str) -> int | None:
+        """The namespace's message TTL in seconds (None if unset)."""
+        name = f"{quote(tenant)}/{quote(namespace)}"
+        ttl = self.request("GET", f"/admin/v2/namespaces/{name}/messageTTL")
+        return None if ttl is None else int(ttl)
+
+
+class _HTTPError(TransportError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _reason(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except ValueError:
+        return str(exc.reason)
+    return str(body.get("reason") or exc.reason) if isinstance(body, dict) else str(exc.reason)
+
+
+def _topic_path(topic: str) -> str:
+    """``persistent://t/n/x`` -> ``persistent/t/n/x`` (each part quoted)."""
+    kind, _, rest = topic.partition("://")
+    if kind not in ("persistent", "non-persistent") or rest.count("/") != 2:
+        raise ConfigurationError(f"not a full topic name: {topic!r}")
+    return "/".join([kind, *(quote(part, safe="") for part in rest.split("/"))])
