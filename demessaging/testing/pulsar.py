@@ -175,7 +175,7 @@ class PulsarStandalone:
     port, web_port
         Its binary-protocol port and its web-service port, on 127.0.0.1.
     folder
-        Its data, configuration and ``pulsar.log``.
+        Its data, configuration, ``pulsar.log`` and ``pid`` (while it runs).
     admin_token
         With token authentication, a token of the superuser role; else empty.
     """
@@ -225,6 +225,7 @@ class PulsarStandalone:
                 os.kill(self.pid, signal.SIGKILL)
             if self._process is not None:
                 self._process.wait(10)
+        (self.folder / "pid").unlink(missing_ok=True)
         log.info("stopped Apache Pulsar (pid %d)", self.pid)
 
     def _alive(self) -> bool:
@@ -340,6 +341,7 @@ def start(
             start_new_session=True,  # a Ctrl-C meant for the caller does not stop it first
         )
     broker = PulsarStandalone(process.pid, port, web_port, folder, admin_token, process)
+    (folder / "pid").write_text(f"{process.pid}\n")
     deadline = started + timeout
     while not broker.ready():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -1,0 +1,181 @@
+"""The admin REST API client against a small fake web service on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from demessaging.cli import cli
+from demessaging.errors import AuthenticationError, ConfigurationError, TransportError
+from demessaging.transport.admin import PulsarAdmin, admin_url_for
+
+TOPIC = "persistent://public/default/climate"
+STATS = {
+    "msgRateIn": 1.5,
+    "subscriptions": {
+        "demessaging-backend": {
+            "msgBacklog": 5,
+            "msgRateOut": 1.25,
+            "consumers": [
+                {
+                    "consumerName": "a",
+                    "address": "/127.0.0.1:1",
+                    "connectedSince": "t",
+                    "unackedMessages": 2,
+                },
+                {"consumerName": "b", "address": "/127.0.0.1:2", "unackedMessages": 1},
+            ],
+        },
+        "someone-else": {"msgBacklog": 100, "consumers": [{"unackedMessages": 9}]},
+    },
+}
+
+
+class FakeAdmin:
+    """Answers from a table ``(method, path) -> (status, body)``, records requests."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.seen: list[tuple[str, str, str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(size)) if size else None
+                auth = self.headers.get("Authorization", "")
+                fake.seen.append((self.command, self.path, auth, body))
+                status, answer = fake.routes.get((self.command, self.path), (404, {"reason": "?"}))
+                data = b"" if answer is None else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = _answer  # noqa: N815 (http.server names)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAdmin]:
+    admin = FakeAdmin()
+    thread = threading.Thread(target=admin.server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield admin
+    admin.server.shutdown()
+    admin.server.server_close()
+    thread.join(5)
+
+
+def test_topic_status_counts_backends_and_requests_not_yet_delivered(fake: FakeAdmin) -> None:
+    fake.routes["GET", "/admin/v2/persistent/public/default/climate/stats"] = (200, STATS)
+    status = PulsarAdmin(fake.url, token="tok").topic_status(TOPIC, "demessaging-backend")
+    assert [(b.name, b.holding) for b in status.backends] == [("a", 2), ("b", 1)]
+    assert status.waiting == 2  # 5 unacknowledged, 3 of them held by backends
+    assert (status.rate_in, status.rate_out) == (1.5, 1.25)
+    assert fake.seen[0][2] == "Bearer tok"
+    text = status.text()
+    assert "backends: 2 on subscription 'demessaging-backend'" in text
+    assert "/127.0.0.1:1  since t  holding 2  (a)" in text
+    assert "waiting requests: 2" in text
+
+
+def test_a_topic_without_subscription_has_no_backends(fake: FakeAdmin) -> None:
+    fake.routes["GET", "/admin/v2/persistent/public/default/climate/stats"] = (200, {})
+    status = PulsarAdmin(fake.url).topic_status(TOPIC, "demessaging-backend")
+    assert (status.backends, status.waiting) == ([], 0)
+
+
+def test_an_unknown_topic_is_explained(fake: FakeAdmin) -> None:
+    with pytest.raises(TransportError, match="no backend has listened on it yet"):
+        PulsarAdmin(fake.url).topic_status(TOPIC, "demessaging-backend")
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_refused_credentials_are_an_authentication_error(fake: FakeAdmin, code: int) -> None:
+    fake.routes["GET", "/admin/v2/tenants"] = (code, {"reason": "Unauthorized"})
+    with pytest.raises(AuthenticationError, match=f"refused the request \\({code}\\): Unauth"):
+        PulsarAdmin(fake.url).request("GET", "/admin/v2/tenants")
+
+
+def test_other_errors_carry_the_brokers_reason(fake: FakeAdmin) -> None:
+    fake.routes["PUT", "/admin/v2/tenants/x"] = (409, {"reason": "Tenant already exists"})
+    with pytest.raises(TransportError, match=r"PUT /admin/v2/tenants/x failed \(409\): Tenant"):
+        PulsarAdmin(fake.url).request("PUT", "/admin/v2/tenants/x", {})
+
+
+def test_an_unreachable_api_names_the_url_and_the_setting() -> None:
+    with pytest.raises(TransportError, match=r"http://127.0.0.1:9.*DEMESSAGING_ADMIN_URL"):
+        PulsarAdmin("http://127.0.0.1:9", timeout=2).request("GET", "/admin/v2/clusters")
+
+
+def test_ensure_namespace_creates_the_tenant_then_the_namespace(fake: FakeAdmin) -> None:
+    fake.routes |= {
+        ("GET", "/admin/v2/tenants"): (200, ["public"]),
+        ("GET", "/admin/v2/clusters"): (200, ["standalone"]),
+        ("PUT", "/admin/v2/tenants/research"): (204, None),
+        ("GET", "/admin/v2/namespaces/research"): (200, []),
+        ("PUT", "/admin/v2/namespaces/research/climate"): (204, None),
+        ("POST", "/admin/v2/namespaces/research/climate/messageTTL"): (204, None),
+    }
+    admin = PulsarAdmin(fake.url)
+    assert admin.ensure_namespace("research", "climate", message_ttl=60) is True
+    writes = [(m, p, body) for m, p, _, body in fake.seen if m != "GET"]
+    assert writes == [
+        ("PUT", "/admin/v2/tenants/research", {"allowedClusters": ["standalone"]}),
+        ("PUT", "/admin/v2/namespaces/research/climate", None),
+        ("POST", "/admin/v2/namespaces/research/climate/messageTTL", 60),
+    ]
+
+
+def test_ensure_namespace_leaves_an_existing_one_alone(fake: FakeAdmin) -> None:
+    fake.routes |= {
+        ("GET", "/admin/v2/tenants"): (200, ["public"]),
+        ("GET", "/admin/v2/namespaces/public"): (200, ["public/default"]),
+    }
+    assert PulsarAdmin(fake.url).ensure_namespace("public", "default") is False
+    assert all(method == "GET" for method, *_ in fake.seen)
+
+
+@pytest.mark.parametrize(
+    ("broker", "admin"),
+    [
+        ("pulsar://broker.example.org:6650", "http://broker.example.org:8080"),
+        ("pulsar+ssl://broker.example.org:6651", "https://broker.example.org:8443"),
+    ],
+)
+def test_the_admin_url_defaults_to_the_brokers_host(broker: str, admin: str) -> None:
+    assert admin_url_for(broker) == admin
+
+
+@pytest.mark.parametrize("broker", ["embedded://", "pulsar-lite://127.0.0.1:1", "memory://"])
+def test_brokers_without_admin_api_are_named(broker: str) -> None:
+    with pytest.raises(ConfigurationError, match="has no admin REST API"):
+        admin_url_for(broker)
+
+
+def test_the_status_command_reports_in_text_and_json(fake: FakeAdmin) -> None:
+    fake.routes["GET", "/admin/v2/persistent/public/default/climate/stats"] = (200, STATS)
+    runner = CliRunner()
+    text = runner.invoke(cli, ["status", "climate", "--admin-url", fake.url])
+    assert text.exit_code == 0, text.output
+    assert text.output.splitlines()[0] == f"topic {TOPIC}"
+    data = runner.invoke(cli, ["status", "climate", "--admin-url", fake.url, "--json"])
+    assert json.loads(data.output)["waiting"] == 2
+
+
+def test_the_namespace_command_wants_tenant_and_namespace() -> None:
+    result = CliRunner().invoke(cli, ["namespace", "research", "--admin-url", "http://x"])
+    assert result.exit_code == 2
+    assert "expected TENANT/NAMESPACE, got 'research'" in result.output
