@@ -292,6 +292,8 @@ class Client:
                 self._transport = connect(
                     self.settings.broker_url, **self.settings.transport_options()
                 )
+            if self._subscription is not None:  # a reader that stopped: drop its subscription
+                await self._drop_subscription()
             # Shared although this client is the topic's only consumer: replies in pieces are
             # put together by offset, so order does not matter, and shared subscriptions are
             # the ones every broker gets right (pulsar-lite's exclusive ones repeat messages).
@@ -333,6 +335,17 @@ class Client:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._subscription is not None:
-            await self._subscription.close()
+            await self._drop_subscription()
         if self._transport is not None:
             await self._transport.close()
+
+    async def _drop_subscription(self) -> None:
+        """Delete the response subscription, so that the broker can delete the topic."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is None:
+            return
+        try:
+            await subscription.unsubscribe()
+        except TransportError as exc:  # the broker is gone; it keeps the subscription
+            log.debug("could not delete the response subscription: %s", exc)
+            await subscription.close()

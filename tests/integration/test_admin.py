@@ -17,6 +17,7 @@ import pytest
 
 from demessaging.client import Client
 from demessaging.config import Settings
+from demessaging.transport.admin import PulsarAdmin
 
 from .conftest import Backend, Broker
 from .test_calls import WORKERS
@@ -115,6 +116,18 @@ def test_namespace_creates_tenant_and_namespace_with_a_message_ttl(
     status = _status(broker, topic, env=env)
     assert status["topic"] == f"persistent://{tenant}/{space}/{topic}"
     assert len(status["backends"]) == 1  # type: ignore[arg-type]
+
+
+def test_a_closed_client_leaves_no_subscription_on_the_broker(
+    broker: Broker, topic: str, backends: Callable[..., Backend]
+) -> None:
+    _admin_api(broker)
+    backends(WORKERS, topic)
+    with Client(topic, broker_url=broker.url, timeout=30) as client:
+        client.ping()
+        response = f"/admin/v2/persistent/public/default/{client.response_topic}/stats"
+        assert len(PulsarAdmin(broker.admin_url).request("GET", response)["subscriptions"]) == 1
+    assert PulsarAdmin(broker.admin_url).request("GET", response)["subscriptions"] == {}
 
 
 def test_admin_commands_explain_a_broker_without_admin_api(broker: Broker, topic: str) -> None:

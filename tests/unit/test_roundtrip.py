@@ -145,6 +145,17 @@ def test_call_to_a_topic_without_backend_times_out_within_its_deadline(
     assert "'total'" in str(info.value)
 
 
+def test_a_closed_client_deletes_its_response_subscription(
+    serve: Callable[..., ListenerThread], broker: MemoryBroker
+) -> None:
+    serve(CLIMATE)
+    with Client("t", transport=MemoryTransport(broker), timeout=10) as c:
+        c.ping()
+        assert c.response_topic in broker.subscriptions()
+    assert c.response_topic not in broker.subscriptions()
+    assert list(broker.subscriptions()) == ["t"]  # the backend's
+
+
 def test_client_default_timeout_applies(client: Callable[..., Client]) -> None:
     c = client("nobody-listens", timeout=0.2)
     with pytest.raises(CallTimeoutError) as info:
