@@ -15,12 +15,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._local import free_port, locked
 from .errors import ConfigurationError, TransportError
 
 __all__ = ["EmbeddedBroker", "data_dir", "find_running", "start"]
@@ -134,24 +133,6 @@ def _binary() -> str:
     return str(find_pulsar_lite_binary())
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Serialize starts of the broker between processes (POSIX advisory lock)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "broker.lock", "w") as handle:
-        if sys.platform != "win32":
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def start(folder: Path | None = None, *, port: int = 0, timeout: float = 15.0) -> EmbeddedBroker:
     """Reuse the broker running for ``folder``, or start one (owned by this process).
 
@@ -172,13 +153,13 @@ def start(folder: Path | None = None, *, port: int = 0, timeout: float = 15.0) -
         If the broker does not start in time (its log is quoted).
     """
     folder = folder or data_dir()
-    with _locked(folder):
+    with locked(folder / "broker.lock"):
         running = find_running(folder)
         if running is not None:
             log.info("using the embedded broker at %s (pid %d)", running.url, running.pid)
             return running
         binary = _binary()
-        port = port or _free_port()
+        port = port or free_port()
         (folder / "pulsar-lite.toml").write_text(CONFIG)
         log_path = folder / "pulsar-lite.log"
         with open(log_path, "ab") as log_file:

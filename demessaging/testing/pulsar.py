@@ -31,7 +31,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -39,10 +38,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .._local import free_port, locked
 from ..errors import ConfigurationError, TransportError
 from .tokens import create_token
 
@@ -79,17 +79,6 @@ def _tool(name: str, purpose: str) -> str:
     return found
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        if sys.platform != "win32":
-            import fcntl
-
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def install(version: str = VERSION, cache: Path | None = None) -> Path:
     """The folder of the unpacked distribution, fetched and unpacked on first use.
 
@@ -109,7 +98,7 @@ def install(version: str = VERSION, cache: Path | None = None) -> Path:
     home = cache / f"apache-pulsar-{version}"
     if (home / "bin" / "pulsar").exists():
         return home
-    with _locked(cache / "pulsar-install.lock"):
+    with locked(cache / "pulsar-install.lock"):
         if (home / "bin" / "pulsar").exists():
             return home
         mvn = _tool("mvn", "fetching Apache Pulsar")
@@ -143,12 +132,6 @@ def install(version: str = VERSION, cache: Path | None = None) -> Path:
                     archive.extractall(unpacked)
             (unpacked / f"apache-pulsar-{version}").rename(home)
     return home
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _configure(template: Path, settings: Mapping[str, str]) -> str:
@@ -284,7 +267,7 @@ def start(
     home = install(version)
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    port, web_port = port or _free_port(), web_port or _free_port()
+    port, web_port = port or free_port(), web_port or free_port()
     conf: dict[str, str] = {
         "bindAddress": "127.0.0.1",
         "advertisedAddress": "127.0.0.1",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from demessaging.testing import pulsar
+from demessaging._local import free_port
 
 from .conftest import selected_brokers
 
@@ -48,7 +48,7 @@ def test_the_standalone_broker_listens_on_loopback_only_and_stops_on_ctrl_c(
 ) -> None:
     if "pulsar" not in selected_brokers(request.config):
         pytest.skip("Apache Pulsar is not among the selected brokers")
-    port, web_port = pulsar._free_port(), pulsar._free_port()
+    port, web_port = free_port(), free_port()
     process = subprocess.Popen(
         [
             sys.executable,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from demessaging._local import free_port
 from demessaging.errors import AuthenticationError, ConfigurationError
 from demessaging.testing import pulsar
 from demessaging.testing.tokens import create_token, new_secret
@@ -156,7 +157,7 @@ def test_no_broker_listening_is_left_to_the_library() -> None:
 
 
 def _closed_port() -> int:
-    return pulsar._free_port()  # free now, so nothing listens on it
+    return free_port()  # free now, so nothing listens on it
 
 
 # -- the Apache Pulsar helper --------------------------------------------------------------
