@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,9 +85,15 @@ def test_the_standalone_broker_listens_on_loopback_only_and_stops_on_ctrl_c(
         assert process.wait(90) == 0
         with pytest.raises(ProcessLookupError):
             os.kill(java, 0)
-    finally:
+    finally:  # after a failure: stop the command, and the JVM should it outlive it
         if process.poll() is None:
-            process.kill()
-            process.wait(30)
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(30)
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            os.kill(int((tmp_path / "broker" / "pid").read_text()), signal.SIGKILL)
         if process.stdout is not None:
             process.stdout.close()
