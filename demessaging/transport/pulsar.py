@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import ssl
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,6 +59,9 @@ class PulsarOptions:
         A client certificate and key, for TLS authentication.
     operation_timeout
         Seconds the library waits for the broker in each operation.
+    max_producers
+        Producers kept open, one per topic; the least recently used ones are closed beyond
+        (a backend publishes to one reply topic per client).
     max_message_size
         The largest payload sent in one message, in bytes.
     pulsar_lite
@@ -80,6 +84,7 @@ class PulsarOptions:
     tls_certificate: str = ""
     tls_key: str = ""
     operation_timeout: int = 30
+    max_producers: int = 64
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     pulsar_lite: bool = False
 
@@ -190,7 +195,9 @@ class PulsarTransport(Transport):
         self.options = options or PulsarOptions()
         self.max_message_size = self.options.max_message_size
         self._client: pulsar_asyncio.Client | None = None
-        self._producers: dict[str, pulsar_asyncio.Producer] = {}
+        #: Producers by topic, least recently used first; at most options.max_producers.
+        self._producers: OrderedDict[str, pulsar_asyncio.Producer] = OrderedDict()
+        self._sending: Counter[str] = Counter()
         self._lock: asyncio.Lock | None = None
         self._subscriptions: list[_PulsarSubscription] = []
         self._ids_spread = not self.options.pulsar_lite
@@ -220,7 +227,10 @@ class PulsarTransport(Transport):
             self._lock = asyncio.Lock()
         async with self._lock:
             producer = self._producers.get(topic)
-            if producer is None:
+            if producer is not None:
+                self._producers.move_to_end(topic)
+            else:
+                await self._evict(self.options.max_producers - 1)
                 producer = await _guard(
                     (await self._connect()).create_producer(
                         topic,
@@ -233,11 +243,22 @@ class PulsarTransport(Transport):
                 self._producers[topic] = producer
             return producer
 
+    async def _evict(self, keep: int) -> None:
+        """Close the least recently used producers with no send under way, down to ``keep``."""
+        idle = [topic for topic in self._producers if not self._sending[topic]]
+        for topic in idle[: max(0, len(self._producers) - keep)]:
+            producer = self._producers.pop(topic)
+            try:
+                await producer.close()
+            except _LIBRARY_ERRORS as exc:
+                log.debug("closing the producer of %s: %s", topic, exc)
+
     @override
     async def publish(self, topic: str, message: Message) -> None:
         full = self.topic(topic)
-        producer = await self._producer(full)
+        self._sending[full] += 1
         try:
+            producer = await self._producer(full)
             await _guard(
                 producer.send(message.payload, properties=dict(message.properties)),
                 f"publishing to {full}",
@@ -245,6 +266,10 @@ class PulsarTransport(Transport):
         except TransportError:
             self._producers.pop(full, None)  # a fresh producer next time
             raise
+        finally:
+            self._sending[full] -= 1
+            if not self._sending[full]:
+                del self._sending[full]
 
     async def _spread_consumer_ids(self) -> None:
         o = self.options

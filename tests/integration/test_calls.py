@@ -199,3 +199,32 @@ def test_ping_info_and_remote_call_from_the_command_line(
     missing = cli("ping", f"{topic}-nobody", "--timeout", "1")
     assert missing.returncode == 1
     assert "got no reply within 1 s" in missing.stderr
+
+
+def test_a_transport_keeps_a_bounded_number_of_producers(broker_url: str, topic: str) -> None:
+    from demessaging.protocol import Message
+    from demessaging.transport import connect
+
+    topics = [f"{topic}-{i}" for i in range(10)]
+
+    async def run() -> list[bytes]:
+        transport = connect(broker_url, max_producers=4)
+        try:
+            subs = [await transport.subscribe(t, "s", prefetch=10) for t in topics]
+            await asyncio.gather(*(transport.publish(t, Message(t.encode())) for t in topics))
+            for t in topics:  # sequentially too, evicting and reopening producers
+                await transport.publish(t, Message(t.encode()))
+            assert len(transport._producers) <= 4  # type: ignore[attr-defined]
+            received = []
+            for sub in subs:
+                for _ in range(2):
+                    message = await asyncio.wait_for(sub.receive(), 30)
+                    await sub.ack(message)
+                    received.append(message.payload)
+            for sub in subs:
+                await sub.unsubscribe()
+            return received
+        finally:
+            await transport.close()
+
+    assert sorted(asyncio.run(run())) == sorted(t.encode() for t in topics * 2)
