@@ -49,6 +49,10 @@ class Settings:
         A CA bundle that verifies the broker (``pulsar+ssl://``).
     tls_certificate, tls_key
         A client certificate and key, for TLS authentication.
+    encoding
+        How clients encode requests: ``msgpack`` (numpy arrays as raw buffers; demessaging
+        backends) or ``json`` (what DASF backends understand). Backends answer in the
+        encoding of each request.
     admin_url
         Apache Pulsar's web service (admin REST API), for ``demessaging status`` and
         ``demessaging namespace``; the broker's host on port 8080 (8443 with TLS) if empty.
@@ -66,6 +70,7 @@ class Settings:
     tls_certificate: str = ""
     tls_key: str = field(default="", repr=False)
     admin_url: str = ""
+    encoding: str = "msgpack"
 
     def transport_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`demessaging.transport.connect`."""
@@ -84,6 +89,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise ConfigurationError(f"timeout must be positive, got {self.timeout!r}")
+        if self.encoding not in ("msgpack", "json"):
+            raise ConfigurationError(f"encoding must be msgpack or json, got {self.encoding!r}")
 
     @classmethod
     def from_env(

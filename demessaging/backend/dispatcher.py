@@ -22,8 +22,8 @@ from pydantic import ValidationError
 from ..core.models import Call, ModuleModels, build_models, format_validation_error
 from ..core.specs import inspect_module
 from ..errors import DispatchError, ExecutionError, RequestError, ResultError
-from ..protocol.envelope import ErrorInfo
-from ..serialization import json
+from ..protocol.envelope import JSON, ErrorInfo
+from ..serialization import codec_for
 
 __all__ = ["Dispatcher", "Outcome", "type_name"]
 
@@ -42,7 +42,7 @@ class Outcome:
         What went wrong, or None on success.
     """
 
-    payload: bytes = b""
+    payload: bytes | bytearray = b""
     error: ErrorInfo | None = None
 
     @property
@@ -72,20 +72,28 @@ class Dispatcher:
         """Introspect ``target`` (a path, dotted name or module) and build its dispatcher."""
         return cls(build_models(inspect_module(target)), debug=debug)
 
-    def parse(self, request: bytes | str | Mapping[str, Any]) -> Call:
-        """Validate a request given as JSON or as a mapping.
+    def parse(
+        self, request: bytes | bytearray | str | Mapping[str, Any], content_type: str = JSON
+    ) -> Call:
+        """Validate a request given as a payload of ``content_type`` or as a mapping.
 
         Raises
         ------
         RequestError
-            If the request is not JSON or does not validate against the module.
+            If the request cannot be decoded or does not validate against the module.
         """
         try:
-            if isinstance(request, bytes | str):
+            if isinstance(request, Mapping):
+                return self.models.validate_python(request)
+            if content_type == JSON:
                 return self.models.validate_json(request)
-            return self.models.validate_python(request)
+            if isinstance(request, str):
+                request = request.encode()
+            return self.models.resolve(codec_for(content_type).decode(request, self.models.request))
         except ValidationError as exc:
             raise RequestError(format_validation_error(exc), error_type="ValidationError") from exc
+        except ValueError as exc:  # an unknown content type, or a payload that is not one
+            raise RequestError(str(exc), error_type="ValueError") from exc
 
     def execute(self, call: Call) -> Any:
         """Run a validated call and return its validated result.
@@ -127,28 +135,31 @@ class Dispatcher:
                 error_type="ValidationError",
             ) from exc
 
-    def call(self, request: bytes | str | Mapping[str, Any]) -> Any:
+    def call(self, request: bytes | bytearray | str | Mapping[str, Any]) -> Any:
         """Parse, execute and return the result as a Python value; raises DispatchError."""
         return self.execute(self.parse(request))
 
-    def handle(self, payload: bytes) -> Outcome:
-        """Handle the JSON payload of a request; never raises for a bad request or call.
+    def handle(self, payload: bytes | bytearray, content_type: str = JSON) -> Outcome:
+        """Handle the payload of a request; never raises for a bad request or call.
 
         Parameters
         ----------
         payload
             The request payload.
+        content_type
+            Its encoding; the result is encoded the same way.
 
         Returns
         -------
         Outcome
-            The JSON-encoded result, or the error to reply with.
+            The encoded result, or the error to reply with.
         """
         try:
-            call = self.parse(payload)
+            call = self.parse(payload, content_type)
             value = self.execute(call)
             try:
-                return Outcome(payload=json.encode(value, call.target.returns))
+                encoded = codec_for(content_type).encode(value, call.target.returns)
+                return Outcome(payload=encoded)
             except Exception as exc:  # serialization of an unsupported value
                 raise ResultError(
                     f"{call.target.spec.qualname} returned a value that cannot be encoded: {exc}",

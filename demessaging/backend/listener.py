@@ -26,6 +26,7 @@ from functools import cached_property
 from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError
 from ..protocol.envelope import (
+    JSON,
     ErrorInfo,
     Message,
     MessageType,
@@ -267,7 +268,10 @@ class Listener:
         kind = message.message_type
         if kind == MessageType.REQUEST.value:
             outcome = await asyncio.get_running_loop().run_in_executor(
-                pool, self.dispatcher.handle, message.payload
+                pool,
+                self.dispatcher.handle,
+                message.payload,
+                message.properties.get(Prop.CONTENT_TYPE, JSON),
             )
             if outcome.error is not None:
                 return error_reply(message, outcome.error, source_topic=self.topic)

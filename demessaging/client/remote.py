@@ -17,13 +17,12 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT, ENV_PREFIX, Settings
 from ..core.models import CallableModels, ModuleModels, build_models, format_validation_error
 from ..core.specs import inspect_module
 from ..errors import DemessagingWarning, InvalidArgumentsError
-from ..serialization import json
 from .runtime import Client
 
 __all__ = ["RemoteModule"]
@@ -104,8 +103,8 @@ class RemoteModule:
         member: str,
         arguments: Mapping[str, Any],
         constructor: Mapping[str, Any] | None = None,
-    ) -> tuple[bytes, CallableModels]:
-        """Validate a call and encode its request.
+    ) -> tuple[BaseModel, CallableModels]:
+        """Validate a call and build its request.
 
         Parameters
         ----------
@@ -138,7 +137,7 @@ class RemoteModule:
             raise InvalidArgumentsError(
                 f"invalid arguments for {member}(): {format_validation_error(exc)}"
             ) from None
-        return json.encode(validated), target
+        return validated, target
 
     def call(
         self,

@@ -32,7 +32,15 @@ from ..errors import (
     RemoteError,
     TransportError,
 )
-from ..protocol.envelope import Message, MessageType, Prop, Status, make_request, parse_error
+from ..protocol.envelope import (
+    JSON,
+    Message,
+    MessageType,
+    Prop,
+    Status,
+    make_request,
+    parse_error,
+)
 from ..protocol.fragments import (
     DEFAULT_MAX_PAYLOAD,
     FRAGMENT_SUBSCRIPTION,
@@ -41,7 +49,7 @@ from ..protocol.fragments import (
     side_topic,
     split,
 )
-from ..serialization import json
+from ..serialization import ENCODINGS, codec_for
 from ..transport import connect
 from ..transport.base import Subscription, Transport
 from .portal import Portal
@@ -177,15 +185,21 @@ class Client:
         member: str = "",
     ) -> Any:
         """Async version of :meth:`call`; works on any event loop."""
-        payload = request if isinstance(request, bytes) else json.encode(request)
-        exchange = self._exchange(MessageType.REQUEST, payload, timeout, member)
+        if isinstance(request, bytes):
+            payload: bytes | bytearray = request
+            content_type = JSON
+        else:
+            codec = ENCODINGS[self.settings.encoding]
+            payload, content_type = codec.encode(request), codec.CONTENT_TYPE
+        exchange = self._exchange(MessageType.REQUEST, payload, timeout, member, content_type)
         reply = await self._on_portal(exchange)
         if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
             info = parse_error(reply)
             raise RemoteError(info.type, info.message, info.stage, info.traceback)
         try:
-            return json.decode(reply.payload, returns or _ANY)
-        except ValidationError as exc:
+            codec = codec_for(reply.properties.get(Prop.CONTENT_TYPE, JSON))
+            return codec.decode(reply.payload, returns or _ANY)
+        except (ValidationError, ValueError) as exc:
             raise ProtocolError(
                 f"the reply to {member or 'the call'} does not match what the client expects: {exc}"
             ) from exc
@@ -235,18 +249,24 @@ class Client:
         return await portal.arun(coro)
 
     async def _exchange(
-        self, kind: MessageType, payload: bytes, timeout: float | None, member: str
+        self,
+        kind: MessageType,
+        payload: bytes | bytearray,
+        timeout: float | None,
+        member: str,
+        content_type: str = JSON,
     ) -> Message:
         deadline = timeout if timeout is not None else self.settings.timeout
         sent = asyncio.Event()
+        waiting = self._send_and_wait(kind, payload, content_type, sent)
         try:
-            return await asyncio.wait_for(self._send_and_wait(kind, payload, sent), deadline)
+            return await asyncio.wait_for(waiting, deadline)
         except asyncio.TimeoutError:
             broker = "" if sent.is_set() else self.settings.broker_url
             raise CallTimeoutError(self.topic, deadline, member, broker) from None
 
     async def _send_and_wait(
-        self, kind: MessageType, payload: bytes, sent: asyncio.Event
+        self, kind: MessageType, payload: bytes | bytearray, content_type: str, sent: asyncio.Event
     ) -> Message:
         await self._connect()
         assert self._transport is not None
@@ -260,7 +280,11 @@ class Client:
         self._pending[context] = future
         try:
             message = make_request(
-                payload, context=context, response_topic=self.response_topic, message_type=kind
+                payload,
+                context=context,
+                response_topic=self.response_topic,
+                message_type=kind,
+                content_type=content_type,
             )
             await self._publish_request(message, context)
             sent.set()
@@ -277,9 +301,10 @@ class Client:
             side = side_topic(self.topic, context)
             holder = await self._transport.subscribe(side, FRAGMENT_SUBSCRIPTION, shared=True)
             await holder.close()  # the subscription stays, and keeps the pieces for the backend
-            message, *rest = split(message, limit, extra={Prop.FRAGMENTS_TOPIC: side})
-            for piece in rest:
-                await self._transport.publish(side, piece)
+            pieces = split(message, limit, extra={Prop.FRAGMENTS_TOPIC: side})
+            for index in range(1, len(pieces)):
+                await self._transport.publish(side, pieces[index])
+            message = pieces[0]
         await self._transport.publish(self.topic, message)
 
     async def _connect(self) -> None:

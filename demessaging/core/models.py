@@ -132,7 +132,7 @@ class ModuleModels:
             constructor = _set_arguments(request, target.owner.constructor.parameters)
         return Call(target, _set_arguments(function, target.spec.parameters), constructor)
 
-    def validate_json(self, data: bytes | str) -> Call:
+    def validate_json(self, data: bytes | bytearray | str) -> Call:
         """Validate a JSON request; raises pydantic's ``ValidationError``."""
         return self.resolve(self.request.validate_json(data))
 

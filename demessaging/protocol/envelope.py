@@ -7,18 +7,23 @@ Request (client -> the module's topic)::
 
     properties  messageType="request"  requestContext=<correlation id>
                 response_topic=<topic the caller listens on>
-                content_type="application/json"       (optional; demessaging extension)
-    payload     UTF-8 JSON of the request object:
+                content_type=<the payload's encoding>  (optional; demessaging extension)
+    payload     the request object, UTF-8 JSON unless content_type says otherwise:
                 {"func_name": "total", "values": [1, 2]}
                 {"class_name": "TimeSeries", <constructor args>,
                  "function": {"func_name": "mean", <args>}}
+
+``content_type`` is ``application/json`` (the default, and what DASF peers send) or
+``application/vnd.demessaging.msgpack``: msgpack with numpy arrays as raw buffers, which
+demessaging clients send (see :mod:`demessaging.serialization.msgpack`). The backend answers in
+the request's content type.
 
 Response (backend -> response_topic)::
 
     properties  messageType="response"  requestContext=<echoed>  source_topic=<request topic>
                 status="success" | "error"
                 error=<JSON of ErrorInfo>           (on errors; demessaging extension)
-    payload     success: JSON of the return value
+    payload     success: the return value, in the request's content type
                 error:   a text for people, "error validating request: ..." or
                          "error executing request: ..." as DASF writes it
 
@@ -118,7 +123,7 @@ class Message:
         The broker's id, set on received messages.
     """
 
-    payload: bytes
+    payload: bytes | bytearray
     properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     message_id: str | None = None
 
@@ -180,7 +185,7 @@ class ResponseProperties(BaseModel):
 
 
 def make_request(
-    payload: bytes,
+    payload: bytes | bytearray,
     *,
     context: str,
     response_topic: str,
@@ -218,7 +223,7 @@ def request_context(message: Message) -> tuple[str, str]:
 
 def reply_to(
     request: Message,
-    payload: bytes,
+    payload: bytes | bytearray,
     *,
     source_topic: str,
     message_type: MessageType = MessageType.RESPONSE,

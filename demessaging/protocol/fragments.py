@@ -21,8 +21,9 @@ replied, so a crash means redelivery of the head and of the unacknowledged piece
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from ..errors import ProtocolError
 from .envelope import Message, Prop
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "PIECE_PREFETCH",
     "FRAGMENT_SUBSCRIPTION",
+    "Pieces",
     "Reassembler",
     "Reassembly",
     "fragment_count",
@@ -74,8 +76,52 @@ def fragment_count(message: Message) -> int:
     return count
 
 
-def split(message: Message, limit: int, extra: Mapping[str, str] | None = None) -> list[Message]:
-    """Cut ``message`` into pieces of at most ``limit`` bytes (one piece if it fits).
+class Pieces(Sequence[Message]):
+    """The pieces of a message, each cut from it when asked for (no copy of the whole)."""
+
+    def __init__(self, message: Message, limit: int, extra: Mapping[str, str] | None) -> None:
+        self._message = message
+        self._view = memoryview(message.payload)
+        self._size = len(self._view)
+        self._step = max(3, limit - limit % 3)
+        self._count = max(1, -(-self._size // self._step))
+        self._extra = extra or {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | Sequence[Message]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        start = index * self._step
+        properties = {
+            **self._message.properties,
+            Prop.FRAGMENT: str(index),
+            Prop.NUM_FRAGMENTS: str(self._count),
+            Prop.FRAGMENT_OFFSET: str(start),
+            Prop.PAYLOAD_SIZE: str(self._size),
+            **(self._extra if index == 0 else {}),
+        }
+        return Message(payload=bytes(self._view[start : start + self._step]), properties=properties)
+
+
+def split(
+    message: Message, limit: int, extra: Mapping[str, str] | None = None
+) -> Sequence[Message]:
+    """Cut ``message`` into pieces of at most ``limit`` bytes (itself if it fits).
+
+    The pieces are cut one by one as they are read, so that a large payload is never held
+    twice.
 
     Parameters
     ----------
@@ -86,24 +132,9 @@ def split(message: Message, limit: int, extra: Mapping[str, str] | None = None) 
     extra
         Properties for piece 0 only (the head of a request names its side topic).
     """
-    size = len(message.payload)
-    if size <= limit:
+    if len(message.payload) <= limit:
         return [message]
-    step = max(3, limit - limit % 3)
-    count = -(-size // step)
-    view = memoryview(message.payload)
-    pieces = []
-    for index, start in enumerate(range(0, size, step)):
-        properties = {
-            **message.properties,
-            Prop.FRAGMENT: str(index),
-            Prop.NUM_FRAGMENTS: str(count),
-            Prop.FRAGMENT_OFFSET: str(start),
-            Prop.PAYLOAD_SIZE: str(size),
-            **((extra or {}) if index == 0 else {}),
-        }
-        pieces.append(Message(payload=bytes(view[start : start + step]), properties=properties))
-    return pieces
+    return Pieces(message, limit, extra)
 
 
 @dataclass
@@ -124,7 +155,7 @@ class Reassembly:
     properties: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     _buffer: bytearray | None = None
-    _pieces: dict[int, bytes] = field(default_factory=dict)
+    _pieces: dict[int, bytes | bytearray] = field(default_factory=dict)
     _seen: set[int] = field(default_factory=set)
     received: int = 0
 
@@ -172,9 +203,10 @@ class Reassembly:
         return len(self._seen) == self.count
 
     def message(self) -> Message:
-        """The whole message (once complete)."""
+        """The whole message (once complete); its payload is the buffer itself, not a copy."""
+        payload: bytes | bytearray
         if self._buffer is not None:
-            payload = bytes(self._buffer)  # one copy; handing out the buffer would save it
+            payload = self._buffer
         else:
             payload = b"".join(self._pieces[i] for i in range(self.count))
         return Message(payload=payload, properties=self.properties)

@@ -40,7 +40,7 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytes:
     return json.dumps(plain, allow_nan=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def decode(data: bytes | str, adapter: TypeAdapter[T] = _ANY) -> T:
+def decode(data: bytes | bytearray | str, adapter: TypeAdapter[T] = _ANY) -> T:
     """Decode and validate UTF-8 JSON.
 
     Raises

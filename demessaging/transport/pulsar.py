@@ -260,7 +260,7 @@ class PulsarTransport(Transport):
         try:
             producer = await self._producer(full)
             await _guard(
-                producer.send(message.payload, properties=dict(message.properties)),
+                producer.send(bytes(message.payload), properties=dict(message.properties)),
                 f"publishing to {full}",
             )
         except TransportError:

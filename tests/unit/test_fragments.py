@@ -20,7 +20,7 @@ def message(size: int) -> Message:
 @pytest.mark.parametrize("limit", [3, 100, 128])
 def test_split_and_reassemble_in_any_order(size: int, limit: int) -> None:
     whole = message(size)
-    pieces = split(whole, limit)
+    pieces = list(split(whole, limit))
     assert all(len(p.payload) <= limit for p in pieces)
     if size <= limit:
         assert pieces == [whole]

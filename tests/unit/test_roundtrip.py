@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demessaging.backend.dispatcher import Outcome
-from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, ListenerThread
+from demessaging.backend.dispatcher import Dispatcher, Outcome
+from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener, ListenerThread
 from demessaging.client import Client, runtime
 from demessaging.client.portal import Portal
+from demessaging.config import Settings
 from demessaging.core.loader import load_module
 from demessaging.errors import (
     CallTimeoutError,
@@ -85,7 +86,7 @@ def test_instance_and_static_methods(
         "start": "2024-01-01",
         "function": {"func_name": "resample", "factor": 2},
     }
-    assert c.call(request) == [1.5, 3.5]
+    assert c.call(request).tolist() == [1.5, 3.5]  # an array comes back as an array
     static = {
         "class_name": "TimeSeries",
         "function": {"func_name": "days_between", "first": "2024-01-01", "last": "2024-03-01"},
@@ -354,7 +355,7 @@ def test_an_internal_failure_is_reported_to_the_caller(
     from demessaging.backend import Dispatcher, Listener
 
     class BrokenDispatcher(Dispatcher):
-        def handle(self, payload: bytes) -> Outcome:
+        def handle(self, payload: bytes | bytearray, content_type: str = "") -> Outcome:
             raise RuntimeError("dispatcher bug")
 
     listener = Listener(BrokenDispatcher.from_module(CLIMATE), MemoryTransport(broker), "internal")
@@ -498,3 +499,41 @@ def test_a_keyboard_interrupt_in_a_served_function_is_an_execution_error(
     assert (info.value.remote_type, info.value.stage) == ("KeyboardInterrupt", "execution")
     assert c.call({"func_name": "ok", "x": 2}) == 2
     assert backend.listener.ready.is_set()
+
+
+class RecordingTransport(MemoryTransport):
+    """Remembers the properties of every message it publishes."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.sent: list[dict[str, str]] = []
+
+    async def publish(self, topic: str, message: Message) -> None:
+        self.sent.append(dict(message.properties))
+        await super().publish(topic, message)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "content_type"),
+    [("msgpack", "application/vnd.demessaging.msgpack"), ("json", "application/json")],
+)
+def test_requests_go_in_the_clients_encoding_and_replies_come_in_kind(
+    broker: MemoryBroker, encoding: str, content_type: str
+) -> None:
+    client_side = RecordingTransport(broker)
+    backend_side = RecordingTransport(broker)
+    listener = Listener(Dispatcher.from_module(CLIMATE), backend_side, "kinds")
+    settings = Settings(broker_url="memory://", encoding=encoding)
+    with ListenerThread(listener), Client("kinds", transport=client_side, settings=settings) as c:
+        values = np.arange(12.0).reshape(3, 4)
+        result = c.call({"func_name": "total", "values": values, "axis": 0})
+    assert result == [12.0, 15.0, 18.0, 21.0]
+    assert [p[Prop.CONTENT_TYPE] for p in client_side.sent] == [content_type]
+    assert [p[Prop.CONTENT_TYPE] for p in backend_side.sent] == [content_type]
+
+
+def test_an_unknown_content_type_is_a_request_error() -> None:
+    outcome = Dispatcher.from_module(CLIMATE).handle(b"a,b", "text/csv")
+    assert outcome.error is not None
+    assert outcome.error.stage == "request"
+    assert "unknown content type 'text/csv'" in outcome.error.message

@@ -1,0 +1,179 @@
+"""msgpack with numpy arrays as raw buffers: the encoding between demessaging peers.
+
+``encode(value, adapter)`` and ``decode(data, adapter)``, as in :mod:`.json`. The payload is::
+
+    8 bytes   D, the length of the msgpack document (unsigned, little-endian)
+    D bytes   the document: the value, arrays replaced by extension objects (type 1)
+    8 bytes   N, the number of arrays (unsigned, little-endian)
+    N x 16    for each array, where its buffer starts in the payload and its length in bytes
+    ...       the array buffers, each starting at a multiple of 64 bytes
+
+An array's extension object holds the msgpack list ``[index, dtype, shape, order]``: its
+index in the table above, its dtype as ``numpy.dtype.str`` (byte order included, e.g.
+``"<f8"``, ``">i4"``, ``"<M8[ns]"``), its shape, and ``"C"`` or ``"F"``, the order of its
+buffer. Arrays are sent without a copy where they are contiguous (C or Fortran order), and
+decoded without one where the payload is writable (a ``bytearray``, as reassembled payloads
+are): they are views of it. From read-only payloads they are copied, so that callers always
+get writable arrays.
+
+Other values go as msgpack's own types; what msgpack lacks is sent as JSON would send it
+(datetimes and dates as ISO strings, enums as their values, sets as lists, numpy scalars as
+Python numbers...), and pydantic turns it back on decoding. Arrays of numbers, booleans,
+datetimes, timedeltas, bytes and text go as buffers; other arrays (objects, records) are
+refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import pathlib
+import struct
+import uuid
+from typing import Any, TypeVar
+
+import msgpack
+import numpy as np
+from pydantic import TypeAdapter
+
+__all__ = ["CONTENT_TYPE", "decode", "encode"]
+
+CONTENT_TYPE = "application/vnd.demessaging.msgpack"
+ARRAY = 1
+ALIGN = 64
+T = TypeVar("T")
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+_U64 = struct.Struct("<Q")
+_ENTRY = struct.Struct("<QQ")
+_BUFFER_KINDS = "biufcmMSU"
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _layout(array: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], str]:
+    """A contiguous array with the data of ``array`` (itself if it is one) and its order."""
+    if array.dtype.kind not in _BUFFER_KINDS or array.dtype.fields is not None:
+        raise TypeError(f"cannot encode an array of dtype {array.dtype} (not numbers or text)")
+    if array.flags.c_contiguous:
+        return array, "C"
+    if array.flags.f_contiguous:
+        return array.T, "F"  # the transpose of a Fortran-ordered array is C-contiguous
+    return np.ascontiguousarray(array), "C"
+
+
+def _plain(value: Any) -> Any:
+    """What msgpack cannot encode, as JSON would have it."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if isinstance(value, decimal.Decimal | uuid.UUID | pathlib.PurePath | complex):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, int):  # msgpack asks only for those beyond 64 bits
+        raise TypeError(f"cannot encode the integer {value} in msgpack: it needs over 64 bits")
+    raise TypeError(f"cannot encode a {type(value).__qualname__} in msgpack")
+
+
+def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
+    """Encode ``value`` (serialized as ``adapter`` describes it) as msgpack with buffers.
+
+    Raises
+    ------
+    TypeError
+        If the value holds something that cannot be encoded.
+    """
+    arrays: list[np.ndarray[Any, Any]] = []
+
+    def default(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            data, order = _layout(obj)
+            arrays.append(data)
+            header = [len(arrays) - 1, data.dtype.str, list(obj.shape), order]
+            return msgpack.ExtType(ARRAY, msgpack.packb(header))
+        return _plain(obj)
+
+    plain = adapter.dump_python(value, mode="python", by_alias=True)
+    try:
+        document = msgpack.packb(plain, default=default, use_bin_type=True, datetime=False)
+    except (OverflowError, ValueError) as exc:
+        raise TypeError(f"cannot encode the value in msgpack: {exc}") from exc
+    table_end = _U64.size + len(document) + _U64.size + _ENTRY.size * len(arrays)
+    offsets, position = [], _aligned(table_end)
+    for data in arrays:
+        offsets.append(position)
+        position = _aligned(position + data.nbytes)
+    end = offsets[-1] + arrays[-1].nbytes if arrays else table_end
+    out = bytearray(end)
+    _U64.pack_into(out, 0, len(document))
+    out[_U64.size : _U64.size + len(document)] = document
+    _U64.pack_into(out, _U64.size + len(document), len(arrays))
+    for i, (data, start) in enumerate(zip(arrays, offsets, strict=True)):
+        _ENTRY.pack_into(out, _U64.size * 2 + len(document) + _ENTRY.size * i, start, data.nbytes)
+        if data.nbytes:
+            target = np.frombuffer(out, dtype=np.uint8, count=data.nbytes, offset=start)
+            target[:] = data.reshape(-1).view(np.uint8)
+    return out
+
+
+def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY) -> T:
+    """Decode msgpack with buffers and validate the value.
+
+    Raises
+    ------
+    ValueError
+        If ``data`` is not such a payload.
+    pydantic.ValidationError
+        If the value does not validate.
+    """
+    view = memoryview(data)
+    writable = not view.readonly
+    try:
+        (size,) = _U64.unpack_from(view, 0)
+        (count,) = _U64.unpack_from(view, _U64.size + size)
+        table = _U64.size * 2 + size
+        if table + _ENTRY.size * count > len(view):
+            raise ValueError("the buffer table runs past the end")
+        spans = [_ENTRY.unpack_from(view, table + _ENTRY.size * i) for i in range(count)]
+    except struct.error as exc:
+        raise ValueError(f"not a msgpack payload with buffers: {exc}") from exc
+
+    def ext_hook(code: int, header: bytes) -> Any:
+        if code != ARRAY:
+            raise ValueError(f"unknown msgpack extension type {code}")
+        index, dtype_text, shape, order = msgpack.unpackb(header)
+        start, nbytes = spans[index]
+        dtype, shape = np.dtype(dtype_text), tuple(shape)
+        if dtype.kind not in _BUFFER_KINDS or start + nbytes > len(view):
+            raise ValueError(f"array {index} ({dtype}) is not a buffer of this payload")
+        if order == "F":
+            shape = shape[::-1]
+        count = int(np.prod(shape)) if shape else 1
+        if count * dtype.itemsize != nbytes:
+            raise ValueError(f"array {index}: {nbytes} bytes do not hold {shape} of {dtype}")
+        array = np.frombuffer(view, dtype=dtype, count=count, offset=start).reshape(shape)
+        if not writable:
+            array = array.copy()
+        return array.T if order == "F" else array
+
+    try:
+        plain = msgpack.unpackb(
+            view[_U64.size : _U64.size + size],
+            ext_hook=ext_hook,
+            raw=False,
+            strict_map_key=False,
+        )
+    except (msgpack.UnpackException, ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"not a valid msgpack payload: {exc}") from exc
+    return adapter.validate_python(plain)
