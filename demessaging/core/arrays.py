@@ -21,6 +21,8 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
+from .xarrays import XarraySpec, xarray_kind
+
 __all__ = ["ArraySpec", "prepare_annotation"]
 
 _ARRAY_KINDS = "biufcmM"
@@ -209,13 +211,16 @@ def prepare_annotation(annotation: Any) -> Any:
     spec = _spec_for(annotation)
     if spec is not None:
         return Annotated[np.ndarray, spec]
+    kind = xarray_kind(annotation) if isinstance(annotation, type) else None
+    if kind is not None:
+        return Annotated[annotation, XarraySpec(kind)]
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is None or not args:
         return annotation
     if origin is Annotated:
         base, *metadata = args
-        if any(isinstance(m, ArraySpec) for m in metadata):
+        if any(isinstance(m, ArraySpec | XarraySpec) for m in metadata):
             return annotation
         params = (prepare_annotation(base), *metadata)
         return Annotated[params]

@@ -25,6 +25,8 @@ _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 def _fallback(value: Any) -> Any:
     if isinstance(value, np.ndarray | np.generic):
         return value.tolist()
+    if type(value).__module__.startswith("xarray.") and hasattr(value, "to_dict"):
+        return value.to_dict(data="list")  # DataArray and Dataset: values, not dtypes
     raise TypeError(f"cannot encode a {type(value).__qualname__} as JSON")
 
 

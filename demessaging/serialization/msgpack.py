@@ -42,6 +42,10 @@ __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
 CONTENT_TYPE = "application/vnd.demessaging.msgpack"
 ARRAY = 1
+#: xarray objects: extension types holding the msgpack of their ``to_dict(data="array")``.
+XARRAY = {"DataArray": 2, "Dataset": 3}
+_PACK: dict[str, Any] = {"use_bin_type": True, "datetime": False}
+_UNPACK: dict[str, Any] = {"raw": False, "strict_map_key": False}
 ALIGN = 64
 T = TypeVar("T")
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
@@ -86,6 +90,16 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot encode a {type(value).__qualname__} in msgpack")
 
 
+def _xarray(code: int, form: Any) -> Any:
+    """The xarray object of extension type ``code`` from its dictionary form."""
+    try:
+        import xarray
+    except ImportError:
+        raise ValueError("an xarray object arrived, but xarray is not installed") from None
+    kind = next(name for name, number in XARRAY.items() if number == code)
+    return getattr(xarray, kind).from_dict(form)
+
+
 def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
     """Encode ``value`` (serialized as ``adapter`` describes it) as msgpack with buffers.
 
@@ -102,11 +116,17 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
             arrays.append(data)
             header = [len(arrays) - 1, data.dtype.str, list(obj.shape), order]
             return msgpack.ExtType(ARRAY, msgpack.packb(header))
+        kind = type(obj).__name__
+        if (
+            type(obj).__module__.startswith("xarray.") and kind in XARRAY
+        ):  # its dictionary form, every variable a buffer
+            inner = msgpack.packb(obj.to_dict(data="array"), default=default, **_PACK)
+            return msgpack.ExtType(XARRAY[kind], inner)
         return _plain(obj)
 
     plain = adapter.dump_python(value, mode="python", by_alias=True)
     try:
-        document = msgpack.packb(plain, default=default, use_bin_type=True, datetime=False)
+        document = msgpack.packb(plain, default=default, **_PACK)
     except (OverflowError, ValueError) as exc:
         raise TypeError(f"cannot encode the value in msgpack: {exc}") from exc
     table_end = _U64.size + len(document) + _U64.size + _ENTRY.size * len(arrays)
@@ -150,6 +170,8 @@ def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY)
         raise ValueError(f"not a msgpack payload with buffers: {exc}") from exc
 
     def ext_hook(code: int, header: bytes) -> Any:
+        if code in XARRAY.values():
+            return _xarray(code, msgpack.unpackb(header, ext_hook=ext_hook, **_UNPACK))
         if code != ARRAY:
             raise ValueError(f"unknown msgpack extension type {code}")
         index, dtype_text, shape, order = msgpack.unpackb(header)
@@ -168,12 +190,7 @@ def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY)
         return array.T if order == "F" else array
 
     try:
-        plain = msgpack.unpackb(
-            view[_U64.size : _U64.size + size],
-            ext_hook=ext_hook,
-            raw=False,
-            strict_map_key=False,
-        )
+        plain = msgpack.unpackb(view[_U64.size : _U64.size + size], ext_hook=ext_hook, **_UNPACK)
     except (msgpack.UnpackException, ValueError, TypeError, IndexError) as exc:
         raise ValueError(f"not a valid msgpack payload: {exc}") from exc
     return adapter.validate_python(plain)

@@ -1,0 +1,98 @@
+"""xarray's ``DataArray`` and ``Dataset`` as parameters and return values (``demessaging[xarray]``).
+
+An annotation ``xarray.DataArray`` or ``xarray.Dataset`` becomes
+``Annotated[..., XarraySpec(kind)]``: values validate from the object itself or from its
+dictionary form (``to_dict``/``from_dict``), travel in JSON as that dictionary with lists, and
+in msgpack as that dictionary with every variable and coordinate a raw buffer (see
+:mod:`demessaging.serialization.msgpack`), so that dimensions, coordinates, attributes and
+dtypes arrive intact. xarray is imported only when a module uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
+
+__all__ = ["KINDS", "XarraySpec", "xarray_kind"]
+
+#: The xarray classes served, by name.
+KINDS = ("DataArray", "Dataset")
+
+
+def xarray_kind(obj: Any) -> str | None:
+    """``"DataArray"`` or ``"Dataset"`` if ``obj`` is that class of xarray (or an instance)."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    if cls.__module__.split(".")[0] == "xarray" and cls.__name__ in KINDS:
+        return cls.__name__
+    return None
+
+
+@dataclass(frozen=True)
+class XarraySpec:
+    """Validation, serialization and JSON Schema of an xarray parameter or return value."""
+
+    kind: str
+
+    def validate(self, value: Any) -> Any:
+        """``value`` as an xarray object of this kind, or raise a pydantic validation error."""
+        if xarray_kind(value) == self.kind:
+            return value
+        if isinstance(value, dict):
+            import xarray
+
+            try:
+                return getattr(xarray, self.kind).from_dict(value)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise PydanticCustomError(
+                    "xarray", "not a valid {kind} dictionary: {e}", {"kind": self.kind, "e": exc}
+                ) from exc
+        raise PydanticCustomError(
+            "xarray",
+            "expected an xarray.{kind} or its dictionary form, got {type}",
+            {"kind": self.kind, "type": type(value).__name__},
+        )
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            self.validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _to_jsonable, when_used="json"
+            ),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        variable: dict[str, Any] = {
+            "type": "object",
+            "properties": {
+                "dims": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array"},
+                "attrs": {"type": "object"},
+            },
+        }
+        properties: dict[str, Any] = {
+            "coords": {"type": "object", "additionalProperties": variable},
+            "attrs": {"type": "object"},
+        }
+        if self.kind == "DataArray":
+            properties |= {"dims": variable["properties"]["dims"], "data": {"type": "array"}}
+            properties["name"] = {"type": ["string", "null"]}
+        else:
+            properties["data_vars"] = {"type": "object", "additionalProperties": variable}
+        return {
+            "type": "object",
+            "description": f"an xarray.{self.kind} in the layout of its to_dict()",
+            "properties": properties,
+            "x-xarray": self.kind,
+        }
+
+
+def _to_jsonable(value: Any) -> Any:
+    return value.to_dict(data="list")
