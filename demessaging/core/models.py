@@ -27,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PydanticUserError,
     Tag,
     TypeAdapter,
     ValidationError,
@@ -47,7 +48,10 @@ __all__ = [
     "format_validation_error",
 ]
 
-_CONFIG = ConfigDict(extra="forbid", protected_namespaces=())
+#: NaN and infinities stay floats in JSON mode (pydantic would make them None), so that the
+#: JSON codec can write them as NaN, Infinity and -Infinity.
+_INF_NAN = ConfigDict(ser_json_inf_nan="constants")
+_CONFIG = ConfigDict(extra="forbid", protected_namespaces=(), ser_json_inf_nan="constants")
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,7 @@ def build_models(spec: ModuleSpec) -> ModuleModels:
     ]
     return ModuleModels(
         spec=spec,
-        request=TypeAdapter(union),
+        request=_inf_nan_adapter(union),
         functions=functions,
         methods=methods,
         classes=classes,
@@ -300,12 +304,20 @@ def _field(param: ParameterSpec, qualname: str) -> tuple[Any, Any]:
     return annotation, info
 
 
+def _inf_nan_adapter(annotation: Any) -> TypeAdapter[Any]:
+    """A TypeAdapter keeping NaN and infinities in JSON mode (models keep their own config)."""
+    try:
+        return TypeAdapter(annotation, config=_INF_NAN)
+    except PydanticUserError:  # a model, dataclass or TypedDict, which has a config of its own
+        return TypeAdapter(annotation)
+
+
 def _adapter(annotation: Any, qualname: str, parameter: str) -> TypeAdapter[Any]:
     """A TypeAdapter for ``annotation``, checked to have a JSON Schema."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+            adapter = _inf_nan_adapter(annotation)
             adapter.json_schema()
     except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -13,13 +13,13 @@ import json
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
 CONTENT_TYPE = "application/json"
 T = TypeVar("T")
-_ANY: TypeAdapter[Any] = TypeAdapter(Any)
+_ANY: TypeAdapter[Any] = TypeAdapter(Any, config=ConfigDict(ser_json_inf_nan="constants"))
 
 
 def _fallback(value: Any) -> Any:

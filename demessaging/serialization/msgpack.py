@@ -71,6 +71,10 @@ def _layout(array: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], str]:
 
 def _plain(value: Any) -> Any:
     """What msgpack cannot encode, as JSON would have it."""
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else str(np.datetime_as_string(value))
+    if isinstance(value, np.timedelta64):
+        return None if np.isnat(value) else float(value / np.timedelta64(1, "s"))
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):

@@ -174,11 +174,26 @@ def test_the_adapter_validates_what_is_decoded() -> None:
     assert msgpack.decode(msgpack.encode(value, adapter), adapter) == value
 
 
-def test_numpy_scalars_become_numbers() -> None:
-    assert msgpack.decode(msgpack.encode([np.float32(1.5), np.int64(2), np.bool_(True)])) == [
+def test_numpy_scalars_become_python_values() -> None:
+    scalars = [
+        np.float32(1.5),
+        np.int64(2),
+        np.bool_(True),
+        np.datetime64("2024-05-01"),
+        np.datetime64("2024-05-01T12:00:00.000000001"),
+        np.datetime64("NaT"),
+        np.timedelta64(90, "s"),
+        np.timedelta64(1500, "ms"),
+    ]
+    assert msgpack.decode(msgpack.encode(scalars)) == [
         1.5,
         2,
         True,
+        "2024-05-01",
+        "2024-05-01T12:00:00.000000001",
+        None,
+        90.0,
+        1.5,
     ]
 
 

@@ -537,3 +537,20 @@ def test_an_unknown_content_type_is_a_request_error() -> None:
     assert outcome.error is not None
     assert outcome.error.stage == "request"
     assert "unknown content type 'text/csv'" in outcome.error.message
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_nan_and_infinities_survive_both_encodings(broker: MemoryBroker, encoding: str) -> None:
+    listener = Listener(Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "nan")
+    settings = Settings(broker_url="memory://", encoding=encoding)
+    with (
+        ListenerThread(listener),
+        Client("nan", transport=MemoryTransport(broker), settings=settings) as c,
+    ):
+        columns = c.call(
+            {"func_name": "total", "values": [[np.nan, 1.0], [2.0, -np.inf]], "axis": 0}
+        )
+        whole = c.call({"func_name": "total", "values": [1.0, np.inf]})
+    assert np.isnan(columns[0])
+    assert columns[1] == -np.inf
+    assert whole == np.inf
