@@ -334,7 +334,6 @@ class Client:
         try:
             while True:
                 message = await subscription.receive()
-                await subscription.ack(message)
                 context = message.properties.get(Prop.REQUEST_CONTEXT)
                 future = self._pending.get(str(context))
                 if future is None or future.done():
@@ -344,9 +343,11 @@ class Client:
                         whole = self._reassembler.add(str(context), message)
                     except ProtocolError as exc:
                         future.set_exception(exc)
-                        continue
-                    if whole is not None:
-                        future.set_result(whole)
+                    else:
+                        if whole is not None:
+                            future.set_result(whole)
+                # after the caller has its reply: the acknowledgement is not on its path
+                await subscription.ack(message)
         except Exception as exc:  # the next call reconnects; pending ones learn why
             log.warning("the reply reader stopped: %s", exc)
             error = exc if isinstance(exc, TransportError) else TransportError(str(exc))
