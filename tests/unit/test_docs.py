@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import demessaging
+from demessaging import embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -64,7 +66,12 @@ def run_blocks(doc: Path, folder: Path) -> int:
 @pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
 def test_documentation_examples_run(doc: Path, tmp_path: Path) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    assert run_blocks(doc, tmp_path) >= 2
+    try:
+        assert run_blocks(doc, tmp_path) >= 2
+    finally:  # a block that failed or timed out may leave its embedded broker running
+        broker = embedded.find_running(tmp_path / "demessaging-data")
+        if broker is not None:
+            os.kill(broker.pid, signal.SIGTERM)
 
 
 def test_a_wrong_expectation_in_the_docs_fails(tmp_path: Path) -> None:
