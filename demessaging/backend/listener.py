@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -41,6 +42,7 @@ from ..protocol.fragments import (
     PIECE_PREFETCH,
     Reassembly,
     fragment_count,
+    send_pieces,
     split,
 )
 from ..transport.base import Subscription, Transport
@@ -259,8 +261,8 @@ class Listener:
     async def _send(self, topic: str, reply: Message) -> None:
         """Publish a reply, in pieces if the broker needs it."""
         limit = self.transport.max_message_size
-        for piece in split(reply, limit) if limit is not None else [reply]:
-            await self.transport.publish(topic, piece)
+        pieces = split(reply, limit) if limit is not None else [reply]
+        await send_pieces(functools.partial(self.transport.publish, topic), pieces)
 
     async def _reply(
         self, message: Message, pool: ThreadPoolExecutor

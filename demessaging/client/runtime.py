@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
+import functools
 import json as _json
 import logging
 import random
@@ -46,6 +47,7 @@ from ..protocol.fragments import (
     FRAGMENT_SUBSCRIPTION,
     PIECE_PREFETCH,
     Reassembler,
+    send_pieces,
     side_topic,
     split,
 )
@@ -302,8 +304,7 @@ class Client:
             holder = await self._transport.subscribe(side, FRAGMENT_SUBSCRIPTION, shared=True)
             await holder.close()  # the subscription stays, and keeps the pieces for the backend
             pieces = split(message, limit, extra={Prop.FRAGMENTS_TOPIC: side})
-            for index in range(1, len(pieces)):
-                await self._transport.publish(side, pieces[index])
+            await send_pieces(functools.partial(self._transport.publish, side), pieces, start=1)
             message = pieces[0]
         await self._transport.publish(self.topic, message)
 

@@ -20,8 +20,9 @@ replied, so a crash means redelivery of the head and of the unacknowledged piece
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -36,6 +37,7 @@ __all__ = [
     "Reassembler",
     "Reassembly",
     "fragment_count",
+    "send_pieces",
     "side_topic",
     "split",
 ]
@@ -113,6 +115,41 @@ class Pieces(Sequence[Message]):
             **(self._extra if index == 0 else {}),
         }
         return Message(payload=bytes(self._view[start : start + self._step]), properties=properties)
+
+
+#: How many pieces are on their way to the broker at once.
+SEND_WINDOW = 8
+
+
+async def send_pieces(
+    send: Callable[[Message], Awaitable[None]],
+    pieces: Sequence[Message],
+    start: int = 0,
+    window: int = SEND_WINDOW,
+) -> None:
+    """Send ``pieces[start:]`` with up to ``window`` sends under way, cutting each when due.
+
+    Raises
+    ------
+    Exception
+        The first error of a send; the other sends under way are cancelled.
+    """
+    running: set[asyncio.Future[None]] = set()
+    try:
+        for index in range(start, len(pieces)):
+            if len(running) >= window:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            running.add(asyncio.ensure_future(send(pieces[index])))
+        while running:
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+    finally:  # after an error or a cancellation: the other sends are not needed any more
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
 
 def split(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import random
 
@@ -9,7 +10,13 @@ import pytest
 
 from demessaging.errors import ProtocolError
 from demessaging.protocol import Message, Prop
-from demessaging.protocol.fragments import Reassembler, Reassembly, fragment_count, split
+from demessaging.protocol.fragments import (
+    Reassembler,
+    Reassembly,
+    fragment_count,
+    send_pieces,
+    split,
+)
 
 
 def message(size: int) -> Message:
@@ -111,3 +118,40 @@ def test_stale_partial_payloads_expire() -> None:
     reassembler.add("old", split(message(300), 100)[0])
     assert reassembler.expire() == ["old"]
     assert reassembler.held == 0
+
+
+def test_pieces_are_sent_with_a_bounded_number_under_way() -> None:
+    pieces = split(message(3000), 100)
+    sent: list[int] = []
+    running = peak = 0
+
+    async def send(piece: Message) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001 * (int(piece.properties[Prop.FRAGMENT]) % 3))
+        sent.append(int(piece.properties[Prop.FRAGMENT]))
+        running -= 1
+
+    asyncio.run(send_pieces(send, pieces, start=1, window=4))
+    assert sorted(sent) == list(range(1, len(pieces)))
+    assert peak == 4
+
+
+def test_a_failed_send_stops_the_others() -> None:
+    pieces = split(message(3000), 100)
+    cancelled = 0
+
+    async def send(piece: Message) -> None:
+        nonlocal cancelled
+        if piece.properties[Prop.FRAGMENT] == "2":
+            raise OSError("broker gone")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled += 1
+            raise
+
+    with pytest.raises(OSError, match="broker gone"):
+        asyncio.run(asyncio.wait_for(send_pieces(send, pieces, window=4), 5))
+    assert cancelled == 3  # the other three under way
