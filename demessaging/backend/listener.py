@@ -246,8 +246,8 @@ class Listener:
         try:
             while not whole.complete:
                 piece = await asyncio.wait_for(side.receive(), self.fragment_timeout)
-                pieces.append(piece)
                 whole.add(piece)
+                pieces.append(Message(b"", message_id=piece.message_id))  # to acknowledge it
         except (asyncio.TimeoutError, ProtocolError) as exc:
             await side.unsubscribe()
             if isinstance(exc, ProtocolError):

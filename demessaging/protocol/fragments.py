@@ -13,7 +13,9 @@ WebSocket API) still concatenate to the base64 of the whole payload.
 Replies go piece by piece to the caller's own response topic. Requests cannot, because a
 shared subscription would scatter the pieces over backend instances: the client first creates
 a subscription on a side topic (``fragments_topic``), publishes pieces 1..n-1 there, then
-publishes piece 0 (the *head*, naming the side topic) to the request topic. The backend that
+publishes piece 0 (the *head*, naming the side topic) to the request topic. A side topic
+serves one request; clients subscribe the next one ahead of need, as creating a topic takes
+tens of milliseconds on Apache Pulsar. The backend that
 takes the head reads the rest from the side topic and acknowledges everything only after it
 replied, so a crash means redelivery of the head and of the unacknowledged pieces.
 """
@@ -53,9 +55,9 @@ PIECE_PREFETCH = 16
 _PIECE_PROPS = (Prop.FRAGMENT, Prop.NUM_FRAGMENTS, Prop.FRAGMENT_OFFSET, Prop.PAYLOAD_SIZE)
 
 
-def side_topic(topic: str, context: str) -> str:
-    """The side topic that carries the pieces of request ``context`` sent to ``topic``."""
-    return f"{topic}_fragments_{context}"
+def side_topic(topic: str, name: str) -> str:
+    """A side topic called ``name`` for the pieces of a request sent to ``topic``."""
+    return f"{topic}_fragments_{name}"
 
 
 def fragment_count(message: Message) -> int:

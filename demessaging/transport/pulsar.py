@@ -148,7 +148,7 @@ class _PulsarSubscription(Subscription):
     async def receive(self) -> Message:
         raw = await _guard(self._consumer.receive(), f"receiving from {self._topic}")
         message_id = str(raw.message_id())
-        self._received[message_id] = raw
+        self._received[message_id] = raw.message_id()  # enough to acknowledge; not the data
         return Message(payload=raw.data(), properties=raw.properties(), message_id=message_id)
 
     @override

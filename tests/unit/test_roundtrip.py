@@ -390,6 +390,11 @@ def test_requests_and_replies_travel_in_pieces(
         assert c.call({"func_name": "anomalies", "series": series}) == [v - 49.5 for v in series]
         info = c.info()  # a large property, not a large payload
         assert info["title"] == "climate"
+        deadline = time.monotonic() + 5
+        while not (spares := [t for t in broker.subscriptions() if "_fragments_" in t]):
+            assert time.monotonic() < deadline, "no side topic was made ahead of need"
+            time.sleep(0.01)
+        assert len(spares) == 1  # the next request's, subscribed ahead
     leftovers = {t: subs for t, subs in broker.subscriptions().items() if "_fragments_" in t}
     assert leftovers == {}  # side subscriptions are deleted once answered
     assert broker.backlog("pieces", DEFAULT_SUBSCRIPTION) == 0
