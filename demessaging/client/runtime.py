@@ -11,7 +11,6 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
-import functools
 import json as _json
 import logging
 import random
@@ -305,8 +304,16 @@ class Client:
         if limit is not None and len(message.payload) > limit:
             side = await self._take_side_topic()
             pieces = split(message, limit, extra={Prop.FRAGMENTS_TOPIC: side})
-            await send_pieces(functools.partial(self._transport.publish, side), pieces, start=1)
-            message = pieces[0]
+            publish = self._transport.publish
+
+            async def send(piece: Message) -> None:  # the head to the backends, the rest aside
+                head = piece.properties[Prop.FRAGMENT] == "0"
+                await publish(self.topic if head else side, piece)
+
+            # The head may go first: the side subscription exists, so it keeps every piece
+            # until the backend that takes the head reads them.
+            await send_pieces(send, pieces)
+            return
         await self._transport.publish(self.topic, message)
 
     async def _new_side_topic(self) -> tuple[str, Subscription]:

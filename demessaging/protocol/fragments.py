@@ -12,8 +12,8 @@ WebSocket API) still concatenate to the base64 of the whole payload.
 
 Replies go piece by piece to the caller's own response topic. Requests cannot, because a
 shared subscription would scatter the pieces over backend instances: the client first creates
-a subscription on a side topic (``fragments_topic``), publishes pieces 1..n-1 there, then
-publishes piece 0 (the *head*, naming the side topic) to the request topic. A side topic
+a subscription on a side topic (``fragments_topic``), then publishes pieces 1..n-1 there and
+piece 0 (the *head*, naming the side topic) to the request topic, in any order. A side topic
 serves one request; clients subscribe the next one ahead of need, as creating a topic takes
 tens of milliseconds on Apache Pulsar. The backend that
 takes the head reads the rest from the side topic and acknowledges everything only after it
