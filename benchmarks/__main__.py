@@ -148,6 +148,8 @@ def measure_broker(broker: brokers.Broker, plan: Plan, folder: Path) -> dict[str
         dm["encoding"] = client.encoding
         progress(f"{broker.name}: demessaging ping, {plan.pings} round trips")
         dm["ping"] = summary(client.ping(plan.pings, plan.warmup))
+        progress(f"{broker.name}: demessaging noop() calls, {plan.pings} round trips")
+        dm["noop"] = summary(client.noop(plan.pings, plan.warmup))
         for backends in (1, 2):
             if backends == 2:
                 stack.callback(backend("backend-2", broker.url, topic, folder).stop)
@@ -170,11 +172,12 @@ def rows_of(name: str, plan: Plan, found: dict[str, Any]) -> list[Row]:
     """The table's rows for one broker's measurements."""
     raw, dm = found["raw"], found["demessaging"]
     rows = []
-    for key, label, target in (("median_ms", "median", "<= 1.5"), ("p99_ms", "p99", "")):
-        ours, theirs = dm["ping"][key], raw["ping"][key]
-        rows.append(
-            Row(name, f"no-op round trip {label} (ms)", ours, theirs, ours / theirs, target, "ms")
-        )
+    for kind, what in (("noop", "no-op call"), ("ping", "ping")):
+        for key, label, target in (("median_ms", "median", "<= 1.5"), ("p99_ms", "p99", "")):
+            ours, theirs = dm[kind][key], raw["ping"][key]
+            target = target if kind == "noop" else ""
+            text = f"{what} round trip {label} (ms)"
+            rows.append(Row(name, text, ours, theirs, ours / theirs, target, "ms"))
     raw_sequential = 1e3 / raw["ping"]["mean_ms"]
     raw_burst = plan.calls / raw["burst_seconds"]
     for backends in (1, 2):

@@ -57,6 +57,16 @@ class DemessagingPeer:
                 times.append(time.perf_counter() - start)
         return times
 
+    def noop(self, count: int, warmup: int) -> list[float]:
+        """Seconds of ``count`` sequential calls of ``noop()``, after ``warmup`` more."""
+        times = []
+        for n in range(warmup + count):
+            start = time.perf_counter()
+            self.client.call(NOOP)
+            if n >= warmup:
+                times.append(time.perf_counter() - start)
+        return times
+
     def sequential(self, count: int) -> float:
         """Seconds for ``count`` calls of ``noop()``, one after the other."""
         self.client.call(NOOP)
