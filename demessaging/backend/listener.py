@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from ..core.schema import api_info, module_schema
-from ..errors import DemessagingError, ProtocolError
+from ..errors import DemessagingError, ProtocolError, TransportError
 from ..protocol.envelope import (
     JSON,
     ErrorInfo,
@@ -182,6 +182,13 @@ class Listener:
             reply = self._error(message, "ProtocolError", str(exc), "request")
             if reply is None:
                 log.warning("dropping message %s: %s", message.message_id, exc)
+        except TransportError as exc:  # reading the pieces failed: let the request come again
+            log.error(
+                "could not read message %s (%s); it will be redelivered", message.message_id, exc
+            )
+            with contextlib.suppress(TransportError):
+                await subscription.nack(message)
+            return
         except BaseException as exc:  # a bug of ours: tell the caller rather than retry forever
             log.exception("failed to handle message %s", message.message_id)
             reply = self._error(
@@ -256,6 +263,10 @@ class Listener:
                 f"only {len(pieces) + 1} of {whole.count} pieces of the request arrived "
                 f"within {self.fragment_timeout:g} s"
             ) from None
+        except BaseException:  # the broker failed, or the backend stops: keep the pieces
+            with contextlib.suppress(Exception):
+                await side.close()
+            raise
         return whole.message(), side, pieces
 
     async def _send(self, topic: str, reply: Message) -> None:

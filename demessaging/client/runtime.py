@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
+import functools
 import json as _json
 import logging
 import random
@@ -304,15 +305,12 @@ class Client:
         if limit is not None and len(message.payload) > limit:
             side = await self._take_side_topic()
             pieces = split(message, limit, extra={Prop.FRAGMENTS_TOPIC: side})
-            publish = self._transport.publish
-
-            async def send(piece: Message) -> None:  # the head to the backends, the rest aside
-                head = piece.properties[Prop.FRAGMENT] == "0"
-                await publish(self.topic if head else side, piece)
-
-            # The head may go first: the side subscription exists, so it keeps every piece
-            # until the backend that takes the head reads them.
-            await send_pieces(send, pieces)
+            try:  # the pieces first: a backend that takes the head finds them all
+                await send_pieces(functools.partial(self._transport.publish, side), pieces, 1)
+                await self._transport.publish(self.topic, pieces[0])
+            except BaseException:  # nobody will read them: delete their subscription
+                await asyncio.shield(self._delete_side_topic(side))
+                raise
             return
         await self._transport.publish(self.topic, message)
 
@@ -320,6 +318,14 @@ class Client:
         assert self._transport is not None
         name = side_topic(self.topic, uuid.uuid4().hex)
         return name, await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
+
+    async def _delete_side_topic(self, name: str) -> None:
+        assert self._transport is not None
+        try:
+            holder = await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
+            await holder.unsubscribe()
+        except TransportError as exc:
+            log.warning("could not delete the side topic subscription of %s: %s", name, exc)
 
     async def _take_side_topic(self) -> str:
         """A side topic whose subscription exists; the next one is made in the background."""

@@ -46,7 +46,7 @@ class XarraySpec:
 
             try:
                 return getattr(xarray, self.kind).from_dict(value)
-            except (TypeError, ValueError, KeyError) as exc:
+            except Exception as exc:  # from_dict raises many kinds for malformed input
                 raise PydanticCustomError(
                     "xarray", "not a valid {kind} dictionary: {e}", {"kind": self.kind, "e": exc}
                 ) from exc

@@ -12,8 +12,9 @@ WebSocket API) still concatenate to the base64 of the whole payload.
 
 Replies go piece by piece to the caller's own response topic. Requests cannot, because a
 shared subscription would scatter the pieces over backend instances: the client first creates
-a subscription on a side topic (``fragments_topic``), then publishes pieces 1..n-1 there and
-piece 0 (the *head*, naming the side topic) to the request topic, in any order. A side topic
+a subscription on a side topic (``fragments_topic``), publishes pieces 1..n-1 there, then
+publishes piece 0 (the *head*, naming the side topic) to the request topic, so that a backend
+never waits for pieces whose sender gave up. A side topic
 serves one request; clients subscribe the next one ahead of need, as creating a topic takes
 tens of milliseconds on Apache Pulsar. The backend that
 takes the head reads the rest from the side topic and acknowledges everything only after it
@@ -141,17 +142,23 @@ async def send_pieces(
         for index in range(start, len(pieces)):
             if len(running) >= window:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
+                _raise_first(done)
             running.add(asyncio.ensure_future(send(pieces[index])))
         while running:
             done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
+            _raise_first(done)
     finally:  # after an error or a cancellation: the other sends are not needed any more
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+
+
+def _raise_first(done: set[asyncio.Future[None]]) -> None:
+    """Raise the first error among finished sends, having looked at every one of them."""
+    errors = [task.exception() for task in done if not task.cancelled()]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def split(

@@ -12,9 +12,9 @@ An array's extension object holds the msgpack list ``[index, dtype, shape, order
 index in the table above, its dtype as ``numpy.dtype.str`` (byte order included, e.g.
 ``"<f8"``, ``">i4"``, ``"<M8[ns]"``), its shape, and ``"C"`` or ``"F"``, the order of its
 buffer. Arrays are sent without a copy where they are contiguous (C or Fortran order), and
-decoded without one where the payload is writable (a ``bytearray``, as reassembled payloads
-are): they are views of it. From read-only payloads they are copied, so that callers always
-get writable arrays.
+decoded without one: they are views of the payload where it is writable (a ``bytearray``, as
+reassembled payloads are); a read-only payload is copied once first, so that callers always get
+writable arrays. Each buffer serves one array, and buffers may not overlap.
 
 Other values go as msgpack's own types; what msgpack lacks is sent as JSON would send it
 (datetimes and dates as ISO strings, enums as their values, sets as lists, numpy scalars as
@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 import msgpack
 import numpy as np
 from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
@@ -91,7 +92,10 @@ def _plain(value: Any) -> Any:
         return dataclasses.asdict(value)
     if isinstance(value, int):  # msgpack asks only for those beyond 64 bits
         raise TypeError(f"cannot encode the integer {value} in msgpack: it needs over 64 bits")
-    raise TypeError(f"cannot encode a {type(value).__qualname__} in msgpack")
+    try:  # URLs, IP addresses, patterns...: what pydantic writes for them in JSON
+        return to_jsonable_python(value)
+    except PydanticSerializationError:
+        raise TypeError(f"cannot encode a {type(value).__qualname__} in msgpack") from None
 
 
 def _xarray(code: int, form: Any) -> Any:
@@ -101,7 +105,10 @@ def _xarray(code: int, form: Any) -> Any:
     except ImportError:
         raise ValueError("an xarray object arrived, but xarray is not installed") from None
     kind = next(name for name, number in XARRAY.items() if number == code)
-    return getattr(xarray, kind).from_dict(form)
+    try:
+        return getattr(xarray, kind).from_dict(form)
+    except Exception as exc:  # from_dict raises many kinds for malformed input
+        raise ValueError(f"not a valid xarray.{kind}: {exc}") from exc
 
 
 def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
@@ -161,8 +168,9 @@ def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY)
     pydantic.ValidationError
         If the value does not validate.
     """
+    if isinstance(data, bytes | memoryview) and memoryview(data).readonly:
+        data = bytearray(data)  # one copy, so that arrays can be writable views of it
     view = memoryview(data)
-    writable = not view.readonly
     try:
         (size,) = _U64.unpack_from(view, 0)
         (count,) = _U64.unpack_from(view, _U64.size + size)
@@ -172,26 +180,41 @@ def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY)
         spans = [_ENTRY.unpack_from(view, table + _ENTRY.size * i) for i in range(count)]
     except struct.error as exc:
         raise ValueError(f"not a msgpack payload with buffers: {exc}") from exc
+    end = table + _ENTRY.size * count
+    for start, nbytes in sorted(spans):  # in order, after the table, apart, inside the payload
+        if start < end or start + nbytes > len(view):
+            raise ValueError("not a msgpack payload with buffers: they overlap or run past the end")
+        end = start + nbytes
+    used: set[int] = set()
 
-    def ext_hook(code: int, header: bytes) -> Any:
-        if code in XARRAY.values():
-            return _xarray(code, msgpack.unpackb(header, ext_hook=ext_hook, **_UNPACK))
-        if code != ARRAY:
-            raise ValueError(f"unknown msgpack extension type {code}")
+    def array(header: bytes) -> np.ndarray[Any, Any]:
         index, dtype_text, shape, order = msgpack.unpackb(header)
+        if not (isinstance(index, int) and 0 <= index < count) or index in used:
+            raise ValueError(f"array {index!r} is not a buffer of this payload, or used twice")
+        used.add(index)
         start, nbytes = spans[index]
         dtype, shape = np.dtype(dtype_text), tuple(shape)
-        if dtype.kind not in _BUFFER_KINDS or start + nbytes > len(view):
-            raise ValueError(f"array {index} ({dtype}) is not a buffer of this payload")
+        if dtype.kind not in _BUFFER_KINDS or dtype.fields is not None:
+            raise ValueError(f"array {index} has the dtype {dtype}, which is not a buffer")
         if order == "F":
             shape = shape[::-1]
-        count = int(np.prod(shape)) if shape else 1
-        if count * dtype.itemsize != nbytes:
+        items = int(np.prod(shape)) if shape else 1
+        if items * dtype.itemsize != nbytes:
             raise ValueError(f"array {index}: {nbytes} bytes do not hold {shape} of {dtype}")
-        array = np.frombuffer(view, dtype=dtype, count=count, offset=start).reshape(shape)
-        if not writable:
-            array = array.copy()
-        return array.T if order == "F" else array
+        result = np.frombuffer(view, dtype=dtype, count=items, offset=start).reshape(shape)
+        return result.T if order == "F" else result
+
+    def inner_hook(code: int, header: bytes) -> Any:  # inside an xarray object: arrays only
+        if code != ARRAY:
+            raise ValueError(f"msgpack extension type {code} inside an xarray object")
+        return array(header)
+
+    def ext_hook(code: int, header: bytes) -> Any:
+        if code == ARRAY:
+            return array(header)
+        if code in XARRAY.values():
+            return _xarray(code, msgpack.unpackb(header, ext_hook=inner_hook, **_UNPACK))
+        raise ValueError(f"unknown msgpack extension type {code}")
 
     try:
         plain = msgpack.unpackb(view[_U64.size : _U64.size + size], ext_hook=ext_hook, **_UNPACK)

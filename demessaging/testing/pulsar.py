@@ -277,8 +277,9 @@ def start(
     admin_token = ""
     if token_secret is not None:
         key = folder / "token-secret.key"
-        key.write_bytes(token_secret)
-        key.chmod(0o600)
+        key.unlink(missing_ok=True)
+        with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(token_secret)
         admin_token = create_token(token_secret, ADMIN_ROLE)
         conf |= {
             "authenticationEnabled": "true",
@@ -326,14 +327,17 @@ def start(
     broker = PulsarStandalone(process.pid, port, web_port, folder, admin_token, process)
     (folder / "pid").write_text(f"{process.pid}\n")
     deadline = started + timeout
-    while not broker.ready():
-        if process.poll() is not None or time.monotonic() > deadline:
-            what = "timed out" if process.poll() is None else f"exit status {process.returncode}"
-            broker.stop()
-            raise TransportError(
-                f"Apache Pulsar did not start ({what}); its log ends:\n{broker.log()[-3000:]}"
-            )
-        time.sleep(0.25)
+    try:
+        while not broker.ready():
+            if process.poll() is not None or time.monotonic() > deadline:
+                what = "timed out" if process.poll() is None else f"exit {process.returncode}"
+                raise TransportError(
+                    f"Apache Pulsar did not start ({what}); its log ends:\n{broker.log()[-3000:]}"
+                )
+            time.sleep(0.25)
+    except BaseException:  # Ctrl-C too: never leave the JVM behind
+        broker.stop()
+        raise
     log.info(
         "Apache Pulsar %s serves at %s (pid %d) after %.1f s",
         version,

@@ -28,11 +28,12 @@ def admin_url_for(broker_url: str) -> str:
     ConfigurationError
         For brokers without an admin API (pulsar-lite, the embedded broker, in-process).
     """
-    parts = urlsplit(broker_url)
+    parts = urlsplit(broker_url.split(",", 1)[0])
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
     if parts.scheme == "pulsar":
-        return f"http://{parts.hostname}:8080"
+        return f"http://{host}:8080"
     if parts.scheme == "pulsar+ssl":
-        return f"https://{parts.hostname}:8443"
+        return f"https://{host}:8443"
     raise ConfigurationError(
         f"{broker_url} has no admin REST API (pulsar-lite and the in-process broker have none); "
         "it is Apache Pulsar's"
@@ -145,7 +146,10 @@ class PulsarAdmin:
                 f"could not reach the admin REST API at {self.url}: {exc}; set --admin-url "
                 "(DEMESSAGING_ADMIN_URL) to the broker's web service"
             ) from exc
-        return json.loads(content) if content.strip() else None
+        try:
+            return json.loads(content) if content.strip() else None
+        except ValueError as exc:  # a proxy's error page, say
+            raise TransportError(f"{method} {path} did not answer JSON: {content[:200]!r}") from exc
 
     def topic_status(self, topic: str, subscription: str) -> TopicStatus:
         """Backends and waiting requests of the full topic name ``topic``.

@@ -120,8 +120,12 @@ async def check_credentials(
         With the broker's reason, if it answers ``CONNECT`` with an authentication or
         authorization error.
     """
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or (6651 if tls else 6650)
+    first = url.split(",", 1)[0]  # of several brokers (pulsar://h1:6650,h2:6650), the first
+    try:
+        parts = urlsplit(first)
+        host, port = parts.hostname or "127.0.0.1", parts.port or (6651 if tls else 6650)
+    except ValueError:  # a URL the library may understand: let it judge
+        return
     reason = None
     with contextlib.suppress(OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
         reader, writer = await asyncio.wait_for(

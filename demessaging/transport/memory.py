@@ -10,6 +10,7 @@ different event loops in different threads can share one broker.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import threading
 from collections import deque
@@ -177,6 +178,8 @@ class MemoryTransport(Transport):
 
     @override
     async def publish(self, topic: str, message: Message) -> None:
+        if not isinstance(message.payload, bytes):  # as a real broker: a copy, not the buffer
+            message = dataclasses.replace(message, payload=bytes(message.payload))
         self.broker.publish(topic, message)
 
     @override

@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -108,7 +108,10 @@ class PulsarOptions:
             return
         tls = None
         if url.startswith("pulsar+ssl://"):
-            tls = ssl.create_default_context(cafile=self.tls_trust_certs or None)
+            try:
+                tls = ssl.create_default_context(cafile=self.tls_trust_certs or None)
+            except (OSError, ssl.SSLError):  # a bad CA bundle: the library reports it
+                return
             tls.check_hostname = False  # as pulsar-client, which does not validate host names
         token = ("token", self.token.encode()) if self.token else ("", b"")
         await check_credentials(url, *token, tls=tls, timeout=min(10, self.operation_timeout))
@@ -138,7 +141,14 @@ async def _guard(operation: Awaitable[T], what: str) -> T:
 
 
 class _PulsarSubscription(Subscription):
-    def __init__(self, consumer: pulsar_asyncio.Consumer, topic: str, delete: bool) -> None:
+    def __init__(
+        self,
+        consumer: pulsar_asyncio.Consumer,
+        topic: str,
+        delete: bool,
+        closed: Callable[[_PulsarSubscription], None],
+    ) -> None:
+        self._closed = closed
         self._consumer = consumer
         self._topic = topic
         self._delete = delete
@@ -173,6 +183,7 @@ class _PulsarSubscription(Subscription):
     @override
     async def close(self) -> None:
         self._received.clear()
+        self._closed(self)
         try:
             await self._consumer.close()
         except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
@@ -199,7 +210,7 @@ class PulsarTransport(Transport):
         self._producers: OrderedDict[str, pulsar_asyncio.Producer] = OrderedDict()
         self._sending: Counter[str] = Counter()
         self._lock: asyncio.Lock | None = None
-        self._subscriptions: list[_PulsarSubscription] = []
+        self._subscriptions: set[_PulsarSubscription] = set()
         self._ids_spread = not self.options.pulsar_lite
 
     def topic(self, name: str) -> str:
@@ -264,7 +275,12 @@ class PulsarTransport(Transport):
                 f"publishing to {full}",
             )
         except TransportError:
-            self._producers.pop(full, None)  # a fresh producer next time
+            broken = self._producers.pop(full, None)  # a fresh producer next time
+            if broken is not None and self._sending[full] == 1:  # nobody else sends on it
+                try:
+                    await broken.close()
+                except _LIBRARY_ERRORS as exc:
+                    log.debug("closing a failed producer of %s: %s", full, exc)
             raise
         finally:
             self._sending[full] -= 1
@@ -301,13 +317,15 @@ class PulsarTransport(Transport):
             ),
             f"subscribing to {full}",
         )
-        sub = _PulsarSubscription(consumer, full, delete=not self.options.pulsar_lite)
-        self._subscriptions.append(sub)
+        sub = _PulsarSubscription(
+            consumer, full, not self.options.pulsar_lite, self._subscriptions.discard
+        )
+        self._subscriptions.add(sub)
         return sub
 
     @override
     async def close(self) -> None:
-        for sub in self._subscriptions:
+        for sub in list(self._subscriptions):
             await sub.close()
         self._subscriptions.clear()
         for producer in self._producers.values():

@@ -189,3 +189,8 @@ def test_the_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("DEMESSAGING_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
     assert pulsar.cache_dir() == Path("/xdg/demessaging")
+
+
+@pytest.mark.parametrize("url", ["pulsar://127.0.0.1:1,127.0.0.1:2", "pulsar://[::1]:x"])
+def test_urls_it_cannot_parse_are_left_to_the_library(url: str) -> None:
+    assert asyncio.run(check_credentials(url, "token", b"t", timeout=2)) is None

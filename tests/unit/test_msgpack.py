@@ -241,3 +241,62 @@ def test_codecs_are_found_by_content_type() -> None:
     assert codec_for("application/vnd.demessaging.msgpack") is msgpack
     with pytest.raises(ValueError, match="unknown content type 'text/csv'"):
         codec_for("text/csv")
+
+
+def _payload(document: bytes, spans: list[tuple[int, int]], tail: bytes) -> bytes:
+    table = struct.pack("<Q", len(spans)) + b"".join(struct.pack("<QQ", *s) for s in spans)
+    return struct.pack("<Q", len(document)) + document + table + tail
+
+
+def test_nested_xarray_extensions_are_refused_not_recursed() -> None:
+    import msgpack as raw
+
+    inner: Any = {"data": 1}
+    for _ in range(400):  # a few hundred bytes that would exhaust the C stack if recursed
+        inner = raw.ExtType(2, raw.packb(inner))
+    with pytest.raises(ValueError, match="inside an xarray object"):
+        msgpack.decode(_payload(raw.packb(inner), [], b""))
+
+
+def test_one_buffer_cannot_serve_many_arrays() -> None:
+    import msgpack as raw
+
+    header = raw.ExtType(1, raw.packb([0, "<f8", [1024], "C"]))
+    document = raw.packb([header] * 1000)
+    start = 8 + len(document) + 8 + 16
+    payload = _payload(document, [(start, 8192)], bytes(8192))
+    with pytest.raises(ValueError, match="used twice"):
+        msgpack.decode(payload)
+    negative = raw.packb([raw.ExtType(1, raw.packb([-1, "<f8", [1024], "C"]))])
+    with pytest.raises(ValueError, match="not a buffer of this payload"):
+        msgpack.decode(_payload(negative, [(8 + len(negative) + 24, 8192)], bytes(8192)))
+
+
+def test_overlapping_buffers_are_refused() -> None:
+    import msgpack as raw
+
+    document = raw.packb([raw.ExtType(1, raw.packb([i, "<f8", [8], "C"])) for i in range(2)])
+    start = 8 + len(document) + 8 + 32
+    with pytest.raises(ValueError, match="overlap or run past the end"):
+        msgpack.decode(_payload(document, [(start, 64), (start + 32, 64)], bytes(96)))
+
+
+def test_a_malformed_xarray_object_is_a_value_error() -> None:
+    pytest.importorskip("xarray")
+    import msgpack as raw
+
+    form = raw.ExtType(2, raw.packb({"data": [1], "dims": ["x"], "coords": 5}))
+    with pytest.raises(ValueError, match=r"not a valid xarray\.DataArray"):
+        msgpack.decode(_payload(raw.packb(form), [], b""))
+
+
+def test_values_msgpack_lacks_go_as_pydantic_writes_them_in_json() -> None:
+    import ipaddress
+
+    from pydantic import AnyUrl
+
+    value = {"url": AnyUrl("https://example.org/x"), "ip": ipaddress.ip_address("127.0.0.1")}
+    assert msgpack.decode(msgpack.encode(value)) == {
+        "url": "https://example.org/x",
+        "ip": "127.0.0.1",
+    }
