@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -54,12 +55,21 @@ def run_blocks(doc: Path, folder: Path) -> int:
             if kind == "python"
             else ["bash", "-euo", "pipefail", "-c", code]
         )
-        result = subprocess.run(
-            command, cwd=folder, env=env, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, (
-            f"{doc.name}: this {kind} block failed:\n{code}\n{result.stderr}"
-        )
+        with subprocess.Popen(
+            command,
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # what it starts in the background can be stopped with it
+        ) as process:
+            try:
+                _, stderr = process.communicate(timeout=120)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        assert process.returncode == 0, f"{doc.name}: this {kind} block failed:\n{code}\n{stderr}"
     return len(blocks)
 
 
