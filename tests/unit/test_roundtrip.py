@@ -559,3 +559,30 @@ def test_nan_and_infinities_survive_both_encodings(broker: MemoryBroker, encodin
     assert np.isnan(columns[0])
     assert columns[1] == -np.inf
     assert whole == np.inf
+
+
+class SlowSideTransport(MemoryTransport):
+    """Publishes pieces to side topics slowly, as over a congested link."""
+
+    async def publish(self, topic: str, message: Message) -> None:
+        if "_fragments_" in topic:
+            await asyncio.sleep(0.2)
+        await super().publish(topic, message)
+
+
+def test_an_abandoned_upload_neither_blocks_a_backend_nor_leaves_its_pieces(
+    broker: MemoryBroker,
+) -> None:
+    listener = Listener(Dispatcher.from_module(CLIMATE), small(broker, 64), "abandoned", workers=1)
+    slow = SlowSideTransport(broker)
+    slow.max_message_size = 64
+    with ListenerThread(listener), Client("abandoned", transport=slow, timeout=0.5) as c:
+        with pytest.raises(CallTimeoutError):
+            c.call({"func_name": "total", "values": np.arange(1000.0)})
+        start = time.monotonic()
+        assert c.call({"func_name": "total", "values": [1.0, 2.0]}, timeout=5) == 3.0
+        assert time.monotonic() - start < 2  # the only worker was not waiting for pieces
+    deadline = time.monotonic() + 5
+    while any("_fragments_" in t for t in broker.subscriptions()):
+        assert time.monotonic() < deadline, broker.subscriptions()
+        time.sleep(0.02)
