@@ -21,7 +21,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from .xarrays import XarraySpec, xarray_kind
+from .xarrays import XarraySpec, object_schema, xarray_kind
 
 __all__ = ["ArraySpec", "prepare_annotation"]
 
@@ -105,12 +105,7 @@ class ArraySpec:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            self.validate,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                _to_jsonable, when_used="json"
-            ),
-        )
+        return object_schema(self.validate, _to_jsonable)
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler

@@ -10,6 +10,7 @@ dtypes arrive intact. xarray is imported only when a module uses it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,25 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-__all__ = ["KINDS", "XarraySpec", "xarray_kind"]
+__all__ = ["KINDS", "XarraySpec", "object_schema", "xarray_kind"]
 
 #: The xarray classes served, by name.
 KINDS = ("DataArray", "Dataset")
+
+
+def object_schema(
+    validate: Callable[[Any], Any], to_jsonable: Callable[[Any], Any]
+) -> core_schema.CoreSchema:
+    """A value checked by ``validate``, kept as it is in Python, written by ``to_jsonable`` in JSON.
+
+    Arrays and xarray objects are such values: the msgpack codec sends them as buffers.
+    """
+    return core_schema.no_info_plain_validator_function(
+        validate,
+        serialization=core_schema.plain_serializer_function_ser_schema(
+            to_jsonable, when_used="json"
+        ),
+    )
 
 
 def xarray_kind(obj: Any) -> str | None:
@@ -59,12 +75,7 @@ class XarraySpec:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            self.validate,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                _to_jsonable, when_used="json"
-            ),
-        )
+        return object_schema(self.validate, _to_jsonable)
 
     def __get_pydantic_json_schema__(
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler

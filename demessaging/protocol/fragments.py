@@ -14,11 +14,11 @@ Replies go piece by piece to the caller's own response topic. Requests cannot, b
 shared subscription would scatter the pieces over backend instances: the client first creates
 a subscription on a side topic (``fragments_topic``), publishes pieces 1..n-1 there, then
 publishes piece 0 (the *head*, naming the side topic) to the request topic, so that a backend
-never waits for pieces whose sender gave up. A side topic
-serves one request; clients subscribe the next one ahead of need, as creating a topic takes
-tens of milliseconds on Apache Pulsar. The backend that
-takes the head reads the rest from the side topic and acknowledges everything only after it
-replied, so a crash means redelivery of the head and of the unacknowledged pieces.
+never waits for pieces whose sender gave up. A side topic serves one request; clients
+subscribe the next one ahead of need, as creating a topic takes tens of milliseconds on Apache
+Pulsar. The backend that takes the head reads the rest from the side topic and acknowledges
+everything only after it replied, so a crash means redelivery of the head and of the
+unacknowledged pieces.
 """
 
 from __future__ import annotations

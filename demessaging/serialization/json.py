@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import ConfigDict, TypeAdapter
 
+from .objects import xarray_kind
+
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
 CONTENT_TYPE = "application/json"
@@ -25,7 +27,7 @@ _ANY: TypeAdapter[Any] = TypeAdapter(Any, config=ConfigDict(ser_json_inf_nan="co
 def _fallback(value: Any) -> Any:
     if isinstance(value, np.ndarray | np.generic):
         return value.tolist()
-    if type(value).__module__.startswith("xarray.") and hasattr(value, "to_dict"):
+    if xarray_kind(value) is not None:
         return value.to_dict(data="list")  # DataArray and Dataset: values, not dtypes
     raise TypeError(f"cannot encode a {type(value).__qualname__} as JSON")
 

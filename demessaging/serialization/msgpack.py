@@ -39,6 +39,8 @@ import numpy as np
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from .objects import xarray_kind
+
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
 CONTENT_TYPE = "application/vnd.demessaging.msgpack"
@@ -127,10 +129,8 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
             arrays.append(data)
             header = [len(arrays) - 1, data.dtype.str, list(obj.shape), order]
             return msgpack.ExtType(ARRAY, msgpack.packb(header))
-        kind = type(obj).__name__
-        if (
-            type(obj).__module__.startswith("xarray.") and kind in XARRAY
-        ):  # its dictionary form, every variable a buffer
+        kind = xarray_kind(obj)
+        if kind is not None:  # its dictionary form, every variable a buffer
             inner = msgpack.packb(obj.to_dict(data="array"), default=default, **_PACK)
             return msgpack.ExtType(XARRAY[kind], inner)
         return _plain(obj)
