@@ -25,12 +25,15 @@ from typing import Any
 
 import pulsar
 
+from demessaging.transport.pulsar import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PIECE_SIZE
+
 from .procs import BenchmarkError, Child, spawn
 
-__all__ = ["PIECE", "RawPeer", "StallError", "echo", "main"]
+__all__ = ["PIECE", "WHOLE", "RawPeer", "StallError", "echo", "main"]
 
-#: The size of the pieces a payload is sent in, as demessaging does.
-PIECE = 1024 * 1024
+#: Payloads up to this size go in one message, larger ones in pieces, as demessaging sends.
+WHOLE = DEFAULT_MAX_MESSAGE_SIZE
+PIECE = DEFAULT_PIECE_SIZE
 #: Messages the consumers let the broker push ahead (demessaging's PIECE_PREFETCH).
 PREFETCH = 16
 #: Messages a producer has on their way at most (sends block beyond).
@@ -211,9 +214,9 @@ class RawPeer:
         return time.perf_counter() - start
 
     def transfer(self, payload: bytes) -> float:
-        """Seconds to send ``payload`` in 1 MiB pieces and receive the echo's one reply."""
+        """Seconds to send ``payload`` (in pieces if large) and receive the echo's one reply."""
         size = len(payload)
-        step = PIECE - PIECE % 3  # cut as demessaging cuts
+        step = size if size <= WHOLE else PIECE - PIECE % 3  # cut as demessaging cuts
         count = -(-size // step)
         base = _request_properties(self.replies)
         self.context = base["requestContext"]

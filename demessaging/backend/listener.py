@@ -253,6 +253,8 @@ class Listener:
         try:
             while not whole.complete:
                 piece = await asyncio.wait_for(side.receive(), self.fragment_timeout)
+                if Prop.ABORTED in piece.properties:
+                    raise ProtocolError("the caller gave up sending the request")
                 whole.add(piece)
                 pieces.append(Message(b"", message_id=piece.message_id))  # to acknowledge it
         except (asyncio.TimeoutError, ProtocolError) as exc:
@@ -272,7 +274,8 @@ class Listener:
     async def _send(self, topic: str, reply: Message) -> None:
         """Publish a reply, in pieces if the broker needs it."""
         limit = self.transport.max_message_size
-        pieces = split(reply, limit) if limit is not None else [reply]
+        size = self.transport.piece_size
+        pieces = split(reply, limit, piece_size=size) if limit is not None else [reply]
         await send_pieces(functools.partial(self.transport.publish, topic), pieces)
 
     async def _reply(

@@ -47,6 +47,7 @@ from ..protocol.fragments import (
     FRAGMENT_SUBSCRIPTION,
     PIECE_PREFETCH,
     Reassembler,
+    abort_marker,
     send_pieces,
     side_topic,
     split,
@@ -117,6 +118,8 @@ class Client:
         #: A side topic for the next request in pieces, subscribed ahead of need: creating a
         #: topic costs tens of milliseconds on Apache Pulsar.
         self._spare_side: asyncio.Future[tuple[str, Subscription]] | None = None
+        #: What is left to do after failed uploads; finished before closing.
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     # -- sync face ---------------------------------------------------------------------------
 
@@ -304,20 +307,48 @@ class Client:
         limit = self._transport.max_message_size
         if limit is not None and len(message.payload) > limit:
             side = await self._take_side_topic()
-            pieces = split(message, limit, extra={Prop.FRAGMENTS_TOPIC: side})
-            try:  # the pieces first: a backend that takes the head finds them all
+            pieces = split(
+                message,
+                limit,
+                extra={Prop.FRAGMENTS_TOPIC: side},
+                piece_size=self._transport.piece_size,
+            )
+            head = asyncio.ensure_future(self._transport.publish(self.topic, pieces[0]))
+            try:
                 await send_pieces(functools.partial(self._transport.publish, side), pieces, 1)
-                await self._transport.publish(self.topic, pieces[0])
-            except BaseException:  # nobody will read them: delete their subscription
-                await asyncio.shield(self._delete_side_topic(side))
+                await head
+            except BaseException:  # cleaned up in the background: the caller is not kept
+                cleanup = asyncio.ensure_future(self._abandon_upload(side, head))
+                self._cleanups.add(cleanup)
+                cleanup.add_done_callback(self._cleanups.discard)
                 raise
+            await self._transport.release(side)
             return
         await self._transport.publish(self.topic, message)
 
     async def _new_side_topic(self) -> tuple[str, Subscription]:
         assert self._transport is not None
         name = side_topic(self.topic, uuid.uuid4().hex)
-        return name, await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
+        holder = await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
+        try:
+            await self._transport.prepare(name)
+        except TransportError as exc:  # publishing will try again
+            log.debug("could not prepare to publish to %s: %s", name, exc)
+        return name, holder
+
+    async def _abandon_upload(self, side: str, head: asyncio.Future[None]) -> None:
+        """After a failed upload: stop the backend reading ``side``, or delete the pieces."""
+        assert self._transport is not None
+        (sent,) = await asyncio.gather(head, return_exceptions=True)
+        if isinstance(sent, BaseException):  # no backend will come for them
+            await self._delete_side_topic(side)
+            return
+        try:  # the backend that takes the head deletes the side subscription
+            await self._transport.publish(side, abort_marker())
+        except TransportError as exc:
+            log.warning("could not tell the backend to stop waiting on %s: %s", side, exc)
+        finally:
+            await self._transport.release(side)
 
     async def _delete_side_topic(self, name: str) -> None:
         assert self._transport is not None
@@ -387,6 +418,7 @@ class Client:
                     future.set_exception(error)
 
     async def _aclose(self) -> None:
+        await asyncio.gather(*self._cleanups, return_exceptions=True)
         spare, self._spare_side = self._spare_side, None
         if spare is not None:  # unused: delete its subscription
             with contextlib.suppress(Exception):

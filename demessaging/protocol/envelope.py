@@ -100,6 +100,7 @@ class Prop:
     FRAGMENT_OFFSET = "fragment_offset"
     PAYLOAD_SIZE = "payload_size"
     FRAGMENTS_TOPIC = "fragments_topic"
+    ABORTED = "aborted"
     INFO = "info"
     API_INFO = "api_info"
     ERROR = "error"

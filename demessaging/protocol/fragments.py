@@ -12,13 +12,19 @@ WebSocket API) still concatenate to the base64 of the whole payload.
 
 Replies go piece by piece to the caller's own response topic. Requests cannot, because a
 shared subscription would scatter the pieces over backend instances: the client first creates
-a subscription on a side topic (``fragments_topic``), publishes pieces 1..n-1 there, then
-publishes piece 0 (the *head*, naming the side topic) to the request topic, so that a backend
-never waits for pieces whose sender gave up. A side topic serves one request; clients
-subscribe the next one ahead of need, as creating a topic takes tens of milliseconds on Apache
-Pulsar. The backend that takes the head reads the rest from the side topic and acknowledges
-everything only after it replied, so a crash means redelivery of the head and of the
-unacknowledged pieces.
+a subscription on a side topic (``fragments_topic``), then publishes piece 0 (the *head*,
+naming the side topic) to the request topic and, at the same time, pieces 1..n-1 to the side
+topic, so that a backend reads pieces while later ones are still being sent. A side topic
+serves one request; clients subscribe the next one, and make its producer, ahead of need, as
+creating either takes tens of milliseconds on Apache Pulsar. The backend that takes the head
+reads the rest from the side topic and acknowledges everything only after it replied, so a
+crash means redelivery of the head and of the unacknowledged pieces.
+
+A client that gives up sending (a timeout, a cancellation, a broker error) after the head may
+have gone out publishes an empty message with the property ``aborted`` to the side topic
+(:func:`abort_marker`); the backend then stops waiting, and deletes the side subscription.
+A client that dies mid-upload cannot: its backend waits for each piece up to its fragment
+timeout (60 s by default) and then gives the request up.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "Pieces",
     "Reassembler",
     "Reassembly",
+    "abort_marker",
     "fragment_count",
     "send_pieces",
     "side_topic",
@@ -59,6 +66,11 @@ _PIECE_PROPS = (Prop.FRAGMENT, Prop.NUM_FRAGMENTS, Prop.FRAGMENT_OFFSET, Prop.PA
 def side_topic(topic: str, name: str) -> str:
     """A side topic called ``name`` for the pieces of a request sent to ``topic``."""
     return f"{topic}_fragments_{name}"
+
+
+def abort_marker() -> Message:
+    """What a client sends to a side topic when it gives up sending the pieces there."""
+    return Message(b"", {Prop.ABORTED: "true"})
 
 
 def fragment_count(message: Message) -> int:
@@ -162,9 +174,13 @@ def _raise_first(done: set[asyncio.Future[None]]) -> None:
 
 
 def split(
-    message: Message, limit: int, extra: Mapping[str, str] | None = None
+    message: Message,
+    limit: int,
+    extra: Mapping[str, str] | None = None,
+    *,
+    piece_size: int | None = None,
 ) -> Sequence[Message]:
-    """Cut ``message`` into pieces of at most ``limit`` bytes (itself if it fits).
+    """Cut ``message`` into pieces if it has more than ``limit`` bytes (else it is returned).
 
     The pieces are cut one by one as they are read, so that a large payload is never held
     twice.
@@ -174,13 +190,15 @@ def split(
     message
         The whole message.
     limit
-        The largest payload the broker takes.
+        The largest payload sent in one message.
     extra
         Properties for piece 0 only (the head of a request names its side topic).
+    piece_size
+        The size of the pieces, at most ``limit``; ``limit`` by default.
     """
     if len(message.payload) <= limit:
         return [message]
-    return Pieces(message, limit, extra)
+    return Pieces(message, min(limit, piece_size or limit), extra)
 
 
 @dataclass

@@ -44,14 +44,26 @@ class Transport(abc.ABC):
     Attributes
     ----------
     max_message_size
-        The largest payload the broker takes in one message, in bytes; None if unlimited.
+        The largest payload sent in one message, in bytes; None if unlimited. Larger
+        payloads go in pieces.
+    piece_size
+        The size of those pieces, at most ``max_message_size``; None for that size.
     """
 
     max_message_size: int | None = None
+    piece_size: int | None = None
 
     @abc.abstractmethod
     async def publish(self, topic: str, message: Message) -> None:
         """Send ``message`` to ``topic``; returns once the broker has it."""
+
+    async def prepare(self, topic: str) -> None:
+        """Get ready to publish to ``topic`` ahead of need (a producer, say); optional."""
+        return None
+
+    async def release(self, topic: str) -> None:
+        """Free what publishing to ``topic`` holds, once nothing more will be sent there."""
+        return None
 
     @abc.abstractmethod
     async def subscribe(

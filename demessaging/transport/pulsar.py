@@ -33,10 +33,12 @@ log = logging.getLogger("demessaging.transport")
 _LIBRARY_ERRORS = (pulsar.PulsarException, pulsar_asyncio.PulsarException)
 T = TypeVar("T")
 
-#: The largest payload sent in one message; larger ones go in pieces of this size. Far below
-#: the brokers' limit (5 MiB): pulsar-lite 0.2 loses messages close to its limit, and 1 MiB
-#: pieces were the fastest measured on it.
-DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+#: The largest payload sent in one message. Below the brokers' limit (5 MiB), as pulsar-lite
+#: 0.2 loses messages close to its limit.
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+#: The size of the pieces of larger payloads: 1 MiB pieces were the fastest measured on
+#: pulsar-lite, and on Apache Pulsar as fast as larger ones.
+DEFAULT_PIECE_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,9 @@ class PulsarOptions:
         Producers kept open, one per topic; the least recently used ones are closed beyond
         (a backend publishes to one reply topic per client).
     max_message_size
-        The largest payload sent in one message, in bytes.
+        The largest payload sent in one message, in bytes; larger ones go in pieces.
+    piece_size
+        The size of those pieces, in bytes.
     pulsar_lite
         Work around two faults of pulsar-lite 0.2. It refuses a consumer of a shared
         subscription whose id another process's consumer already has ("Consumer 0 already
@@ -86,6 +90,7 @@ class PulsarOptions:
     operation_timeout: int = 30
     max_producers: int = 64
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    piece_size: int = DEFAULT_PIECE_SIZE
     pulsar_lite: bool = False
 
     def authentication(self) -> Any:
@@ -205,11 +210,11 @@ class PulsarTransport(Transport):
         self.url = url
         self.options = options or PulsarOptions()
         self.max_message_size = self.options.max_message_size
+        self.piece_size = self.options.piece_size
         self._client: pulsar_asyncio.Client | None = None
         #: Producers by topic, least recently used first; at most options.max_producers.
-        self._producers: OrderedDict[str, pulsar_asyncio.Producer] = OrderedDict()
+        self._producers: OrderedDict[str, asyncio.Future[pulsar_asyncio.Producer]] = OrderedDict()
         self._sending: Counter[str] = Counter()
-        self._lock: asyncio.Lock | None = None
         self._subscriptions: set[_PulsarSubscription] = set()
         self._ids_spread = not self.options.pulsar_lite
 
@@ -234,35 +239,51 @@ class PulsarTransport(Transport):
         return self._client
 
     async def _producer(self, topic: str) -> pulsar_asyncio.Producer:
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            producer = self._producers.get(topic)
-            if producer is not None:
-                self._producers.move_to_end(topic)
-            else:
-                await self._evict(self.options.max_producers - 1)
-                producer = await _guard(
-                    (await self._connect()).create_producer(
-                        topic,
-                        batching_enabled=False,
-                        block_if_queue_full=True,
-                        send_timeout_millis=self.options.operation_timeout * 1000,
-                    ),
-                    f"creating a producer on {topic}",
-                )
-                self._producers[topic] = producer
-            return producer
+        """The producer of ``topic``; made once, while other topics' producers are used."""
+        made = self._producers.get(topic)
+        if made is not None:
+            self._producers.move_to_end(topic)
+        else:
+            await self._evict(self.options.max_producers - 1)
+            made = self._producers[topic] = asyncio.ensure_future(self._new_producer(topic))
+        try:
+            return await asyncio.shield(made)
+        except TransportError:
+            if self._producers.get(topic) is made:
+                del self._producers[topic]
+            raise
+
+    async def _new_producer(self, topic: str) -> pulsar_asyncio.Producer:
+        return await _guard(
+            (await self._connect()).create_producer(
+                topic,
+                batching_enabled=False,
+                block_if_queue_full=True,
+                send_timeout_millis=self.options.operation_timeout * 1000,
+            ),
+            f"creating a producer on {topic}",
+        )
 
     async def _evict(self, keep: int) -> None:
         """Close the least recently used producers with no send under way, down to ``keep``."""
-        idle = [topic for topic in self._producers if not self._sending[topic]]
+        idle = [
+            topic
+            for topic, made in self._producers.items()
+            if made.done() and not self._sending[topic]
+        ]
         for topic in idle[: max(0, len(self._producers) - keep)]:
-            producer = self._producers.pop(topic)
-            try:
-                await producer.close()
-            except _LIBRARY_ERRORS as exc:
-                log.debug("closing the producer of %s: %s", topic, exc)
+            await _close_producer(self._producers.pop(topic), topic)
+
+    @override
+    async def prepare(self, topic: str) -> None:
+        await self._producer(self.topic(topic))
+
+    @override
+    async def release(self, topic: str) -> None:
+        full = self.topic(topic)
+        made = self._producers.get(full)
+        if made is not None and made.done() and not self._sending[full]:
+            await _close_producer(self._producers.pop(full), full)
 
     @override
     async def publish(self, topic: str, message: Message) -> None:
@@ -277,15 +298,14 @@ class PulsarTransport(Transport):
         except TransportError:
             broken = self._producers.pop(full, None)  # a fresh producer next time
             if broken is not None and self._sending[full] == 1:  # nobody else sends on it
-                try:
-                    await broken.close()
-                except _LIBRARY_ERRORS as exc:
-                    log.debug("closing a failed producer of %s: %s", full, exc)
+                await _close_producer(broken, full)
             raise
         finally:
             self._sending[full] -= 1
             if not self._sending[full]:
                 del self._sending[full]
+            if len(self._producers) > self.options.max_producers:  # after a burst of new ones
+                await self._evict(self.options.max_producers)
 
     async def _spread_consumer_ids(self) -> None:
         o = self.options
@@ -328,18 +348,23 @@ class PulsarTransport(Transport):
         for sub in list(self._subscriptions):
             await sub.close()
         self._subscriptions.clear()
-        for producer in self._producers.values():
-            try:
-                await producer.close()
-            except _LIBRARY_ERRORS as exc:
-                log.debug("closing a producer: %s", exc)
-        self._producers.clear()
+        producers, self._producers = self._producers, OrderedDict()
+        for topic, made in producers.items():
+            await _close_producer(made, topic)
         if self._client is not None:
             try:
                 await self._client.close()
             except _LIBRARY_ERRORS as exc:
                 log.debug("closing the client: %s", exc)
             self._client = None
+
+
+async def _close_producer(made: asyncio.Future[pulsar_asyncio.Producer], topic: str) -> None:
+    """Close a producer, once made; failures to make or close it are only logged."""
+    try:
+        await (await asyncio.shield(made)).close()
+    except (*_LIBRARY_ERRORS, TransportError) as exc:
+        log.debug("closing the producer of %s: %s", topic, exc)
 
 
 def _quiet_logger() -> Any:

@@ -218,6 +218,12 @@ def test_a_transport_keeps_a_bounded_number_of_producers(broker_url: str, topic:
             for t in topics:  # sequentially too, evicting and reopening producers
                 await transport.publish(t, Message(t.encode()))
             assert len(transport._producers) <= 4  # type: ignore[attr-defined]
+            await transport.prepare(f"{topic}-ahead")  # made ahead of need, closed after use
+            ahead = transport.topic(f"{topic}-ahead")  # type: ignore[attr-defined]
+            assert ahead in transport._producers  # type: ignore[attr-defined]
+            await transport.publish(f"{topic}-ahead", Message(b"early"))
+            await transport.release(f"{topic}-ahead")
+            assert ahead not in transport._producers  # type: ignore[attr-defined]
             received = []
             for sub in subs:
                 for _ in range(2):

@@ -155,3 +155,15 @@ def test_a_failed_send_stops_the_others() -> None:
     with pytest.raises(OSError, match="broker gone"):
         asyncio.run(asyncio.wait_for(send_pieces(send, pieces, window=4), 5))
     assert cancelled == 3  # the other three under way
+
+
+@pytest.mark.parametrize("size", [100, 128, 129, 1000])
+def test_pieces_of_their_own_size_above_the_limit(size: int) -> None:
+    whole = message(size)
+    pieces = list(split(whole, 128, piece_size=30))
+    if size <= 128:  # fits in one message: not cut, although larger than a piece
+        assert pieces == [whole]
+        return
+    assert [len(p.payload) for p in pieces[:-1]] == [30] * (len(pieces) - 1)
+    assert b"".join(p.payload for p in pieces) == whole.payload
+    assert list(split(whole, 128, piece_size=1000)) == list(split(whole, 128))  # at most limit

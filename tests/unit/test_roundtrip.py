@@ -586,3 +586,51 @@ def test_an_abandoned_upload_neither_blocks_a_backend_nor_leaves_its_pieces(
     while any("_fragments_" in t for t in broker.subscriptions()):
         assert time.monotonic() < deadline, broker.subscriptions()
         time.sleep(0.02)
+
+
+class FailingHeadTransport(MemoryTransport):
+    """Sends pieces to side topics but cannot publish to the request topic."""
+
+    async def publish(self, topic: str, message: Message) -> None:
+        if "_fragments_" not in topic:
+            raise TransportError("the request topic is unreachable")
+        await super().publish(topic, message)
+
+
+def test_a_request_whose_head_fails_leaves_no_pieces(broker: MemoryBroker) -> None:
+    failing = FailingHeadTransport(broker)
+    failing.max_message_size = 64
+    with Client("headless", transport=failing, timeout=5) as c:
+        with pytest.raises(TransportError, match="unreachable"):
+            c.call({"func_name": "total", "values": np.arange(100.0)})
+        deadline = time.monotonic() + 5
+        while len([t for t in broker.subscriptions() if "_fragments_" in t]) > 1:  # the spare
+            assert time.monotonic() < deadline, broker.subscriptions()
+            time.sleep(0.02)
+    assert [t for t in broker.subscriptions() if "_fragments_" in t] == []
+
+
+class CountingTransport(MemoryTransport):
+    """Counts the messages published to each kind of topic."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.sent: dict[str, int] = {"side": 0, "other": 0}
+
+    async def publish(self, topic: str, message: Message) -> None:
+        self.sent["side" if "_fragments_" in topic else "other"] += 1
+        await super().publish(topic, message)
+
+
+def test_requests_go_whole_up_to_the_message_size_and_in_pieces_above(
+    broker: MemoryBroker,
+) -> None:
+    listener = Listener(Dispatcher.from_module(CLIMATE), small(broker, 4096), "sizes")
+    counting = CountingTransport(broker)
+    counting.max_message_size, counting.piece_size = 4096, 1024
+    with ListenerThread(listener), Client("sizes", transport=counting, timeout=10) as c:
+        assert c.call({"func_name": "total", "values": np.ones(300)}) == 300.0  # ~2.5 kB
+        assert counting.sent == {"side": 0, "other": 1}
+        assert c.call({"func_name": "total", "values": np.ones(1000)}) == 1000.0  # ~8 kB
+    assert counting.sent["other"] == 2  # one head
+    assert counting.sent["side"] == 7  # 8 kB in pieces of 1 kB (less 1 byte, for base64)
