@@ -10,6 +10,7 @@ written into generated packages.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ class Settings:
         How clients encode requests: ``msgpack`` (numpy arrays as raw buffers; demessaging
         backends) or ``json`` (what DASF backends understand). Backends answer in the
         encoding of each request.
+    headers
+        HTTP headers for the WebSocket handshake (``ws://``, ``wss://``), as a JSON object,
+        such as ``{"authorization": "Token <key>"}`` for dasf-broker-django.
+    frame_size
+        The largest WebSocket frame the broker takes, in bytes (``ws://``, ``wss://``);
+        larger payloads go in pieces.
     admin_url
         Apache Pulsar's web service (admin REST API), for ``demessaging status`` and
         ``demessaging namespace``; the broker's host on port 8080 (8443 with TLS) if empty.
@@ -69,6 +76,8 @@ class Settings:
     tls_trust_certs: str = ""
     tls_certificate: str = ""
     tls_key: str = field(default="", repr=False)
+    headers: str = field(default="", repr=False)
+    frame_size: int = 1024 * 1024
     admin_url: str = ""
     encoding: str = "msgpack"
 
@@ -83,12 +92,37 @@ class Settings:
             "tls_trust_certs",
             "tls_certificate",
             "tls_key",
+            "frame_size",
         )
-        return {name: getattr(self, name) for name in names}
+        options = {name: getattr(self, name) for name in names}
+        options["headers"] = self.header_dict()
+        return options
+
+    def header_dict(self) -> dict[str, str]:
+        """``headers`` as a dict.
+
+        Raises
+        ------
+        ConfigurationError
+            If ``headers`` is not a JSON object.
+        """
+        if not self.headers.strip():
+            return {}
+        try:
+            headers = json.loads(self.headers)
+        except ValueError:
+            headers = None
+        if not isinstance(headers, dict):
+            raise ConfigurationError(
+                'headers must be a JSON object, such as {"authorization": "Token KEY"}'
+            )
+        return {str(k): str(v) for k, v in headers.items()}
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise ConfigurationError(f"timeout must be positive, got {self.timeout!r}")
+        if self.frame_size < 4096:
+            raise ConfigurationError(f"frame_size must be at least 4096, got {self.frame_size}")
         if self.encoding not in ("msgpack", "json"):
             raise ConfigurationError(f"encoding must be msgpack or json, got {self.encoding!r}")
 
@@ -142,6 +176,11 @@ def _parse(key: str, text: str, kind: Any) -> Any:
         if text.strip().lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigurationError(f"{key}={text!r} is not a yes or no (true/false, 1/0)")
+    if kind in (int, "int"):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigurationError(f"{key}={text!r} is not a whole number") from None
     if kind in (float, "float"):
         try:
             return float(text)

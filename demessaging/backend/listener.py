@@ -125,7 +125,7 @@ class Listener:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
         self._stopping = asyncio.Event()
         subscription = await self.transport.subscribe(
-            self.topic, self.subscription, shared=True, prefetch=1
+            self.topic, self.subscription, shared=True, prefetch=1, unacked=self.workers
         )
         log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
         self.ready.set()
@@ -246,8 +246,12 @@ class Listener:
             )
         whole = Reassembly(int(size_text), fragment_count(head))
         whole.add(head)
-        side = await self.transport.subscribe(
-            side_name, FRAGMENT_SUBSCRIPTION, shared=True, prefetch=PIECE_PREFETCH
+        side = await self.transport.subscribe(  # its pieces are acknowledged after the reply
+            side_name,
+            FRAGMENT_SUBSCRIPTION,
+            shared=True,
+            prefetch=PIECE_PREFETCH,
+            unacked=whole.count,
         )
         pieces: list[Message] = []
         try:

@@ -19,7 +19,8 @@ import string
 import threading
 import uuid
 import weakref
-from collections.abc import Coroutine, Mapping
+from asyncio import FIRST_EXCEPTION
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -60,6 +61,8 @@ from .portal import Portal
 __all__ = ["Client"]
 
 log = logging.getLogger("demessaging.client")
+#: Seconds closing a client waits for the clean-up after failed uploads.
+CLEANUP_TIMEOUT = 10.0
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 T = TypeVar("T")
 
@@ -314,15 +317,21 @@ class Client:
                 piece_size=self._transport.piece_size,
             )
             head = asyncio.ensure_future(self._transport.publish(self.topic, pieces[0]))
-            try:
-                await send_pieces(functools.partial(self._transport.publish, side), pieces, 1)
-                await head
+            upload = asyncio.ensure_future(
+                send_pieces(functools.partial(self._transport.publish, side), pieces, 1)
+            )
+            try:  # both at once; a refused head makes the rest of the upload pointless
+                done, _ = await asyncio.wait({head, upload}, return_when=FIRST_EXCEPTION)
+                for task in done:
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+                await upload
             except BaseException:  # cleaned up in the background: the caller is not kept
-                cleanup = asyncio.ensure_future(self._abandon_upload(side, head))
-                self._cleanups.add(cleanup)
-                cleanup.add_done_callback(self._cleanups.discard)
+                upload.cancel()
+                self._later(self._abandon_upload(side, head))
                 raise
-            await self._transport.release(side)
+            self._later(self._transport.release(side))
             return
         await self._transport.publish(self.topic, message)
 
@@ -339,16 +348,23 @@ class Client:
     async def _abandon_upload(self, side: str, head: asyncio.Future[None]) -> None:
         """After a failed upload: stop the backend reading ``side``, or delete the pieces."""
         assert self._transport is not None
-        (sent,) = await asyncio.gather(head, return_exceptions=True)
-        if isinstance(sent, BaseException):  # no backend will come for them
-            await self._delete_side_topic(side)
-            return
-        try:  # the backend that takes the head deletes the side subscription
-            await self._transport.publish(side, abort_marker())
-        except TransportError as exc:
-            log.warning("could not tell the backend to stop waiting on %s: %s", side, exc)
+        (sent,) = await asyncio.gather(head, return_exceptions=True)  # how the head fared
+        try:
+            if isinstance(sent, Exception):  # refused: no backend will come for the pieces
+                await self._delete_side_topic(side)
+                return
+            try:  # sent (or maybe): the backend that takes it deletes the side subscription
+                await self._transport.publish(side, abort_marker())
+            except TransportError as exc:
+                log.warning("could not tell the backend to stop waiting on %s: %s", side, exc)
         finally:
             await self._transport.release(side)
+
+    def _later(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background; closing the client waits for it (a while)."""
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     async def _delete_side_topic(self, name: str) -> None:
         assert self._transport is not None
@@ -418,7 +434,8 @@ class Client:
                     future.set_exception(error)
 
     async def _aclose(self) -> None:
-        await asyncio.gather(*self._cleanups, return_exceptions=True)
+        if self._cleanups:  # bounded: a broker that is gone does not keep close() waiting
+            await asyncio.wait(self._cleanups, timeout=CLEANUP_TIMEOUT)
         spare, self._spare_side = self._spare_side, None
         if spare is not None:  # unused: delete its subscription
             with contextlib.suppress(Exception):

@@ -4,6 +4,8 @@
 
 - ``pulsar://HOST:PORT`` and ``pulsar+ssl://HOST:PORT``: Apache Pulsar or pulsar-lite
   (:mod:`.pulsar`);
+- ``ws://HOST:PORT[/PATH]`` and ``wss://...``: the WebSocket API of Apache Pulsar or of
+  dasf-broker-django (:mod:`.websocket`);
 - ``pulsar-lite://HOST:PORT``: a pulsar-lite broker, with the work-around its shared
   subscriptions need (see :class:`.pulsar.PulsarOptions`);
 - ``embedded://``: the embedded pulsar-lite broker of this machine (:mod:`demessaging.embedded`),
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,9 +33,9 @@ def connect(url: str, **options: Any) -> Transport:
     url
         The broker URL.
     **options
-        Options of the Pulsar transport (see :class:`.pulsar.PulsarOptions`): ``tenant``,
-        ``namespace``, ``token``, ``oauth2``, ``tls_trust_certs``, ``tls_certificate``,
-        ``tls_key``. Other transports ignore them.
+        Options of the transport (:class:`.pulsar.PulsarOptions`,
+        :class:`.websocket.WebSocketOptions`), such as ``tenant``, ``namespace``, ``token``,
+        ``tls_trust_certs``; each transport ignores those it does not have, and empty ones.
 
     Raises
     ------
@@ -61,12 +64,23 @@ def connect(url: str, **options: Any) -> Transport:
     if scheme in ("pulsar", "pulsar+ssl", "pulsar-lite"):
         from .pulsar import PulsarOptions, PulsarTransport
 
-        known = {k: v for k, v in options.items() if v not in (None, "")}
+        known = _known(PulsarOptions, options)
         if scheme == "pulsar-lite":
             url = "pulsar" + url[len("pulsar-lite") :]
             known["pulsar_lite"] = True
         return PulsarTransport(url, PulsarOptions(**known))
+    if scheme in ("ws", "wss"):
+        from .websocket import WebSocketOptions, WebSocketTransport
+
+        return WebSocketTransport(url, WebSocketOptions(**_known(WebSocketOptions, options)))
     raise ConfigurationError(
         f"unknown broker URL {url!r}; expected pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, "
-        "pulsar-lite://HOST:PORT, embedded:// or memory://[NAME]"
+        "pulsar-lite://HOST:PORT, ws://HOST:PORT[/PATH], wss://..., embedded:// or "
+        "memory://[NAME]"
     )
+
+
+def _known(options_class: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The options ``options_class`` has, leaving out empty ones."""
+    names = {f.name for f in dataclasses.fields(options_class)}
+    return {k: v for k, v in options.items() if k in names and v not in (None, "", {})}

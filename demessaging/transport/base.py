@@ -67,7 +67,13 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def subscribe(
-        self, topic: str, subscription: str, *, shared: bool = True, prefetch: int = 1000
+        self,
+        topic: str,
+        subscription: str,
+        *,
+        shared: bool = True,
+        prefetch: int = 1000,
+        unacked: int = 0,
     ) -> Subscription:
         """Consume ``topic`` as a member of ``subscription``.
 
@@ -83,6 +89,10 @@ class Transport(abc.ABC):
         prefetch
             How many messages the broker may push to this consumer ahead of ``receive``. 1
             shares work most fairly between competing consumers; more is faster for one.
+        unacked
+            How many received messages the consumer may hold unacknowledged at once. Brokers
+            that stop delivering beyond a bound (the WebSocket API's ``receiverQueueSize``)
+            are asked for at least this; others ignore it.
         """
 
     @abc.abstractmethod

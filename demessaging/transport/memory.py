@@ -184,7 +184,13 @@ class MemoryTransport(Transport):
 
     @override
     async def subscribe(
-        self, topic: str, subscription: str, *, shared: bool = True, prefetch: int = 1000
+        self,
+        topic: str,
+        subscription: str,
+        *,
+        shared: bool = True,
+        prefetch: int = 1000,
+        unacked: int = 0,
     ) -> Subscription:
         consumer = _Consumer(asyncio.get_running_loop())
         self.broker.attach(topic, subscription, shared, consumer)

@@ -8,11 +8,9 @@ library are raised as :class:`~demessaging.errors.TransportError` (authenticatio
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import ssl
-from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +23,7 @@ from ..errors import AuthenticationError, TransportError
 from ..protocol.envelope import Message
 from .base import Subscription, Transport
 from .handshake import check_credentials
+from .producers import ProducerPool
 
 __all__ = ["PulsarOptions", "PulsarTransport", "full_topic"]
 
@@ -212,9 +211,9 @@ class PulsarTransport(Transport):
         self.max_message_size = self.options.max_message_size
         self.piece_size = self.options.piece_size
         self._client: pulsar_asyncio.Client | None = None
-        #: Producers by topic, least recently used first; at most options.max_producers.
-        self._producers: OrderedDict[str, asyncio.Future[pulsar_asyncio.Producer]] = OrderedDict()
-        self._sending: Counter[str] = Counter()
+        self._producers = ProducerPool(
+            self._new_producer, _close_producer, self.options.max_producers
+        )
         self._subscriptions: set[_PulsarSubscription] = set()
         self._ids_spread = not self.options.pulsar_lite
 
@@ -238,21 +237,6 @@ class PulsarTransport(Transport):
             )
         return self._client
 
-    async def _producer(self, topic: str) -> pulsar_asyncio.Producer:
-        """The producer of ``topic``; made once, while other topics' producers are used."""
-        made = self._producers.get(topic)
-        if made is not None:
-            self._producers.move_to_end(topic)
-        else:
-            await self._evict(self.options.max_producers - 1)
-            made = self._producers[topic] = asyncio.ensure_future(self._new_producer(topic))
-        try:
-            return await asyncio.shield(made)
-        except TransportError:
-            if self._producers.get(topic) is made:
-                del self._producers[topic]
-            raise
-
     async def _new_producer(self, topic: str) -> pulsar_asyncio.Producer:
         return await _guard(
             (await self._connect()).create_producer(
@@ -264,48 +248,22 @@ class PulsarTransport(Transport):
             f"creating a producer on {topic}",
         )
 
-    async def _evict(self, keep: int) -> None:
-        """Close the least recently used producers with no send under way, down to ``keep``."""
-        idle = [
-            topic
-            for topic, made in self._producers.items()
-            if made.done() and not self._sending[topic]
-        ]
-        for topic in idle[: max(0, len(self._producers) - keep)]:
-            await _close_producer(self._producers.pop(topic), topic)
-
     @override
     async def prepare(self, topic: str) -> None:
-        await self._producer(self.topic(topic))
+        await self._producers.prepare(self.topic(topic))
 
     @override
     async def release(self, topic: str) -> None:
-        full = self.topic(topic)
-        made = self._producers.get(full)
-        if made is not None and made.done() and not self._sending[full]:
-            await _close_producer(self._producers.pop(full), full)
+        await self._producers.release(self.topic(topic))
 
     @override
     async def publish(self, topic: str, message: Message) -> None:
         full = self.topic(topic)
-        self._sending[full] += 1
-        try:
-            producer = await self._producer(full)
+        async with self._producers.use(full) as producer:
             await _guard(
                 producer.send(bytes(message.payload), properties=dict(message.properties)),
                 f"publishing to {full}",
             )
-        except TransportError:
-            broken = self._producers.pop(full, None)  # a fresh producer next time
-            if broken is not None and self._sending[full] == 1:  # nobody else sends on it
-                await _close_producer(broken, full)
-            raise
-        finally:
-            self._sending[full] -= 1
-            if not self._sending[full]:
-                del self._sending[full]
-            if len(self._producers) > self.options.max_producers:  # after a burst of new ones
-                await self._evict(self.options.max_producers)
 
     async def _spread_consumer_ids(self) -> None:
         o = self.options
@@ -320,7 +278,13 @@ class PulsarTransport(Transport):
 
     @override
     async def subscribe(
-        self, topic: str, subscription: str, *, shared: bool = True, prefetch: int = 1000
+        self,
+        topic: str,
+        subscription: str,
+        *,
+        shared: bool = True,
+        prefetch: int = 1000,
+        unacked: int = 0,
     ) -> Subscription:
         full = self.topic(topic)
         if shared and not self._ids_spread:
@@ -348,9 +312,7 @@ class PulsarTransport(Transport):
         for sub in list(self._subscriptions):
             await sub.close()
         self._subscriptions.clear()
-        producers, self._producers = self._producers, OrderedDict()
-        for topic, made in producers.items():
-            await _close_producer(made, topic)
+        await self._producers.close()
         if self._client is not None:
             try:
                 await self._client.close()
@@ -359,12 +321,11 @@ class PulsarTransport(Transport):
             self._client = None
 
 
-async def _close_producer(made: asyncio.Future[pulsar_asyncio.Producer], topic: str) -> None:
-    """Close a producer, once made; failures to make or close it are only logged."""
+async def _close_producer(producer: pulsar_asyncio.Producer) -> None:
     try:
-        await (await asyncio.shield(made)).close()
-    except (*_LIBRARY_ERRORS, TransportError) as exc:
-        log.debug("closing the producer of %s: %s", topic, exc)
+        await producer.close()
+    except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
+        log.debug("closing a producer: %s", exc)
 
 
 def _quiet_logger() -> Any:

@@ -1,9 +1,14 @@
 """Brokers and backend processes for the integration tests.
 
-Brokers are chosen with ``--brokers`` or ``$DEMESSAGING_TEST_BROKERS`` (comma-separated; known:
-``pulsar-lite`` and ``pulsar``, Apache Pulsar standalone; both by default). Each is started once
-per session on 127.0.0.1 and stopped by its PID; every test taking ``broker`` or ``broker_url``
-runs against each of them.
+Brokers are chosen with ``--brokers`` or ``$DEMESSAGING_TEST_BROKERS`` (comma-separated; all by
+default), each with the transport it is reached by:
+
+- ``pulsar-lite``: pulsar-lite, binary protocol;
+- ``pulsar``: Apache Pulsar standalone, binary protocol;
+- ``pulsar-ws``: the same Apache Pulsar standalone, through its WebSocket API.
+
+Each broker is started once per session on 127.0.0.1 and stopped by its PID; every test taking
+``broker`` or ``broker_url`` runs against each of them.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from demessaging import embedded
 from demessaging.testing import pulsar
 
 ROOT = Path(__file__).resolve().parents[2]
-KNOWN = ("pulsar-lite", "pulsar")
+KNOWN = ("pulsar-lite", "pulsar", "pulsar-ws")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,13 +64,26 @@ class Broker:
 
 
 @pytest.fixture(scope="session")
-def broker(broker_name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def pulsar_standalone(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[pulsar.PulsarStandalone]:
+    """Apache Pulsar standalone, for the whole session (shared by ``pulsar`` and ``pulsar-ws``)."""
+    with pulsar.start(tmp_path_factory.mktemp("pulsar")) as standalone:
+        yield standalone
+
+
+@pytest.fixture(scope="session")
+def broker(broker_name: str, request: pytest.FixtureRequest) -> Iterator[Broker]:
     """A broker running for the whole session."""
-    folder = tmp_path_factory.mktemp(broker_name)
-    if broker_name == "pulsar":
-        with pulsar.start(folder) as standalone:
+    if broker_name in ("pulsar", "pulsar-ws"):
+        standalone = request.getfixturevalue("pulsar_standalone")
+        if broker_name == "pulsar":
             yield Broker(broker_name, standalone.broker_url, standalone.admin_url)
+        else:
+            ws_url = f"ws://127.0.0.1:{standalone.web_port}"
+            yield Broker(broker_name, ws_url, standalone.admin_url)
         return
+    folder = request.getfixturevalue("tmp_path_factory").mktemp(broker_name)
     lite = embedded.start(folder)
     assert lite.owned
     try:

@@ -634,3 +634,32 @@ def test_requests_go_whole_up_to_the_message_size_and_in_pieces_above(
         assert c.call({"func_name": "total", "values": np.ones(1000)}) == 1000.0  # ~8 kB
     assert counting.sent["other"] == 2  # one head
     assert counting.sent["side"] == 7  # 8 kB in pieces of 1 kB (less 1 byte, for base64)
+
+
+class SlowHeadReceiptTransport(SlowSideTransport):
+    """Slow pieces, and the head of a request reaches the broker at once, its receipt late."""
+
+    async def publish(self, topic: str, message: Message) -> None:
+        await super().publish(topic, message)
+        if "_fragments_" not in topic and Prop.NUM_FRAGMENTS in message.properties:
+            await asyncio.sleep(1.0)
+
+
+def test_a_call_that_times_out_waiting_for_its_head_stops_the_backend_waiting(
+    broker: MemoryBroker,
+) -> None:
+    backend = small(broker, 64)
+    listener = Listener(Dispatcher.from_module(CLIMATE), backend, "late", workers=1)
+    slow = SlowHeadReceiptTransport(broker)
+    slow.max_message_size = 64
+    with ListenerThread(listener), Client("late", transport=slow, timeout=0.3) as c:
+        with pytest.raises(CallTimeoutError):
+            c.call({"func_name": "total", "values": np.arange(100.0)})
+        start = time.monotonic()  # the head was sent: the backend took it, then the abort
+        with Client("late", transport=MemoryTransport(broker), timeout=10) as other:
+            assert other.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
+        assert time.monotonic() - start < 3  # not the 60 s of fragment_timeout
+    deadline = time.monotonic() + 5
+    while any("_fragments_" in t for t in broker.subscriptions()):
+        assert time.monotonic() < deadline, broker.subscriptions()
+        time.sleep(0.02)

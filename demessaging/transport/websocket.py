@@ -1,0 +1,449 @@
+"""The Pulsar WebSocket API (``ws://``, ``wss://``) of Apache Pulsar and dasf-broker-django.
+
+Every producer and every consumer is one WebSocket; all frames are JSON text:
+
+- a producer sends ``{"payload": <base64>, "properties": {...}, "context": <id>}`` and the
+  broker answers ``{"result": "ok", "messageId": ..., "context": <id>}``; any other ``result``
+  is a refusal, raised as :class:`~demessaging.errors.TransportError` (never a hang: each
+  answer is awaited for ``operation_timeout`` seconds at most);
+- a consumer receives ``{"messageId": ..., "payload": <base64>, "properties": {...}}`` and
+  acknowledges with ``{"messageId": ...}`` (Apache Pulsar also takes negative
+  acknowledgements and ``{"type": "unsubscribe"}``).
+
+Two URL layouts, told apart by the broker URL's path:
+
+- **Apache Pulsar** (``ws://HOST:8080``, the web service, or any URL whose path ends in
+  ``/ws/v2``): ``/ws/v2/producer/persistent/TENANT/NAMESPACE/TOPIC`` and
+  ``/ws/v2/consumer/persistent/TENANT/NAMESPACE/TOPIC/SUBSCRIPTION?subscriptionType=Shared``;
+- **dasf-broker-django** (any other path, such as ``ws://HOST:8000/ws``): ``PATH/TOPIC`` and
+  ``PATH/TOPIC/SUBSCRIPTION``. That broker ignores subscription names and gives every message
+  to every consumer of the topic, and it has no negative acknowledgement.
+
+Apache Pulsar's WebSocket API stops delivering to a consumer that holds ``receiverQueueSize``
+messages unacknowledged; a subscription asks for the larger of ``prefetch`` and ``unacked``.
+
+Authentication goes in HTTP headers of the handshake: ``Authorization: Bearer <token>`` for a
+token, and any headers given (DASF's ``DE_BACKEND_HEADER``, a JSON object). A refusal of the
+handshake (HTTP 401 or 403) is an :class:`~demessaging.errors.AuthenticationError`.
+
+A frame carries a payload base64-encoded, so a payload takes 4/3 of its size in a frame; the
+transport takes payloads up to ``max_message_size`` (derived from ``frame_size``, the
+broker's frame limit, 1 MiB by default on both brokers) and refuses frames over
+``frame_size`` with a clear error instead of letting the broker drop the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import itertools
+import json
+import logging
+import ssl
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import websockets
+from typing_extensions import override
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+
+from ..errors import AuthenticationError, ConfigurationError, TransportError
+from ..protocol.envelope import Message
+from .base import Subscription, Transport
+from .producers import ProducerPool
+
+__all__ = ["WebSocketOptions", "WebSocketTransport", "payload_limit"]
+
+log = logging.getLogger("demessaging.transport")
+
+#: The frame limit of both brokers by default (Pulsar's webSocketMaxTextFrameSize, daphne's
+#: --websocket-max-message-size).
+DEFAULT_FRAME_SIZE = 1024 * 1024
+#: Room kept in a frame for properties and the JSON around the payload.
+_FRAME_RESERVE = 64 * 1024
+
+
+def payload_limit(frame_size: int) -> int:
+    """The largest payload whose frame fits in ``frame_size`` bytes: base64 takes 4/3."""
+    room = max(frame_size - _FRAME_RESERVE, frame_size // 2)
+    return room * 3 // 4 // 3 * 3
+
+
+@dataclass(frozen=True)
+class WebSocketOptions:
+    """How to reach a broker's WebSocket API.
+
+    Attributes
+    ----------
+    tenant, namespace, persistent
+        Where short topic names live (Apache Pulsar's layout only).
+    token
+        A token, sent as ``Authorization: Bearer <token>``.
+    headers
+        More handshake headers, such as ``{"authorization": "Token <key>"}`` for
+        dasf-broker-django.
+    tls_trust_certs
+        A CA bundle to verify the broker with (``wss://``).
+    operation_timeout
+        Seconds to wait for a connection, and for the broker's answer to each message sent.
+    frame_size
+        The broker's frame limit, in bytes.
+    max_producers
+        Producer connections kept open, one per topic; the least recently used idle ones are
+        closed beyond.
+    """
+
+    tenant: str = "public"
+    namespace: str = "default"
+    persistent: bool = True
+    token: str = field(default="", repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    tls_trust_certs: str = ""
+    operation_timeout: float = 30.0
+    frame_size: int = DEFAULT_FRAME_SIZE
+    max_producers: int = 64
+
+
+class _Layout:
+    """Where a topic's producer and consumer sockets are."""
+
+    def __init__(self, url: str, options: WebSocketOptions) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.netloc:
+            raise ConfigurationError(f"not a WebSocket URL: {url!r}; expected ws://HOST:PORT")
+        path = parts.path.rstrip("/")
+        self.pulsar = path == "" or path.endswith("/ws/v2")
+        self.base = f"{parts.scheme}://{parts.netloc}{path or '/ws/v2'}"
+        self.options = options
+
+    def _pulsar_topic(self, topic: str) -> str:
+        if "://" in topic:
+            kind, rest = topic.split("://", 1)
+            return f"{kind}/{rest}"
+        o = self.options
+        kind = "persistent" if o.persistent else "non-persistent"
+        return f"{kind}/{o.tenant}/{o.namespace}/{quote(topic)}"
+
+    def producer(self, topic: str) -> str:
+        if self.pulsar:
+            return f"{self.base}/producer/{self._pulsar_topic(topic)}"
+        return f"{self.base}/{quote(topic)}"
+
+    def consumer(self, topic: str, subscription: str, shared: bool, prefetch: int) -> str:
+        if self.pulsar:
+            kind = "Shared" if shared else "Exclusive"
+            return (
+                f"{self.base}/consumer/{self._pulsar_topic(topic)}/{quote(subscription)}"
+                f"?subscriptionType={kind}&receiverQueueSize={max(1, prefetch)}"
+            )
+        return f"{self.base}/{quote(topic)}/{quote(subscription)}"
+
+
+class _DisconnectedError(TransportError):
+    """A producer socket closed while idle (retired by the pool, then made again)."""
+
+
+class _Producer:
+    """One producer socket: frames out, the broker's answers matched to them by context."""
+
+    def __init__(self, socket: ClientConnection, topic: str, timeout: float) -> None:
+        self.socket = socket
+        self.topic = topic
+        self.timeout = timeout
+        self._numbers = itertools.count()
+        self._waiting: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        reason = "the broker closed the producer connection"
+        try:
+            async for frame in self.socket:
+                try:
+                    answer = json.loads(frame)
+                    context = str(answer.get("context", ""))
+                except (ValueError, AttributeError):
+                    log.warning("ignoring a malformed answer on %s: %.200r", self.topic, frame)
+                    continue
+                # an answer without a known context (some refusals) is for the oldest message
+                waiter = self._waiting.pop(context, None)
+                if waiter is None and self._waiting:
+                    waiter = self._waiting.popitem(last=False)[1]
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(answer)
+        except websockets.ConnectionClosed as exc:
+            reason = f"the producer connection closed ({exc})"
+        finally:
+            for waiter in self._waiting.values():
+                if not waiter.done():
+                    waiter.set_exception(TransportError(f"publishing to {self.topic}: {reason}"))
+            self._waiting.clear()
+
+    @property
+    def alive(self) -> bool:
+        return not self._reader.done()
+
+    async def send(self, payload: str, properties: Mapping[str, str]) -> None:
+        """Send one message (its payload base64-encoded) and wait for the broker's answer."""
+        context = str(next(self._numbers))
+        frame = json.dumps({"payload": payload, "properties": properties, "context": context})
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[context] = waiter
+        try:
+            await self.socket.send(frame)
+            answer = await asyncio.wait_for(waiter, self.timeout)
+        except asyncio.TimeoutError:
+            raise TransportError(
+                f"the broker did not confirm a message to {self.topic} within {self.timeout:g} s"
+            ) from None
+        except websockets.ConnectionClosed as exc:
+            raise TransportError(
+                f"publishing to {self.topic}: the connection closed ({exc})"
+            ) from None
+        finally:
+            self._waiting.pop(context, None)
+        if answer.get("result") != "ok":
+            reason = answer.get("errorMsg") or answer.get("result") or answer
+            raise TransportError(f"the broker refused a message to {self.topic}: {reason}")
+
+    async def close(self) -> None:
+        await self.socket.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+class _WebSocketSubscription(Subscription):
+    def __init__(self, transport: WebSocketTransport, url: str, topic: str) -> None:
+        self._transport = transport
+        self._url = url
+        self._topic = topic
+        self._socket: ClientConnection | None = None
+        self._closed = False
+        self._pulsar = transport.layout.pulsar
+
+    async def open(self) -> _WebSocketSubscription:
+        self._socket = await self._transport.open_socket(self._url, f"subscribing to {self._topic}")
+        return self
+
+    @override
+    async def receive(self) -> Message:
+        while True:
+            socket = self._socket
+            if socket is None:
+                raise TransportError(f"the subscription to {self._topic} is closed")
+            try:
+                frame = await socket.recv()
+            except websockets.ConnectionClosed as exc:
+                if self._socket is socket:  # not closed by us: the broker or the network
+                    await self._reconnect(exc)
+                continue
+            message = _parse_delivery(frame, self._topic)
+            if message is not None:
+                return message
+
+    async def _reconnect(self, cause: Exception) -> None:
+        """Open the consumer socket again, trying for ``operation_timeout`` seconds.
+
+        Messages delivered but not acknowledged come again on the new socket.
+        """
+        log.warning("the connection of the subscription to %s closed (%s)", self._topic, cause)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._transport.options.operation_timeout
+        delay = 0.2
+        while True:
+            try:
+                socket = await self._transport.open_socket(
+                    self._url, f"subscribing to {self._topic} again"
+                )
+                if self._closed:  # closed meanwhile
+                    await socket.close()
+                    return
+                self._socket = socket
+                log.info("subscribed to %s again", self._topic)
+                return
+            except AuthenticationError:
+                raise
+            except TransportError:
+                if loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _send(self, command: Mapping[str, str], what: str) -> None:
+        if self._socket is None:
+            return
+        try:
+            await self._socket.send(json.dumps(command))
+        except websockets.ConnectionClosed as exc:
+            raise TransportError(
+                f"{what} on {self._topic}: the connection closed ({exc})"
+            ) from None
+
+    @override
+    async def ack(self, message: Message) -> None:
+        if message.message_id is not None:
+            await self._send({"messageId": message.message_id}, "acknowledging")
+
+    @override
+    async def nack(self, message: Message) -> None:
+        if message.message_id is None:
+            return
+        if self._pulsar:
+            command = {"type": "negativeAcknowledge", "messageId": message.message_id}
+            await self._send(command, "negative ack")
+        # dasf-broker-django has no negative acknowledgement: the message is not redelivered
+
+    @override
+    async def unsubscribe(self) -> None:
+        if self._pulsar:
+            with contextlib.suppress(TransportError):
+                await self._send({"type": "unsubscribe"}, "unsubscribing")
+        await self.close()
+
+    @override
+    async def close(self) -> None:
+        socket, self._socket = self._socket, None
+        self._closed = True
+        self._transport.forget(self)
+        if socket is not None:
+            await socket.close()
+
+
+def _parse_delivery(frame: str | bytes, topic: str) -> Message | None:
+    """A delivered message, or None (logged) if the frame is not one."""
+    try:
+        data = json.loads(frame)
+        message_id = str(data["messageId"])
+        payload = base64.b64decode(data.get("payload") or "", validate=True)
+        properties = {str(k): str(v) for k, v in (data.get("properties") or {}).items()}
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        log.warning("ignoring a malformed frame from %s (%s): %.200r", topic, exc, frame)
+        return None
+    return Message(payload=payload, properties=properties, message_id=message_id)
+
+
+class WebSocketTransport(Transport):
+    """A connection to a broker's WebSocket API (``ws://`` or ``wss://``).
+
+    Parameters
+    ----------
+    url
+        Apache Pulsar's web service (``ws://HOST:8080``) or dasf-broker-django's WebSocket
+        root (``ws://HOST:8000/ws``); see the module's documentation.
+    options
+        Topics, authentication, timeouts and limits.
+    """
+
+    def __init__(self, url: str, options: WebSocketOptions | None = None) -> None:
+        self.url = url
+        self.options = options or WebSocketOptions()
+        self.layout = _Layout(url, self.options)
+        self.max_message_size = payload_limit(self.options.frame_size)
+        self._producers = ProducerPool(
+            self._new_producer, _Producer.close, self.options.max_producers
+        )
+        self._subscriptions: set[_WebSocketSubscription] = set()
+        self._ssl: ssl.SSLContext | None = None
+        if url.startswith("wss://"):
+            self._ssl = ssl.create_default_context(cafile=self.options.tls_trust_certs or None)
+
+    def _headers(self) -> dict[str, str]:
+        headers = dict(self.options.headers)
+        if self.options.token:
+            headers["Authorization"] = f"Bearer {self.options.token}"
+        return headers
+
+    async def open_socket(self, url: str, what: str) -> ClientConnection:
+        """Open one WebSocket, mapping handshake failures to our errors."""
+        try:
+            return await ws_connect(
+                url,
+                additional_headers=self._headers(),
+                ssl=self._ssl,
+                open_timeout=self.options.operation_timeout,
+                max_size=None,  # deliveries are as large as the broker lets them be
+                compression=None,
+                ping_interval=20,
+                ping_timeout=self.options.operation_timeout,
+            )
+        except websockets.InvalidStatus as exc:
+            status = exc.response.status_code
+            body = (
+                exc.response.body.decode("utf-8", "replace").strip()[:300]
+                if exc.response.body
+                else ""
+            )
+            text = f"{what} failed: the broker answered HTTP {status} at {url}"
+            text += f": {body}" if body else ""
+            if status in (401, 403):
+                raise AuthenticationError(
+                    f"{text}; check DEMESSAGING_TOKEN or DEMESSAGING_HEADERS"
+                ) from None
+            raise TransportError(text) from None
+        except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+            raise TransportError(f"{what} failed: cannot reach {url} ({exc!r})") from None
+
+    async def _new_producer(self, topic: str) -> _Producer:
+        url = self.layout.producer(topic)
+        socket = await self.open_socket(url, f"creating a producer on {topic}")
+        return _Producer(socket, topic, self.options.operation_timeout)
+
+    @override
+    async def publish(self, topic: str, message: Message) -> None:
+        encoded = base64.b64encode(message.payload).decode("ascii")
+        properties = dict(message.properties)
+        size = len(encoded) + len(json.dumps(properties)) + 100  # the frame, nearly
+        if size > self.options.frame_size:
+            raise TransportError(
+                f"a message of about {size} bytes to {topic} exceeds the frame size of "
+                f"{self.options.frame_size} bytes (its properties take "
+                f"{size - len(encoded) - 100}); raise the broker's limit and frame_size"
+            )
+        for _ in range(2):  # a producer socket the broker closed while idle is made again
+            try:
+                async with self._producers.use(topic) as producer:
+                    if not producer.alive:
+                        raise _DisconnectedError(topic)
+                    await producer.send(encoded, properties)
+                    return
+            except _DisconnectedError:
+                continue
+        raise TransportError(f"publishing to {topic}: the broker keeps closing the connection")
+
+    @override
+    async def prepare(self, topic: str) -> None:
+        await self._producers.prepare(topic)
+
+    @override
+    async def release(self, topic: str) -> None:
+        await self._producers.release(topic)
+
+    @override
+    async def subscribe(
+        self,
+        topic: str,
+        subscription: str,
+        *,
+        shared: bool = True,
+        prefetch: int = 1000,
+        unacked: int = 0,
+    ) -> Subscription:
+        url = self.layout.consumer(topic, subscription, shared, max(prefetch, unacked))
+        sub = await _WebSocketSubscription(self, url, topic).open()
+        self._subscriptions.add(sub)
+        return sub
+
+    def forget(self, sub: _WebSocketSubscription) -> None:
+        """Called by a subscription that closes."""
+        self._subscriptions.discard(sub)
+
+    @override
+    async def close(self) -> None:
+        for sub in list(self._subscriptions):
+            await sub.close()
+        await self._producers.close()
