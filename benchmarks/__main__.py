@@ -145,11 +145,11 @@ def measure_broker(broker: brokers.Broker, plan: Plan, folder: Path) -> dict[str
     with ExitStack() as stack:
         stack.callback(backend("backend-1", broker.url, topic, folder).stop)
         client = stack.enter_context(DemessagingPeer(broker.url, topic))
-        dm["encoding"] = client.encoding
         progress(f"{broker.name}: demessaging ping, {plan.pings} round trips")
         dm["ping"] = summary(client.ping(plan.pings, plan.warmup))
         progress(f"{broker.name}: demessaging noop() calls, {plan.pings} round trips")
         dm["noop"] = summary(client.noop(plan.pings, plan.warmup))
+        dm["encoding"] = client.encoding  # known once a call was made
         for backends in (1, 2):
             if backends == 2:
                 stack.callback(backend("backend-2", broker.url, topic, folder).stop)

@@ -45,7 +45,8 @@ class DemessagingPeer:
     @property
     def encoding(self) -> str:
         """The encoding of the client's requests (``DEMESSAGING_ENCODING``)."""
-        return str(getattr(self.client.settings, "encoding", "json"))
+        chosen = getattr(self.client, "_negotiated", None)  # what `auto` chose, once asked
+        return str(chosen or getattr(self.client.settings, "encoding", "json"))
 
     def ping(self, count: int, warmup: int) -> list[float]:
         """Seconds of ``count`` sequential :meth:`Client.ping` calls, after ``warmup`` more."""

@@ -52,8 +52,9 @@ class Settings:
         A client certificate and key, for TLS authentication.
     encoding
         How clients encode requests: ``msgpack`` (numpy arrays as raw buffers; demessaging
-        backends) or ``json`` (what DASF backends understand). Backends answer in the
-        encoding of each request.
+        backends), ``json`` (what DASF backends understand), or ``auto`` (the default):
+        msgpack if the backend's pong offers it, else JSON, asked once per client. Backends
+        answer in the encoding of each request.
     headers
         HTTP headers for the WebSocket handshake (``ws://``, ``wss://``), as a JSON object,
         such as ``{"authorization": "Token <key>"}`` for dasf-broker-django.
@@ -79,7 +80,7 @@ class Settings:
     headers: str = field(default="", repr=False)
     frame_size: int = 1024 * 1024
     admin_url: str = ""
-    encoding: str = "msgpack"
+    encoding: str = "auto"
 
     def transport_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`demessaging.transport.connect`."""
@@ -123,8 +124,10 @@ class Settings:
             raise ConfigurationError(f"timeout must be positive, got {self.timeout!r}")
         if self.frame_size < 4096:
             raise ConfigurationError(f"frame_size must be at least 4096, got {self.frame_size}")
-        if self.encoding not in ("msgpack", "json"):
-            raise ConfigurationError(f"encoding must be msgpack or json, got {self.encoding!r}")
+        if self.encoding not in ("auto", "msgpack", "json"):
+            raise ConfigurationError(
+                f"encoding must be auto, msgpack or json, got {self.encoding!r}"
+            )
 
     @classmethod
     def from_env(

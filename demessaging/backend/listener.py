@@ -45,6 +45,7 @@ from ..protocol.fragments import (
     send_pieces,
     split,
 )
+from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
 from .dispatcher import Dispatcher, type_name
 
@@ -296,18 +297,18 @@ class Listener:
             if outcome.error is not None:
                 return error_reply(message, outcome.error, source_topic=self.topic)
             return reply_to(message, outcome.payload, source_topic=self.topic)
-        if kind == MessageType.PING.value:
-            return reply_to(message, b"", source_topic=self.topic, message_type=MessageType.PONG)
-        if kind in (MessageType.INFO.value, MessageType.API_INFO.value):
-            # the schema travels in the property named like the message type, as DASF does
-            schema = self._info if kind == MessageType.INFO.value else self._api_info
+        if kind == MessageType.PING.value:  # the pong says which encodings requests may use
             return reply_to(
                 message,
                 b"",
                 source_topic=self.topic,
-                message_type=MessageType(kind),
-                extra={kind: schema},
+                message_type=MessageType.PONG,
+                extra={Prop.CONTENT_TYPES: ",".join(CODECS)},
             )
+        if kind in (MessageType.INFO.value, MessageType.API_INFO.value):
+            # as DASF answers: a response whose property named like the request holds the schema
+            schema = self._info if kind == MessageType.INFO.value else self._api_info
+            return reply_to(message, b"", source_topic=self.topic, extra={kind: schema})
         raise ProtocolError(f"unexpected messageType {kind!r}")
 
 

@@ -12,11 +12,13 @@ import atexit
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json as _json
 import logging
 import random
 import string
 import threading
+import time
 import uuid
 import weakref
 from asyncio import FIRST_EXCEPTION
@@ -54,6 +56,7 @@ from ..protocol.fragments import (
     split,
 )
 from ..serialization import ENCODINGS, codec_for
+from ..serialization import msgpack as msgpack_codec
 from ..transport import connect
 from ..transport.base import Subscription, Transport
 from .portal import Portal
@@ -121,6 +124,10 @@ class Client:
         #: A side topic for the next request in pieces, subscribed ahead of need: creating a
         #: topic costs tens of milliseconds on Apache Pulsar.
         self._spare_side: asyncio.Future[tuple[str, Subscription]] | None = None
+        #: The encoding the backend's pong offered (for the ``auto`` setting).
+        self._negotiated: str | None = None
+        #: Request contexts: numbers, as dasf-broker-django stores them in an integer column.
+        self._contexts = itertools.count(1)
         #: What is left to do after failed uploads; finished before closing.
         self._cleanups: set[asyncio.Future[None]] = set()
 
@@ -196,13 +203,18 @@ class Client:
         member: str = "",
     ) -> Any:
         """Async version of :meth:`call`; works on any event loop."""
+        deadline = timeout if timeout is not None else self.settings.timeout
+        started = time.monotonic()
         if isinstance(request, bytes):
             payload: bytes | bytearray = request
             content_type = JSON
         else:
-            codec = ENCODINGS[self.settings.encoding]
+            codec = ENCODINGS[await self._encoding(deadline, member)]
             payload, content_type = codec.encode(request), codec.CONTENT_TYPE
-        exchange = self._exchange(MessageType.REQUEST, payload, timeout, member, content_type)
+        left = max(deadline - (time.monotonic() - started), 0.001)
+        exchange = self._exchange(
+            MessageType.REQUEST, payload, left, member, content_type, deadline=deadline
+        )
         reply = await self._on_portal(exchange)
         if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
             info = parse_error(reply)
@@ -222,6 +234,21 @@ class Client:
         exchange = self._exchange(MessageType.PING, b"", timeout, "ping")
         await self._on_portal(exchange)
         return loop.time() - start
+
+    async def _encoding(self, timeout: float, member: str) -> str:
+        """The encoding of requests: as set, or for ``auto`` what the backend's pong offers.
+
+        demessaging backends list the content types they read in their pong; DASF backends
+        list none and get JSON. The backend is asked once, before the first request.
+        """
+        if self.settings.encoding != "auto":
+            return self.settings.encoding
+        if self._negotiated is None:
+            pong = await self._on_portal(self._exchange(MessageType.PING, b"", timeout, member))
+            offered = pong.properties.get(Prop.CONTENT_TYPES, "").split(",")
+            self._negotiated = "msgpack" if msgpack_codec.CONTENT_TYPE in offered else "json"
+            log.debug("requests to %s go as %s", self.topic, self._negotiated)
+        return self._negotiated
 
     async def ainfo(self, timeout: float | None = None) -> dict[str, Any]:
         """Async version of :meth:`info`."""
@@ -266,15 +293,22 @@ class Client:
         timeout: float | None,
         member: str,
         content_type: str = JSON,
+        *,
+        deadline: float | None = None,
     ) -> Message:
-        deadline = timeout if timeout is not None else self.settings.timeout
+        """Send a request and wait for its reply, ``timeout`` seconds at most.
+
+        ``deadline`` is the call's whole deadline, for the error message, when part of it has
+        been spent already.
+        """
+        limit = timeout if timeout is not None else self.settings.timeout
         sent = asyncio.Event()
         waiting = self._send_and_wait(kind, payload, content_type, sent)
         try:
-            return await asyncio.wait_for(waiting, deadline)
+            return await asyncio.wait_for(waiting, limit)
         except asyncio.TimeoutError:
             broker = "" if sent.is_set() else self.settings.broker_url
-            raise CallTimeoutError(self.topic, deadline, member, broker) from None
+            raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
 
     async def _send_and_wait(
         self, kind: MessageType, payload: bytes | bytearray, content_type: str, sent: asyncio.Event
@@ -286,7 +320,7 @@ class Client:
                 f"the request has {len(payload)} bytes, more than this client sends "
                 f"({self.max_payload} bytes; see max_payload)"
             )
-        context = uuid.uuid4().hex
+        context = str(next(self._contexts))
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[context] = future
         try:
@@ -414,7 +448,9 @@ class Client:
                 message = await subscription.receive()
                 context = message.properties.get(Prop.REQUEST_CONTEXT)
                 future = self._pending.get(str(context))
-                if future is None or future.done():
+                if Prop.RESPONSE_TOPIC in message.properties:  # a request, not a reply
+                    log.debug("ignoring a %s request on the reply topic", message.message_type)
+                elif future is None or future.done():
                     log.debug("dropping a reply for no pending call (context %r)", context)
                 elif message.message_type != MessageType.PROGRESS.value:
                     try:

@@ -101,6 +101,7 @@ class Prop:
     PAYLOAD_SIZE = "payload_size"
     FRAGMENTS_TOPIC = "fragments_topic"
     ABORTED = "aborted"
+    CONTENT_TYPES = "content_types"
     INFO = "info"
     API_INFO = "api_info"
     ERROR = "error"

@@ -346,7 +346,7 @@ def test_a_reply_that_cannot_be_sent_means_redelivery(
     with ListenerThread(listener):
         assert client("flaky").call({"func_name": "total", "values": [2, 3]}) == 5.0
     assert transport.failed
-    assert listener.handled == 1
+    assert listener.handled == 2  # the ping that chose the encoding, and the call once
 
 
 def test_an_internal_failure_is_reported_to_the_caller(
@@ -628,7 +628,11 @@ def test_requests_go_whole_up_to_the_message_size_and_in_pieces_above(
     listener = Listener(Dispatcher.from_module(CLIMATE), small(broker, 4096), "sizes")
     counting = CountingTransport(broker)
     counting.max_message_size, counting.piece_size = 4096, 1024
-    with ListenerThread(listener), Client("sizes", transport=counting, timeout=10) as c:
+    msgpack = Settings(broker_url="memory://", encoding="msgpack")
+    with (
+        ListenerThread(listener),
+        Client("sizes", transport=counting, timeout=10, settings=msgpack) as c,
+    ):
         assert c.call({"func_name": "total", "values": np.ones(300)}) == 300.0  # ~2.5 kB
         assert counting.sent == {"side": 0, "other": 1}
         assert c.call({"func_name": "total", "values": np.ones(1000)}) == 1000.0  # ~8 kB
@@ -663,3 +667,64 @@ def test_a_call_that_times_out_waiting_for_its_head_stops_the_backend_waiting(
     while any("_fragments_" in t for t in broker.subscriptions()):
         assert time.monotonic() < deadline, broker.subscriptions()
         time.sleep(0.02)
+
+
+class ContentTypes(MemoryTransport):
+    """Records the content type of every request, and can hide what a pong offers (DASF)."""
+
+    def __init__(self, broker: MemoryBroker, *, dasf: bool = False) -> None:
+        super().__init__(broker)
+        self.dasf = dasf
+        self.requests: list[str] = []
+
+    async def publish(self, topic: str, message: Message) -> None:
+        props = dict(message.properties)
+        if props.get(Prop.MESSAGE_TYPE) == "request":
+            self.requests.append(props.get(Prop.CONTENT_TYPE, "none"))
+        if self.dasf:
+            props.pop(Prop.CONTENT_TYPES, None)
+        await super().publish(topic, Message(message.payload, props, message.message_id))
+
+
+@pytest.mark.parametrize("dasf", [False, True])
+def test_auto_encoding_is_msgpack_for_backends_that_offer_it_and_json_otherwise(
+    broker: MemoryBroker, dasf: bool
+) -> None:
+    backend = ContentTypes(broker, dasf=dasf)
+    client = ContentTypes(broker)
+    listener = Listener(Dispatcher.from_module(CLIMATE), backend, "auto")
+    with ListenerThread(listener), Client("auto", transport=client, timeout=10) as c:
+        assert c.settings.encoding == "auto"
+        for _ in range(3):
+            assert c.call({"func_name": "total", "values": np.arange(4.0)}) == 6.0
+    expected = "application/json" if dasf else "application/vnd.demessaging.msgpack"
+    assert client.requests == [expected] * 3
+    assert listener.handled == 4  # one ping, asked once
+
+
+def test_a_request_on_the_reply_topic_is_not_taken_for_a_reply(broker: MemoryBroker) -> None:
+    # dasf-broker-django sends an api_info probe to every consumer that connects, reply
+    # topics included, with requestContext 1 and response_topic "status-ping"
+    settings = Settings(broker_url="memory://", encoding="json")
+    with Client("probed", transport=MemoryTransport(broker), settings=settings) as c:
+
+        async def answer_after_a_probe() -> None:
+            transport = MemoryTransport(broker)
+            subscription = await transport.subscribe("probed", "backend")
+            subscribed.set()
+            request = await subscription.receive()
+            context = request.properties[Prop.REQUEST_CONTEXT]
+            probe = {"messageType": "api_info", "requestContext": context}
+            await transport.publish(
+                c.response_topic, Message(b"", probe | {"response_topic": "status-ping"})
+            )
+            reply = {"messageType": "response", "requestContext": context, "status": "success"}
+            await transport.publish(c.response_topic, Message(b"42", reply))
+            await transport.close()
+
+        subscribed = threading.Event()
+        thread = threading.Thread(target=asyncio.run, args=(answer_after_a_probe(),))
+        thread.start()
+        assert subscribed.wait(5)
+        assert c.call({"func_name": "anything"}, timeout=5) == 42
+        thread.join(5)
