@@ -103,6 +103,9 @@ class Pieces(Sequence[Message]):
         self._step = max(3, limit - limit % 3)
         self._count = max(1, -(-self._size // self._step))
         self._extra = extra or {}
+        # only the head names the reply topic: dasf-broker-django fails a message whose
+        # response_topic answers for another topic (a request's side topic)
+        self._rest = {k: v for k, v in message.properties.items() if k != Prop.RESPONSE_TOPIC}
 
     def __len__(self) -> int:
         return self._count
@@ -122,7 +125,7 @@ class Pieces(Sequence[Message]):
             raise IndexError(index)
         start = index * self._step
         properties = {
-            **self._message.properties,
+            **(self._message.properties if index == 0 else self._rest),
             Prop.FRAGMENT: str(index),
             Prop.NUM_FRAGMENTS: str(self._count),
             Prop.FRAGMENT_OFFSET: str(start),

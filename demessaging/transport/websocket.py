@@ -157,6 +157,8 @@ class _Producer:
         self.topic = topic
         self.timeout = timeout
         self._numbers = itertools.count()
+        self._first = asyncio.Lock()
+        self._confirmed = False
         self._waiting: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         self._reader = asyncio.ensure_future(self._read())
 
@@ -189,7 +191,19 @@ class _Producer:
         return not self._reader.done()
 
     async def send(self, payload: str, properties: Mapping[str, str]) -> None:
-        """Send one message (its payload base64-encoded) and wait for the broker's answer."""
+        """Send one message (its payload base64-encoded) and wait for the broker's answer.
+
+        Until the broker has confirmed one message, messages go one at a time:
+        dasf-broker-django creates a topic on its first message, and fails on others sent
+        at the same time.
+        """
+        if self._confirmed:
+            return await self._send(payload, properties)
+        async with self._first:
+            await self._send(payload, properties)
+            self._confirmed = True
+
+    async def _send(self, payload: str, properties: Mapping[str, str]) -> None:
         context = str(next(self._numbers))
         frame = json.dumps({"payload": payload, "properties": properties, "context": context})
         waiter = asyncio.get_running_loop().create_future()

@@ -5,7 +5,9 @@ default), each with the transport it is reached by:
 
 - ``pulsar-lite``: pulsar-lite, binary protocol;
 - ``pulsar``: Apache Pulsar standalone, binary protocol;
-- ``pulsar-ws``: the same Apache Pulsar standalone, through its WebSocket API.
+- ``pulsar-ws``: the same Apache Pulsar standalone, through its WebSocket API;
+- ``dasf-broker``: dasf-broker-django (DASF's broker), through its WebSocket API. It gives
+  every message to every consumer of a topic: tests of backends sharing the work skip it.
 
 Each broker is started once per session on 127.0.0.1 and stopped by its PID; every test taking
 ``broker`` or ``broker_url`` runs against each of them.
@@ -26,10 +28,10 @@ from pathlib import Path
 import pytest
 
 from demessaging import embedded
-from demessaging.testing import pulsar
+from demessaging.testing import dasf_broker, pulsar
 
 ROOT = Path(__file__).resolve().parents[2]
-KNOWN = ("pulsar-lite", "pulsar", "pulsar-ws")
+KNOWN = ("pulsar-lite", "pulsar", "pulsar-ws", "dasf-broker")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,6 +63,13 @@ class Broker:
     name: str
     url: str
     admin_url: str = ""
+    #: whether consumers of one subscription share its messages (each goes to one of them)
+    shared: bool = True
+
+    def needs_sharing(self) -> None:
+        """Skip the test on a broker that gives every message to every consumer."""
+        if not self.shared:
+            pytest.skip(f"{self.name} gives every message to every consumer of a topic")
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +93,10 @@ def broker(broker_name: str, request: pytest.FixtureRequest) -> Iterator[Broker]
             yield Broker(broker_name, ws_url, standalone.admin_url)
         return
     folder = request.getfixturevalue("tmp_path_factory").mktemp(broker_name)
+    if broker_name == "dasf-broker":
+        with dasf_broker.start(folder) as django_broker:
+            yield Broker(broker_name, django_broker.url, shared=False)
+        return
     lite = embedded.start(folder)
     assert lite.owned
     try:

@@ -22,7 +22,7 @@ from demessaging.client import Client
 from demessaging.client.generator import generate
 from demessaging.errors import CallTimeoutError, RemoteError
 
-from .conftest import ROOT, Backend
+from .conftest import ROOT, Backend, Broker
 
 CLIMATE = ROOT / "examples" / "climate.py"
 WORKERS = ROOT / "tests" / "data" / "workers.py"
@@ -58,8 +58,10 @@ def test_generated_client_calls_a_backend_in_another_process(
 
 
 def test_two_backends_share_200_calls_each_answered_once(
-    broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
+    broker: Broker, topic: str, backends: Callable[..., Backend], tmp_path: Path
 ) -> None:
+    broker.needs_sharing()
+    broker_url = broker.url
     first, second = backends(WORKERS, topic), backends(WORKERS, topic)
     logs = tmp_path / "calls"
     logs.mkdir()
