@@ -65,6 +65,8 @@ class Broker:
     admin_url: str = ""
     #: whether consumers of one subscription share its messages (each goes to one of them)
     shared: bool = True
+    #: dasf-broker-django itself, on that broker
+    django: dasf_broker.DasfBroker | None = None
 
     def needs_sharing(self) -> None:
         """Skip the test on a broker that gives every message to every consumer."""
@@ -95,7 +97,7 @@ def broker(broker_name: str, request: pytest.FixtureRequest) -> Iterator[Broker]
     folder = request.getfixturevalue("tmp_path_factory").mktemp(broker_name)
     if broker_name == "dasf-broker":
         with dasf_broker.start(folder) as django_broker:
-            yield Broker(broker_name, django_broker.url, shared=False)
+            yield Broker(broker_name, django_broker.url, shared=False, django=django_broker)
         return
     lite = embedded.start(folder)
     assert lite.owned

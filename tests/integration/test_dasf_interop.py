@@ -1,0 +1,249 @@
+"""Calls across demessaging and DASF's demessaging 0.6.4, over the WebSocket brokers.
+
+demessaging 0.6.4 has the same import name, so it lives in a virtual environment of its own
+(made once in the cache directory). Its backends and clients speak only the WebSocket API:
+these tests run on ``pulsar-ws`` and ``dasf-broker``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from demessaging._local import locked
+from demessaging.client import Client
+from demessaging.testing.pulsar import cache_dir
+
+from .conftest import Backend, Broker
+
+OLD = "demessaging[backend]==0.6.4"
+MODULE = '''\
+"""A module both versions serve."""
+
+__all__ = ["add", "repeat"]
+
+
+def add(a: float, b: float = 1.0) -> float:
+    """Add two numbers.
+
+    Parameters
+    ----------
+    a
+        The first.
+    b
+        The second.
+    """
+    return a + b
+
+
+def repeat(text: str, times: int) -> str:
+    """Repeat a text.
+
+    Parameters
+    ----------
+    text
+        What to repeat.
+    times
+        How often.
+    """
+    return text * times
+'''
+
+
+@pytest.fixture(scope="session")
+def old_python() -> Path:
+    """The Python of an environment with demessaging 0.6.4."""
+    env = cache_dir() / "dasf-0.6.4-env"
+    env.parent.mkdir(parents=True, exist_ok=True)
+    with locked(env.parent / "dasf-0.6.4-install.lock"):
+        if not (env / "installed").exists():
+            venv.EnvBuilder(with_pip=True, clear=True).create(env)
+            subprocess.run(
+                [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", OLD],
+                check=True,
+                timeout=600,
+            )
+            (env / "installed").write_text(OLD)
+    return env / "bin" / "python"
+
+
+def old_options(broker: Broker, topic: str) -> list[str]:
+    """demessaging 0.6.4's options that reach ``broker`` (they go before its subcommand)."""
+    if broker.name == "dasf-broker":
+        return ["-t", topic, "--websocket-url", broker.url]
+    port = broker.url.rsplit(":", 1)[1]
+    return ["-t", topic, "-H", "127.0.0.1", "-p", port, "--persistent", "persistent"]
+
+
+def old_command(python: Path, broker: Broker, topic: str, command: str) -> list[str]:
+    """demessaging 0.6.4's command line for the module ``both`` on ``broker``."""
+    return [str(python), "-m", "demessaging", "-m", "both", *old_options(broker, topic), command]
+
+
+@pytest.fixture
+def ws_broker(broker: Broker) -> Broker:
+    if not broker.url.startswith("ws"):
+        pytest.skip("demessaging 0.6.4 speaks only the WebSocket API")
+    return broker
+
+
+@pytest.fixture
+def module_dir(tmp_path: Path) -> Path:
+    (tmp_path / "both.py").write_text(MODULE)
+    return tmp_path
+
+
+@pytest.fixture
+def old_backend(
+    ws_broker: Broker, topic: str, old_python: Path, module_dir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = open(module_dir / "old-backend.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            str(old_python),
+            "-m",
+            "demessaging",
+            "-m",
+            "both",
+            *old_options(ws_broker, topic),
+            "listen",
+        ],
+        cwd=module_dir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def test_a_demessaging_client_calls_a_dasf_064_backend(
+    ws_broker: Broker, topic: str, old_backend: subprocess.Popen[bytes]
+) -> None:
+    with Client(topic, broker_url=ws_broker.url, timeout=30) as client:
+        deadline = time.monotonic() + 60
+        while True:  # the old backend subscribes in the background
+            try:
+                client.ping(timeout=2)
+                break
+            except Exception:
+                assert old_backend.poll() is None, "the 0.6.4 backend stopped"
+                assert time.monotonic() < deadline, "the 0.6.4 backend never answered"
+        assert client.call({"func_name": "add", "a": 2, "b": 3}) == 5.0
+        text = client.call({"func_name": "repeat", "text": "ab", "times": 600_000}, timeout=60)
+        assert text == "ab" * 600_000  # 1.2 MB: DASF's reply fragments, put together
+        assert client.info()["title"] == topic
+        names = [f["name"] for f in client.api_info()["functions"]]
+        assert names == ["add", "repeat"]
+        with pytest.raises(Exception, match="error validating request"):
+            client.call({"func_name": "add", "a": "not a number"})
+
+
+GENERATED_CLIENT_CALLS = """
+import json
+from demessaging.backend.utils import run_async
+
+import client
+
+producer = client.BackendModule.backend_config.messaging_config.producer
+asked = {}
+for kind in ("ping", "info", "api_info"):
+    # an empty payload, which Apache Pulsar's WebSocket API needs, and dasf-broker-django not
+    request = {"properties": {"messageType": kind}, "payload": ""}
+    answer = run_async(producer.send_request, request)
+    message = answer["msg"]
+    asked[kind] = message["properties"]["messageType"] if kind == "ping" else json.loads(message)
+print(json.dumps({
+    "add": client.add(2, 3),
+    "repeat": client.repeat("ab", 4),
+    "asked": asked,
+}))
+"""
+
+
+def test_a_dasf_064_generated_client_calls_a_demessaging_backend(
+    ws_broker: Broker,
+    topic: str,
+    old_python: Path,
+    module_dir: Path,
+    launch: object,
+) -> None:
+    assert callable(launch)
+    backend: Backend = launch(module_dir / "both.py", topic, ws_broker.url)
+    generated = subprocess.run(
+        [
+            str(old_python),
+            "-m",
+            "demessaging",
+            "-m",
+            "both",
+            *old_options(ws_broker, topic),
+            "generate",
+        ],
+        cwd=module_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert generated.returncode == 0, generated.stderr
+    (module_dir / "client.py").write_text(generated.stdout)
+    ran = subprocess.run(
+        [str(old_python), "-c", GENERATED_CLIENT_CALLS],
+        cwd=module_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert result["add"] == 5.0
+    assert result["repeat"] == "abababab"
+    assert result["asked"]["ping"] == "pong"
+    assert result["asked"]["info"]["title"] == "both"
+    assert [f["name"] for f in result["asked"]["api_info"]["functions"]] == ["add", "repeat"]
+    assert backend.process.poll() is None
+
+
+TOPIC_STATE = """
+from dasf_broker.models import BrokerTopic
+topic = BrokerTopic.objects.get(slug={slug!r})
+print(bool(topic.api_info), topic.last_pong.isoformat() if topic.last_pong else "never")
+"""
+
+
+def test_dasf_broker_django_sees_a_demessaging_backend_online(
+    broker: Broker, topic: str, module_dir: Path, launch: object
+) -> None:
+    if broker.django is None:
+        pytest.skip("status pings are dasf-broker-django's")
+    assert callable(launch)
+    django = broker.django
+    django.create_topic(topic)
+    launch(module_dir / "both.py", topic, broker.url)
+
+    def state() -> tuple[bool, str]:
+        last = django.manage("shell", "-c", TOPIC_STATE.format(slug=topic)).splitlines()[-1]
+        api_info, pong = last.split()
+        return api_info == "True", pong
+
+    deadline = time.monotonic() + 30
+    while state() == (False, "never"):  # it asks every new consumer for its api_info
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.2)
+    assert state()[0]  # the api_info it keeps for the topic's page
+    while state()[1] == "never":  # and the topic counts as answering
+        assert time.monotonic() < deadline, state()
+        time.sleep(0.2)
