@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 
 from .._local import free_port, locked
 from ..errors import ConfigurationError, TransportError
+from . import _process as processes
 from .pulsar import cache_dir
 
 __all__ = ["REQUIREMENTS", "DasfBroker", "install", "start"]
@@ -167,27 +167,11 @@ class DasfBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop it by its PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self._alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self._alive():
-            log.warning("dasf-broker-django (pid %d) ignored SIGTERM; killing it", self.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            if self._process is not None:
-                self._process.wait(10)
+        processes.stop(self.pid, self._process, timeout, "dasf-broker-django")
         (self.folder / "pid").unlink(missing_ok=True)
 
     def _alive(self) -> bool:
-        if self._process is not None:
-            return self._process.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return processes.alive(self.pid, self._process)
 
     def __enter__(self) -> DasfBroker:
         return self
@@ -324,16 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"dasf-broker-django at {broker.url}; Ctrl-C stops it")
-    stop = False
-
-    def request_stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stop and broker._alive():
-        time.sleep(0.2)
+    processes.run_until_signal(broker._alive)
     broker.stop()
     return 0
 

@@ -25,12 +25,10 @@ From the command line::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -44,6 +42,7 @@ from pathlib import Path
 
 from .._local import free_port, locked
 from ..errors import ConfigurationError, TransportError
+from . import _process as processes
 from .tokens import create_token
 
 __all__ = ["VERSION", "PulsarStandalone", "cache_dir", "install", "start"]
@@ -197,28 +196,12 @@ class PulsarStandalone:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop it by its PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self._alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self._alive():
-            log.warning("Apache Pulsar (pid %d) ignored SIGTERM; killing it", self.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            if self._process is not None:
-                self._process.wait(10)
+        processes.stop(self.pid, self._process, timeout, "Apache Pulsar")
         (self.folder / "pid").unlink(missing_ok=True)
         log.info("stopped Apache Pulsar (pid %d)", self.pid)
 
     def _alive(self) -> bool:
-        if self._process is not None:
-            return self._process.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return processes.alive(self.pid, self._process)
 
     def __enter__(self) -> PulsarStandalone:
         return self
@@ -369,16 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"Apache Pulsar at {broker.broker_url}, admin API at {broker.admin_url}; Ctrl-C stops it")
-    stop = False
-
-    def request_stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    while not stop and broker._alive():
-        time.sleep(0.2)
+    processes.run_until_signal(broker._alive)
     broker.stop()
     return 0
 
