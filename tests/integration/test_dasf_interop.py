@@ -11,7 +11,7 @@ import json
 import subprocess
 import time
 import venv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -179,10 +179,9 @@ def test_a_dasf_064_generated_client_calls_a_demessaging_backend(
     topic: str,
     old_python: Path,
     module_dir: Path,
-    launch: object,
+    launch: Callable[..., Backend],
 ) -> None:
-    assert callable(launch)
-    backend: Backend = launch(module_dir / "both.py", topic, ws_broker.url)
+    backend = launch(module_dir / "both.py", topic, ws_broker.url)
     generated = subprocess.run(
         [
             str(old_python),
@@ -225,11 +224,10 @@ print(bool(topic.api_info), topic.last_pong.isoformat() if topic.last_pong else 
 
 
 def test_dasf_broker_django_sees_a_demessaging_backend_online(
-    broker: Broker, topic: str, module_dir: Path, launch: object
+    broker: Broker, topic: str, module_dir: Path, launch: Callable[..., Backend]
 ) -> None:
     if broker.django is None:
         pytest.skip("status pings are dasf-broker-django's")
-    assert callable(launch)
     django = broker.django
     django.create_topic(topic)
     launch(module_dir / "both.py", topic, broker.url)
