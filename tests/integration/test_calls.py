@@ -83,6 +83,24 @@ def test_two_backends_share_200_calls_each_answered_once(
     assert sorted(recorded) == list(range(200))  # each call ran exactly once
 
 
+def test_calls_sent_together_spread_over_one_worker_backends(
+    broker: Broker, topic: str, backends: Callable[..., Backend], tmp_path: Path
+) -> None:
+    broker.needs_sharing()
+    first, second = backends(WORKERS, topic, workers=1), backends(WORKERS, topic, workers=1)
+    request = {"func_name": "slow", "seconds": 1.0, "marker": str(tmp_path / "marker")}
+
+    async def calls(client: Client) -> list[int]:
+        return await asyncio.gather(*(client.acall(request) for _ in range(4)))
+
+    with Client(topic, broker_url=broker.url, timeout=60) as client:
+        client.ping()  # the producer is made and confirmed: the four go out at once
+        pids = asyncio.run(calls(client))
+    # a backend holds one call and one more waiting: a batch of all four is not allowed
+    assert sorted(Counter(pids).values()) == [2, 2], pids
+    assert set(pids) == {first.pid, second.pid}
+
+
 def test_a_call_survives_its_backend_being_killed(
     broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
 ) -> None:
