@@ -6,7 +6,10 @@ that mirrors the module. See the README and ``docs/`` for the whole story.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .core.arrays import ArraySpec
+from .core.configure import configure
 from .errors import (
     AuthenticationError,
     CallError,
@@ -43,4 +46,17 @@ __all__ = [
     "SignatureError",
     "TransportError",
     "__version__",
+    "configure",
+    "main",
 ]
+
+if TYPE_CHECKING:
+    from .dasf import main
+
+
+def __getattr__(name: str) -> Any:
+    if name == "main":  # DASF's entry point of backend modules; loaded when asked for
+        from .dasf import main
+
+        return main
+    raise AttributeError(f"module 'demessaging' has no attribute {name!r}")

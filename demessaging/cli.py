@@ -210,7 +210,7 @@ def listen(
     requests and finishes those in flight.
     """
     from .backend.dispatcher import Dispatcher
-    from .backend.listener import Listener
+    from .backend.listener import Listener, serve_until_signal
     from .transport import connect
 
     with _errors():
@@ -220,7 +220,7 @@ def listen(
         with _broker(settings, start=True) as url:
             transport = connect(url, **settings.transport_options())
             listener = Listener(dispatcher, transport, settings.topic or name, workers=workers)
-            asyncio.run(_serve(listener))
+            asyncio.run(serve_until_signal(listener))
 
 
 @cli.command()
@@ -360,16 +360,6 @@ def namespace(
             f"namespace {name} {'created' if created else 'exists'}; message TTL: "
             f"{'none' if not ttl else f'{ttl} s'}"
         )
-
-
-async def _serve(listener: Any) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, listener.stop)
-    try:
-        await listener.serve()
-    finally:
-        await listener.transport.close()
 
 
 @cli.command()

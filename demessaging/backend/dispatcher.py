@@ -24,6 +24,7 @@ from ..core.specs import inspect_module
 from ..errors import DispatchError, ExecutionError, RequestError, ResultError
 from ..protocol.envelope import JSON, ErrorInfo
 from ..serialization import codec_for
+from .progress import SendProgress, reporters
 
 __all__ = ["Dispatcher", "Outcome", "type_name"]
 
@@ -95,8 +96,11 @@ class Dispatcher:
         except ValueError as exc:  # an unknown content type, or a payload that is not one
             raise RequestError(str(exc), error_type="ValueError") from exc
 
-    def execute(self, call: Call) -> Any:
+    def execute(self, call: Call, progress: SendProgress | None = None) -> Any:
         """Run a validated call and return its validated result.
+
+        ``progress`` sends the progress reports of functions that take one (see
+        :mod:`demessaging.backend.progress`).
 
         Raises
         ------
@@ -107,11 +111,13 @@ class Dispatcher:
         """
         spec = call.target.spec
         positional, keywords = _split(spec.parameters, call.arguments)
+        keywords.update(reporters(spec, progress))
         try:
             if spec.kind == "method":
                 owner = call.target.owner
                 assert owner is not None
                 ctor_pos, ctor_kw = _split(owner.constructor.parameters, call.constructor)
+                ctor_kw.update(reporters(owner.constructor, progress))
                 instance = owner.cls(*ctor_pos, **ctor_kw)
                 result = spec.func(instance, *positional, **keywords)
             elif spec.kind == "classmethod":
@@ -139,7 +145,12 @@ class Dispatcher:
         """Parse, execute and return the result as a Python value; raises DispatchError."""
         return self.execute(self.parse(request))
 
-    def handle(self, payload: bytes | bytearray, content_type: str = JSON) -> Outcome:
+    def handle(
+        self,
+        payload: bytes | bytearray,
+        content_type: str = JSON,
+        progress: SendProgress | None = None,
+    ) -> Outcome:
         """Handle the payload of a request; never raises for a bad request or call.
 
         Parameters
@@ -148,6 +159,8 @@ class Dispatcher:
             The request payload.
         content_type
             Its encoding; the result is encoded the same way.
+        progress
+            Sends progress messages to the caller.
 
         Returns
         -------
@@ -156,7 +169,7 @@ class Dispatcher:
         """
         try:
             call = self.parse(payload, content_type)
-            value = self.execute(call)
+            value = self.execute(call, progress)
             try:
                 encoded = codec_for(content_type).encode(value, call.target.returns)
                 return Outcome(payload=encoded)

@@ -14,10 +14,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
 import logging
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -48,11 +50,14 @@ from ..protocol.fragments import (
 from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
 from .dispatcher import Dispatcher, type_name
+from .progress import SendProgress
 
-__all__ = ["Listener", "ListenerThread"]
+__all__ = ["Listener", "ListenerThread", "serve_until_signal"]
 
 log = logging.getLogger("demessaging.backend")
 DEFAULT_SUBSCRIPTION = "demessaging-backend"
+#: Seconds a function waits for the broker to take one of its progress messages.
+PROGRESS_TIMEOUT = 10.0
 
 
 _REMEMBERED = 10_000
@@ -283,6 +288,29 @@ class Listener:
         pieces = split(reply, limit, piece_size=size) if limit is not None else [reply]
         await send_pieces(functools.partial(self.transport.publish, topic), pieces)
 
+    def _progress(self, request: Message) -> SendProgress:
+        """Sends progress messages about ``request``; called from its worker thread."""
+        loop = asyncio.get_running_loop()
+
+        def send(payload: bytes, status: str) -> None:
+            topic, message = reply_to(
+                request,
+                payload,
+                source_topic=self.topic,
+                message_type=MessageType.PROGRESS,
+                extra={Prop.STATUS: status, Prop.CONTENT_TYPE: JSON},
+            )
+            sent = asyncio.run_coroutine_threadsafe(self._send(topic, message), loop)
+            try:  # in order: the next report, and the reply, go after this one
+                sent.result(PROGRESS_TIMEOUT)
+            except concurrent.futures.TimeoutError:
+                sent.cancel()
+                raise TransportError(
+                    f"the broker took more than {PROGRESS_TIMEOUT:g} s to take a progress message"
+                ) from None
+
+        return send
+
     async def _reply(
         self, message: Message, pool: ThreadPoolExecutor
     ) -> tuple[str, Message] | None:
@@ -293,6 +321,7 @@ class Listener:
                 self.dispatcher.handle,
                 message.payload,
                 message.properties.get(Prop.CONTENT_TYPE, JSON),
+                self._progress(message),
             )
             if outcome.error is not None:
                 return error_reply(message, outcome.error, source_topic=self.topic)
@@ -310,6 +339,17 @@ class Listener:
             schema = self._info if kind == MessageType.INFO.value else self._api_info
             return reply_to(message, b"", source_topic=self.topic, extra={kind: schema})
         raise ProtocolError(f"unexpected messageType {kind!r}")
+
+
+async def serve_until_signal(listener: Listener) -> None:
+    """Serve until SIGINT or SIGTERM, finish the calls in flight, close the transport."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, listener.stop)
+    try:
+        await listener.serve()
+    finally:
+        await listener.transport.close()
 
 
 class ListenerThread:

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .remote import RemoteModule
-from .runtime import Client
+from .runtime import Client, Progress
 
-__all__ = ["Client", "RemoteModule"]
+__all__ = ["Client", "Progress", "RemoteModule"]

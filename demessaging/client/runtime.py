@@ -22,7 +22,7 @@ import time
 import uuid
 import weakref
 from asyncio import FIRST_EXCEPTION
-from collections.abc import Awaitable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -61,13 +61,34 @@ from ..transport import connect
 from ..transport.base import Subscription, Transport
 from .portal import Portal
 
-__all__ = ["Client"]
+__all__ = ["Client", "Progress"]
 
 log = logging.getLogger("demessaging.client")
 #: Seconds closing a client waits for the clean-up after failed uploads.
 CLEANUP_TIMEOUT = 10.0
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A progress message about a running call.
+
+    Attributes
+    ----------
+    status
+        ``running``, ``success`` or ``error``: where the reported step stands.
+    payload
+        What the backend sent: for DASF progress reports, the JSON of the whole report tree.
+    """
+
+    status: str
+    payload: bytes
+
+    @property
+    def report(self) -> Any:
+        """The payload decoded from JSON (a DASF report: ``step_message``, ``children``...)."""
+        return _json.loads(self.payload)
 
 
 class Client:
@@ -118,6 +139,7 @@ class Client:
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._watchers: dict[str, Callable[[Progress], None]] = {}
         self.max_payload = max_payload
         self._reassembler = Reassembler(max_payload)
         self._connecting: asyncio.Lock | None = None
@@ -140,6 +162,7 @@ class Client:
         returns: TypeAdapter[Any] | None = None,
         timeout: float | None = None,
         member: str = "",
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> Any:
         """Send a request and return the backend's result.
 
@@ -153,6 +176,9 @@ class Client:
             The deadline in seconds; defaults to the client's.
         member
             What is called, for error messages.
+        on_progress
+            Called with each :class:`Progress` message the backend sends about the call,
+            in the client's event loop thread: keep it short.
 
         Raises
         ------
@@ -162,7 +188,9 @@ class Client:
             If the backend answers with an error.
         """
         return self._get_portal().run(
-            self.acall(request, returns=returns, timeout=timeout, member=member)
+            self.acall(
+                request, returns=returns, timeout=timeout, member=member, on_progress=on_progress
+            )
         )
 
     def ping(self, timeout: float | None = None) -> float:
@@ -201,6 +229,7 @@ class Client:
         returns: TypeAdapter[Any] | None = None,
         timeout: float | None = None,
         member: str = "",
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> Any:
         """Async version of :meth:`call`; works on any event loop."""
         deadline = timeout if timeout is not None else self.settings.timeout
@@ -213,7 +242,13 @@ class Client:
             payload, content_type = codec.encode(request), codec.CONTENT_TYPE
         left = max(deadline - (time.monotonic() - started), 0.001)
         exchange = self._exchange(
-            MessageType.REQUEST, payload, left, member, content_type, deadline=deadline
+            MessageType.REQUEST,
+            payload,
+            left,
+            member,
+            content_type,
+            deadline=deadline,
+            on_progress=on_progress,
         )
         reply = await self._on_portal(exchange)
         if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
@@ -295,6 +330,7 @@ class Client:
         content_type: str = JSON,
         *,
         deadline: float | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> Message:
         """Send a request and wait for its reply, ``timeout`` seconds at most.
 
@@ -303,7 +339,7 @@ class Client:
         """
         limit = timeout if timeout is not None else self.settings.timeout
         sent = asyncio.Event()
-        waiting = self._send_and_wait(kind, payload, content_type, sent)
+        waiting = self._send_and_wait(kind, payload, content_type, sent, on_progress)
         try:
             return await asyncio.wait_for(waiting, limit)
         except asyncio.TimeoutError:
@@ -311,7 +347,12 @@ class Client:
             raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
 
     async def _send_and_wait(
-        self, kind: MessageType, payload: bytes | bytearray, content_type: str, sent: asyncio.Event
+        self,
+        kind: MessageType,
+        payload: bytes | bytearray,
+        content_type: str,
+        sent: asyncio.Event,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> Message:
         await self._connect()
         assert self._transport is not None
@@ -323,6 +364,8 @@ class Client:
         context = str(next(self._contexts))
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[context] = future
+        if on_progress is not None:
+            self._watchers[context] = on_progress
         try:
             message = make_request(
                 payload,
@@ -336,6 +379,7 @@ class Client:
             return await future
         finally:
             self._pending.pop(context, None)
+            self._watchers.pop(context, None)
             self._reassembler.discard(context)
 
     async def _publish_request(self, message: Message) -> None:
@@ -452,7 +496,9 @@ class Client:
                     log.debug("ignoring a %s request on the reply topic", message.message_type)
                 elif future is None or future.done():
                     log.debug("dropping a reply for no pending call (context %r)", context)
-                elif message.message_type != MessageType.PROGRESS.value:
+                elif message.message_type == MessageType.PROGRESS.value:
+                    self._tell(str(context), message)
+                else:
                     try:
                         whole = self._reassembler.add(str(context), message)
                     except ProtocolError as exc:
@@ -468,6 +514,17 @@ class Client:
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(error)
+
+    def _tell(self, context: str, message: Message) -> None:
+        """Hand a progress message to the call's ``on_progress``."""
+        watcher = self._watchers.get(context)
+        if watcher is None:
+            return
+        status = message.properties.get(Prop.STATUS, Status.RUNNING.value)
+        try:
+            watcher(Progress(status, bytes(message.payload)))
+        except Exception:  # the caller's bug: the call goes on
+            log.exception("on_progress raised")
 
     async def _aclose(self) -> None:
         if self._cleanups:  # bounded: a broker that is gone does not keep close() waiting

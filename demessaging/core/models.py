@@ -263,7 +263,7 @@ def _callable_models(spec: FunctionSpec, owner: ClassSpec | None, name: str) -> 
     fields = {names[p.name]: _field(p, spec.qualname) for p in spec.parameters}
     request = create_model(
         name,
-        __config__=_CONFIG,
+        __config__=_config(spec.schema_extra),
         __doc__=spec.info.description or None,
         func_name=(_const(spec.name), Field(description=f"Calls {spec.qualname}.")),
         **fields,  # type: ignore[call-overload]
@@ -288,12 +288,18 @@ def _class_model(
         fields["function"] = (function, Field(description="The method to call."))
     model: type[BaseModel] = create_model(
         name,
-        __config__=_CONFIG,
+        __config__=_config(cls.schema_extra),
         __doc__=cls.info.description or None,
         class_name=(_const(cls.name), Field(description=f"Uses class {cls.name}.")),
         **fields,
     )
     return model
+
+
+def _config(schema_extra: Mapping[str, Any] | None) -> ConfigDict:
+    if not schema_extra:
+        return _CONFIG
+    return ConfigDict(**_CONFIG, json_schema_extra=dict(schema_extra))
 
 
 def _field(param: ParameterSpec, qualname: str) -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ import inspect
 import typing
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -22,6 +22,8 @@ import typing_extensions
 from pydantic import BaseModel
 
 from ..errors import DemessagingWarning, ModuleLoadError, SignatureError
+from .arrays import prepare_annotation
+from .configure import MemberConfig, config_of
 from .docstrings import DocInfo, parse_docstring
 from .loader import load_module
 
@@ -35,6 +37,7 @@ __all__ = [
     "inspect_function",
     "inspect_module",
     "is_data_type",
+    "is_progress_report",
 ]
 
 MemberKind = Literal["function", "method", "staticmethod", "classmethod"]
@@ -103,6 +106,11 @@ class FunctionSpec:
         The parsed docstring.
     is_async
         Whether the function is a coroutine function.
+    reporters
+        Parameters the backend fills with a progress report (DASF's ``deprogressapi``);
+        requests never carry them.
+    schema_extra
+        Merged into the JSON Schema of the request (``configure(json_schema_extra=...)``).
     """
 
     name: str
@@ -115,6 +123,8 @@ class FunctionSpec:
     info: DocInfo = field(default_factory=DocInfo)
     is_async: bool = False
     returns_annotated: bool = True
+    reporters: tuple[ParameterSpec, ...] = ()
+    schema_extra: Mapping[str, Any] | None = None
 
     @property
     def needs_instance(self) -> bool:
@@ -138,6 +148,8 @@ class ClassSpec:
         The public methods, static and class methods included, in definition order.
     doc, info
         The raw and the parsed class docstring.
+    schema_extra
+        Merged into the JSON Schema of the class's requests.
     """
 
     name: str
@@ -146,6 +158,7 @@ class ClassSpec:
     methods: tuple[FunctionSpec, ...]
     doc: str | None = None
     info: DocInfo = field(default_factory=DocInfo)
+    schema_extra: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +204,17 @@ def is_data_type(obj: object) -> bool:
         or typing_extensions.is_typeddict(obj)
         or (issubclass(obj, tuple) and hasattr(obj, "_fields"))
         or bool(getattr(obj, "_is_protocol", False))
+    )
+
+
+def is_progress_report(annotation: Any) -> bool:
+    """Whether a parameter takes a progress report of DASF's ``deprogressapi``.
+
+    Such parameters are filled by the backend, never sent by callers.
+    """
+    return isinstance(annotation, type) and any(
+        base.__name__ == "BaseReport" and base.__module__.startswith("deprogressapi")
+        for base in annotation.__mro__
     )
 
 
@@ -272,6 +296,7 @@ def inspect_function(
     name: str | None = None,
     owner: type | None = None,
     kind: MemberKind = "function",
+    config: MemberConfig | None = None,
 ) -> FunctionSpec:
     """Introspect one function or method.
 
@@ -285,6 +310,9 @@ def inspect_function(
         The class, for methods.
     kind
         What ``func`` is to ``owner``.
+    config
+        Its :func:`~demessaging.core.configure.configure` settings; by default the ones
+        ``func`` is decorated with.
 
     Raises
     ------
@@ -301,12 +329,20 @@ def inspect_function(
     except (TypeError, ValueError) as exc:
         raise SignatureError(qualname, None, f"its signature cannot be read: {exc}") from exc
     hints = _resolve_annotations(func, owner, qualname)
-    info = parse_docstring(func.__doc__)
+    config = config or config_of(func)
+    doc = config.doc or func.__doc__
+    info = parse_docstring(doc)
     params = list(signature.parameters.values())
     if kind in ("method", "classmethod") or (owner is not None and name == "__init__"):
         params = params[1:]
+    unknown = config.named_parameters() - {p.name for p in params}
+    if unknown:
+        raise SignatureError(
+            qualname, sorted(unknown)[0], "configure() names a parameter the signature lacks"
+        )
     reserved = _reserved_names(kind, owner, name)
     specs = []
+    reporters = []
     for param in params:
         if param.kind not in _SERVED_KINDS:
             star = "*" if param.kind is inspect.Parameter.VAR_POSITIONAL else "**"
@@ -323,7 +359,12 @@ def inspect_function(
             raise SignatureError(
                 qualname, param.name, f"{param.name!r} is reserved by the request layout"
             )
-        annotated = param.name in hints
+        if is_progress_report(hints.get(param.name)):
+            reporters.append(
+                ParameterSpec(param.name, param.kind, hints[param.name], param.default)
+            )
+            continue
+        annotated = param.name in hints or param.name in config.annotations
         if not annotated:
             warnings.warn(
                 f"parameter {param.name!r} of {qualname!r} has no annotation; "
@@ -331,35 +372,44 @@ def inspect_function(
                 DemessagingWarning,
                 stacklevel=2,
             )
+        hint = hints.get(param.name, Any)
         specs.append(
             ParameterSpec(
                 name=param.name,
                 kind=param.kind,
-                annotation=hints.get(param.name, Any),
-                default=param.default,
-                description=info.params.get(param.name, ""),
+                annotation=config.parameter(param.name, hint, _native(hint)),
+                default=config.default(param.name, param.default),
+                description=config.description(param.name, info.params.get(param.name, "")),
                 annotated=annotated,
             )
         )
-    returns_annotated = "return" in hints
+    returns_annotated = "return" in hints or config.return_annotation is not None
     if not returns_annotated and name != "__init__":
         warnings.warn(
             f"{qualname!r} has no return annotation; its result is sent as it is, unvalidated",
             DemessagingWarning,
             stacklevel=2,
         )
+    returns = hints.get("return", None if name == "__init__" else Any)
     return FunctionSpec(
         name=name,
         qualname=qualname,
         func=func,
         kind=kind,
         parameters=tuple(specs),
-        returns=hints.get("return", None if name == "__init__" else Any),
-        doc=func.__doc__,
+        returns=config.result(returns, _native(returns)) if name != "__init__" else returns,
+        doc=doc,
         info=info,
         is_async=inspect.iscoroutinefunction(func),
         returns_annotated=returns_annotated,
+        reporters=tuple(reporters),
+        schema_extra=config.json_schema_extra,
     )
+
+
+def _native(annotation: Any) -> bool:
+    """Whether demessaging encodes values of this type itself (arrays, xarray objects)."""
+    return prepare_annotation(annotation) is not annotation
 
 
 def inspect_class(cls: type, *, name: str | None = None) -> ClassSpec:
@@ -370,7 +420,8 @@ def inspect_class(cls: type, *, name: str | None = None) -> ClassSpec:
     docstring and from ``__init__``'s.
     """
     name = name or cls.__name__
-    class_info = parse_docstring(cls.__doc__)
+    config = config_of(cls)
+    class_info = parse_docstring(config.doc or cls.__doc__)
     init = cls.__init__  # type: ignore[misc]
     if init is object.__init__:
         constructor = FunctionSpec(
@@ -382,37 +433,58 @@ def inspect_class(cls: type, *, name: str | None = None) -> ClassSpec:
             returns=None,
         )
     else:
-        constructor = inspect_function(init, name="__init__", owner=cls, kind="method")
+        constructor = inspect_function(
+            init,
+            name="__init__",
+            owner=cls,
+            kind="method",
+            config=replace(config, doc=config.init_doc, json_schema_extra=None),
+        )
         merged = class_info.merged(constructor.info)
         constructor = dataclasses.replace(
             constructor,
             parameters=tuple(
-                dataclasses.replace(p, description=merged.params.get(p.name, ""))
+                dataclasses.replace(
+                    p, description=config.description(p.name, merged.params.get(p.name, ""))
+                )
                 for p in constructor.parameters
             ),
         )
+    found = _public_methods(cls)
+    if config.methods is not None:
+        by_name = {attr: (attr, func, kind) for attr, func, kind in _all_methods(cls)}
+        missing = [m for m in config.methods if m not in by_name]
+        if missing:
+            raise SignatureError(
+                name, None, f"configure(methods=...) names {missing[0]!r}, which is not a method"
+            )
+        found = [by_name[m] for m in config.methods]
     methods = [
-        inspect_function(func, name=attr, owner=cls, kind=kind)
-        for attr, func, kind in _public_methods(cls)
+        inspect_function(func, name=attr, owner=cls, kind=kind) for attr, func, kind in found
     ]
     return ClassSpec(
         name=name,
         cls=cls,
         constructor=constructor,
         methods=tuple(methods),
-        doc=cls.__doc__,
+        doc=config.doc or cls.__doc__,
         info=class_info,
+        schema_extra=config.json_schema_extra,
     )
 
 
 def _public_methods(cls: type) -> list[tuple[str, Callable[..., Any], MemberKind]]:
+    return [m for m in _all_methods(cls) if not m[0].startswith("_")]
+
+
+def _all_methods(cls: type) -> list[tuple[str, Callable[..., Any], MemberKind]]:
     found: list[tuple[str, Callable[..., Any], MemberKind]] = []
     seen: set[str] = set()
     for base in cls.__mro__:
         if base is object or base.__module__ == "builtins":
             continue
         for attr, value in vars(base).items():
-            if attr.startswith("_") or attr in seen:
+            if attr in seen or (attr.startswith("__") and attr.endswith("__")):
                 continue
             seen.add(attr)  # a subclass's attribute hides the bases' one, method or not
             if isinstance(value, staticmethod):

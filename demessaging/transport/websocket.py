@@ -52,6 +52,7 @@ import websockets
 from typing_extensions import override
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
+from websockets.protocol import State
 
 from ..errors import AuthenticationError, ConfigurationError, TransportError
 from ..protocol.envelope import Message
@@ -188,7 +189,8 @@ class _Producer:
 
     @property
     def alive(self) -> bool:
-        return not self._reader.done()
+        """Open, and not being closed by either side."""
+        return not self._reader.done() and self.socket.state is State.OPEN
 
     async def send(self, payload: str, properties: Mapping[str, str]) -> None:
         """Send one message (its payload base64-encoded) and wait for the broker's answer.
@@ -208,9 +210,8 @@ class _Producer:
         frame = json.dumps({"payload": payload, "properties": properties, "context": context})
         waiter = asyncio.get_running_loop().create_future()
         self._waiting[context] = waiter
-        try:
-            await self.socket.send(frame)
-            answer = await asyncio.wait_for(waiter, self.timeout)
+        try:  # sending counts too: a socket being closed holds send() for its close timeout
+            answer = await asyncio.wait_for(self._exchange(frame, waiter), self.timeout)
         except asyncio.TimeoutError:
             raise TransportError(
                 f"the broker did not confirm a message to {self.topic} within {self.timeout:g} s"
@@ -224,6 +225,10 @@ class _Producer:
         if answer.get("result") != "ok":
             reason = answer.get("errorMsg") or answer.get("result") or answer
             raise TransportError(f"the broker refused a message to {self.topic}: {reason}")
+
+    async def _exchange(self, frame: str, waiter: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        await self.socket.send(frame)
+        return await waiter
 
     async def close(self) -> None:
         await self.socket.close()

@@ -355,7 +355,7 @@ def test_an_internal_failure_is_reported_to_the_caller(
     from demessaging.backend import Dispatcher, Listener
 
     class BrokenDispatcher(Dispatcher):
-        def handle(self, payload: bytes | bytearray, content_type: str = "") -> Outcome:
+        def handle(self, payload: bytes | bytearray, content_type: str = "", *_: object) -> Outcome:
             raise RuntimeError("dispatcher bug")
 
     listener = Listener(BrokenDispatcher.from_module(CLIMATE), MemoryTransport(broker), "internal")

@@ -1,0 +1,73 @@
+"""A backend module written for DASF's demessaging 0.6: it runs unchanged on both."""
+
+from typing import List  # noqa: UP035  (as modules for Python 3.8 wrote it)
+
+from deprogressapi import ProgressReport
+
+from demessaging import configure, main
+
+__all__ = ["Greeter", "count_up", "hello"]
+
+
+@configure(
+    field_params={"repeat": {"ge": 1, "description": "How often, at least once."}},
+    returns={"description": "The greetings."},
+)
+def hello(message: str, repeat: int = 1) -> List[str]:  # noqa: UP006
+    """Repeat a message.
+
+    Parameters
+    ----------
+    message
+        What to say.
+    repeat
+        How often.
+    """
+    return [message] * repeat
+
+
+def count_up(n: int, reporter: ProgressReport = ProgressReport(step_message="counting")) -> int:  # noqa: B008
+    """Count to ``n``, reporting each step.
+
+    Parameters
+    ----------
+    n
+        Where to stop.
+    """
+    with reporter:
+        for i in range(n):
+            with reporter.create_subreport(step_message=f"step {i + 1}"):
+                pass
+    return n
+
+
+@configure(methods=["greet"])
+class Greeter:
+    """Greets people.
+
+    Parameters
+    ----------
+    greeting
+        The word to greet with.
+    """
+
+    def __init__(self, greeting: str) -> None:
+        self.greeting = greeting
+
+    def greet(self, name: str) -> str:
+        """Greet someone.
+
+        Parameters
+        ----------
+        name
+            Who.
+        """
+        return f"{self.greeting}, {name}!"
+
+    def shout(self, name: str) -> str:
+        """Not served: ``methods`` leaves it out."""
+        return self.greet(name).upper()
+
+
+if __name__ == "__main__":
+    main(messaging_config=dict(topic="dasf-module"))

@@ -1,0 +1,293 @@
+"""Modules written for DASF's demessaging 0.6: ``configure``, progress reports and ``main()``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pydantic import field_validator
+
+from demessaging import configure
+from demessaging.backend.dispatcher import Dispatcher
+from demessaging.backend.listener import ListenerThread
+from demessaging.client import Client, Progress
+from demessaging.core import inspect_module
+from demessaging.core.schema import module_schema
+from demessaging.errors import ConfigurationError, RemoteError, SignatureError
+from demessaging.protocol.envelope import JSON
+
+DASF_MODULE = Path(__file__).resolve().parents[1] / "data" / "dasf_module.py"
+
+CONFIGURED = '''
+from pydantic import field_validator
+from demessaging import configure
+
+
+def _upper(cls, value):
+    return value.upper()
+
+
+def _twice(value):
+    return value * 2
+
+
+@configure(
+    field_params={"n": {"gt": 0, "le": 10, "title": "Count", "description": "How many."}},
+    returns={"description": "The text, n times."},
+    validators={"text": [_upper]},
+    return_validators=[_twice],
+    json_schema_extra={"examples": [{"func_name": "times", "text": "a", "n": 2}]},
+)
+def times(text: str, n: int = 3) -> str:
+    """Repeat a text.
+
+    Parameters
+    ----------
+    n
+        Said in the docstring.
+    """
+    return text * n
+
+
+@configure(annotations={"value": float}, return_annotation=float, doc="Halve a number.")
+def half(value):
+    """Replaced."""
+    return value / 2
+
+
+@configure(
+    methods=["area"],
+    init_doc="Make a square.",
+    field_params={"side": {"ge": 0}},
+    validators={"check": field_validator("side", mode="before")(lambda cls, v: abs(float(v)))},
+)
+class Square:
+    """A square."""
+
+    def __init__(self, side: float) -> None:
+        self.side = side
+
+    def area(self) -> float:
+        """Its area."""
+        return self.side**2
+
+    def perimeter(self) -> float:
+        """Left out by ``methods``."""
+        return 4 * self.side
+'''
+
+
+@pytest.fixture
+def configured(write_module: Callable[..., Path]) -> Dispatcher:
+    return Dispatcher.from_module(write_module(CONFIGURED))
+
+
+def test_field_params_constrain_and_describe_a_parameter(configured: Dispatcher) -> None:
+    assert configured.call({"func_name": "times", "text": "ab", "n": 2}) == "ABABABAB"
+    with pytest.raises(Exception, match="less than or equal to 10"):
+        configured.call({"func_name": "times", "text": "ab", "n": 11})
+    schema = module_schema(configured.models)["$defs"]["FuncTimes"]
+    n = schema["properties"]["n"]
+    assert (n["exclusiveMinimum"], n["maximum"], n["title"]) == (0, 10, "Count")
+    assert n["description"] == "How many."  # field_params win over the docstring
+    assert schema["examples"] == [{"func_name": "times", "text": "a", "n": 2}]
+    returns = configured.models.functions["times"].returns.json_schema()
+    assert returns["description"] == "The text, n times."
+
+
+def test_annotations_and_doc_replace_the_source_ones(configured: Dispatcher) -> None:
+    spec = configured.models.functions["half"].spec
+    assert spec.info.description == "Halve a number."
+    assert configured.call({"func_name": "half", "value": "3"}) == 1.5
+    with pytest.raises(Exception, match="valid number"):
+        configured.call({"func_name": "half", "value": "x"})
+
+
+def test_class_settings_choose_methods_and_validate_the_constructor(
+    configured: Dispatcher,
+) -> None:
+    square = configured.models.spec.classes[0]
+    assert [m.name for m in square.methods] == ["area"]
+    assert square.constructor.info.description == "Make a square."
+    request = {"class_name": "Square", "side": "-3", "function": {"func_name": "area"}}
+    assert configured.call(request) == 9.0  # the before-validator made it 3.0
+    with pytest.raises(Exception, match="Input should be 'area'"):
+        configured.call({**request, "function": {"func_name": "perimeter"}})
+
+
+def test_configure_merges_and_refuses_what_it_cannot_do() -> None:
+    @configure(field_params={"a": {"gt": 0}})
+    @configure(field_params={"a": {"lt": 5}}, returns={"title": "r"})
+    def f(a: int) -> int:
+        return a
+
+    config = f.__demessaging_config__  # type: ignore[attr-defined]
+    assert config.field_params == {"a": {"lt": 5, "gt": 0}}
+    assert config.returns == {"title": "r"}
+    with pytest.raises(ConfigurationError, match="name"):
+        configure(name="other")(f)
+    with pytest.raises(ConfigurationError, match="unknown setting 'methods' for a function"):
+        configure(methods=["x"])(f)
+    with pytest.raises(ConfigurationError, match="JSON string or keywords"):
+        configure('{"doc": "x"}', doc="y")
+    assert configure('{"doc": "from JSON"}')(f).__demessaging_config__.doc == "from JSON"  # type: ignore[attr-defined]
+    assert configure(template="function.py", registry=None)(f) is f  # DASF's, no effect
+
+
+def test_configure_naming_a_missing_parameter_is_a_signature_error(
+    write_module: Callable[..., Path],
+) -> None:
+    source = """
+    from demessaging import configure
+
+    @configure(field_params={"b": {"gt": 0}})
+    def f(a: int) -> int:
+        return a
+    """
+    with pytest.raises(SignatureError, match="'b'"):
+        inspect_module(write_module(source))
+
+
+def test_a_field_validator_object_targets_its_own_field() -> None:
+    @configure(validators={"any-key": field_validator("x")(lambda cls, v: v + 1)})
+    def g(x: int) -> int:
+        return x
+
+    config = g.__demessaging_config__  # type: ignore[attr-defined]
+    assert set(config.validators) == {"x"}
+
+
+# -- progress reports ---------------------------------------------------------------------------
+
+
+def test_a_reporter_parameter_is_filled_by_the_backend_and_reports_each_step() -> None:
+    dispatcher = Dispatcher.from_module(DASF_MODULE)
+    spec = dispatcher.models.functions["count_up"].spec
+    assert [p.name for p in spec.parameters] == ["n"]  # callers never send the report
+    assert [p.name for p in spec.reporters] == ["reporter"]
+    sent: list[tuple[str, dict[str, object]]] = []
+    outcome = dispatcher.handle(
+        b'{"func_name": "count_up", "n": 2}',
+        JSON,
+        lambda payload, status: sent.append((status, json.loads(payload))),
+    )
+    assert outcome.ok
+    assert outcome.payload == b"2"
+    statuses = [status for status, _ in sent]
+    assert statuses[0] == "running"
+    assert statuses[-1] == "success"
+    final = sent[-1][1]
+    assert final["step_message"] == "counting"
+    assert [c["step_message"] for c in final["children"]] == ["step 1", "step 2"]  # type: ignore[index,union-attr]
+    assert all(c["status"] == "success" for c in final["children"])  # type: ignore[index,union-attr]
+    # each call gets a report of its own: the module's default is never touched
+    again: list[str] = []
+    dispatcher.handle(b'{"func_name": "count_up", "n": 1}', JSON, lambda p, s: again.append(s))
+    assert dispatcher.call({"func_name": "count_up", "n": 0}) == 0  # no reporter: no progress
+    assert again[0] == "running"
+    assert len(again) == 4
+
+
+def test_a_client_sees_the_progress_before_the_result(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
+    serve(DASF_MODULE)
+    seen: list[Progress] = []
+    assert client().call({"func_name": "count_up", "n": 3}, on_progress=seen.append) == 3
+    assert seen
+    assert seen[0].status == "running"
+    assert seen[-1].status == "success"
+    assert len(seen[-1].report["children"]) == 3
+
+
+def test_a_failing_on_progress_does_not_fail_the_call(
+    serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
+    serve(DASF_MODULE)
+
+    def broken(progress: Progress) -> None:
+        raise RuntimeError("caller's bug")
+
+    assert client().call({"func_name": "count_up", "n": 1}, on_progress=broken) == 1
+    with pytest.raises(RemoteError, match="greater than or equal to 1"):
+        client().call({"func_name": "hello", "message": "x", "repeat": 0})
+
+
+# -- main() ----------------------------------------------------------------------------------------
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python dasf_module.py ARGS``: the module's own ``main()``."""
+    return subprocess.run(
+        [sys.executable, str(DASF_MODULE), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_main_runs_dasf_commands_of_the_module() -> None:
+    done = _run("compute", '{"func_name": "hello", "message": "hi", "repeat": 2}')
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["hi", "hi"]
+    schema = json.loads(_run("schema", "-i", "2").stdout)
+    assert set(schema["$defs"]) >= {"FuncHello", "FuncCountUp", "ClassGreeter"}
+    bad = _run("compute", '{"func_name": "hello", "message": "hi", "repeat": 0}')
+    assert bad.returncode == 1
+    assert "error validating request" in bad.stderr
+    members = json.loads(_run("--members", "hello", "-t", "dasf-module", "schema").stdout)
+    assert "FuncCountUp" not in members["$defs"]
+
+
+def test_main_takes_dasf_connection_options_and_environment() -> None:
+    pulsar = _run("-H", "broker.example", "-p", "8081", "generate")
+    assert pulsar.returncode == 0, pulsar.stderr
+    assert 'broker_url="ws://broker.example:8081"' in pulsar.stdout
+    assert 'topic="dasf-module"' in pulsar.stdout  # main(messaging_config=...)
+    env = {"DE_BACKEND_WEBSOCKET_URL": "ws://127.0.0.1:9/ws", "DE_BACKEND_TOPIC": "from-env"}
+    websocket = _run("generate", env=env)
+    assert 'broker_url="ws://127.0.0.1:9/ws"' in websocket.stdout
+    assert 'topic="dasf-module"' in websocket.stdout  # main()'s keywords win over the env
+    flagged = _run("-t", "from-flag", "generate", env=env)
+    assert 'topic="from-flag"' in flagged.stdout  # and the command line over both
+    assert "def count_up(n: int) -> int:" in flagged.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["shell"], "shell command is not supported"),
+        (["listen", "--dump-to", "x"], "--dump-to is not supported"),
+        (["--producer-url", "ws://a/ws", "listen"], "must equal --websocket-url"),
+        (["--persistent", "maybe", "listen"], "persistent or non-persistent"),
+        (["--header", "not json", "test-connect"], "headers must be a JSON object"),
+    ],
+)
+def test_main_refuses_what_it_does_not_support(args: list[str], message: str) -> None:
+    done = _run(*args)
+    assert done.returncode == 1
+    assert message in done.stderr
+
+
+def test_main_without_topic_asks_for_one(write_module: Callable[..., Path]) -> None:
+    from demessaging import main
+
+    path = write_module("def f(x: int) -> int:\n    return x\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(str(path), "schema")
+    assert exit_info.value.code == 2  # argparse: --topic is required
+
+
+def test_main_refuses_unknown_settings() -> None:
+    from demessaging import main
+
+    with pytest.raises(SystemExit, match="unknown messaging_config settings: colour"):
+        main("__main__", "schema", messaging_config={"topic": "t", "colour": "red"})
+    with pytest.raises(SystemExit, match="unknown settings of main"):
+        main("__main__", "schema", messaging_config={"topic": "t"}, flavour=1)
