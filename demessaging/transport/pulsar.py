@@ -8,6 +8,7 @@ library are raised as :class:`~demessaging.errors.TransportError` (authenticatio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
@@ -30,6 +31,8 @@ __all__ = ["PulsarOptions", "PulsarTransport", "full_topic"]
 log = logging.getLogger("demessaging.transport")
 #: pulsar.asyncio raises an exception class of its own, unrelated to pulsar.PulsarException.
 _LIBRARY_ERRORS = (pulsar.PulsarException, pulsar_asyncio.PulsarException)
+#: Seconds left to pulsar-client's own closing thread after a client is closed.
+_CLOSE_GRACE = 0.1
 T = TypeVar("T")
 
 #: The largest payload sent in one message. Below the brokers' limit (5 MiB), as pulsar-lite
@@ -319,6 +322,10 @@ class PulsarTransport(Transport):
             except _LIBRARY_ERRORS as exc:
                 log.debug("closing the client: %s", exc)
             self._client = None
+            # pulsar-client ends its close on a thread of its own, after telling us it is done;
+            # a process that exits before that thread does aborts ("terminate called without
+            # an active exception", apache/pulsar-client-python#256): give it time to end
+            await asyncio.sleep(_CLOSE_GRACE)
 
 
 async def _close_producer(producer: pulsar_asyncio.Producer) -> None:

@@ -15,12 +15,14 @@ Each broker is started once per session on 127.0.0.1 and stopped by its PID; eve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+import venv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,8 @@ from pathlib import Path
 import pytest
 
 from demessaging import embedded
+from demessaging._local import locked
+from demessaging.client import Client
 from demessaging.testing import dasf_broker, pulsar
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,3 +211,65 @@ def backends(broker_url: str, launch: Callable[..., Backend]) -> Callable[..., B
         return launch(module, topic, broker_url, workers)
 
     return start
+
+
+# -- DASF's demessaging 0.6.4 -------------------------------------------------------------
+
+OLD = "demessaging[backend]==0.6.4"
+
+
+@pytest.fixture(scope="session")
+def old_python() -> Path:
+    """The Python of an environment with demessaging 0.6.4."""
+    env = pulsar.cache_dir() / "dasf-0.6.4-env"
+    env.parent.mkdir(parents=True, exist_ok=True)
+    with locked(env.parent / "dasf-0.6.4-install.lock"):
+        if not (env / "installed").exists():
+            venv.EnvBuilder(with_pip=True, clear=True).create(env)
+            subprocess.run(
+                [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", OLD],
+                check=True,
+                timeout=600,
+            )
+            (env / "installed").write_text(OLD)
+    return env / "bin" / "python"
+
+
+def old_options(broker: Broker, topic: str) -> list[str]:
+    """demessaging 0.6.4's options that reach ``broker`` (they go before its subcommand)."""
+    if broker.name == "dasf-broker":
+        return ["-t", topic, "--websocket-url", broker.url]
+    port = broker.url.rsplit(":", 1)[1]
+    return ["-t", topic, "-H", "127.0.0.1", "-p", port, "--persistent", "persistent"]
+
+
+@pytest.fixture
+def ws_broker(broker: Broker) -> Broker:
+    if not broker.url.startswith("ws"):
+        pytest.skip("DASF backends, clients and command lines speak only the WebSocket API")
+    return broker
+
+
+@contextlib.contextmanager
+def dasf_backend(command: list[str], cwd: Path) -> Iterator[Backend]:
+    """A backend started with DASF's command line in ``cwd``; stopped at the end."""
+    log = cwd / "dasf-backend.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    backend = Backend(process, log)
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+def wait_until_answering(client: Client, backend: Backend, seconds: float = 60) -> None:
+    """Ping until the backend answers: DASF backends subscribe in the background."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.ping(timeout=2)
+            return
+        except Exception:
+            assert backend.process.poll() is None, f"the backend stopped:\n{backend.output()}"
+            assert time.monotonic() < deadline, f"the backend never answered:\n{backend.output()}"

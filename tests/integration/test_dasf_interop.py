@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-import venv
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from demessaging._local import locked
 from demessaging.client import Client
-from demessaging.testing.pulsar import cache_dir
 
-from .conftest import Backend, Broker
+from .conftest import Backend, Broker, dasf_backend, old_options, wait_until_answering
 
-OLD = "demessaging[backend]==0.6.4"
 MODULE = '''\
 """A module both versions serve."""
 
@@ -56,41 +52,9 @@ def repeat(text: str, times: int) -> str:
 '''
 
 
-@pytest.fixture(scope="session")
-def old_python() -> Path:
-    """The Python of an environment with demessaging 0.6.4."""
-    env = cache_dir() / "dasf-0.6.4-env"
-    env.parent.mkdir(parents=True, exist_ok=True)
-    with locked(env.parent / "dasf-0.6.4-install.lock"):
-        if not (env / "installed").exists():
-            venv.EnvBuilder(with_pip=True, clear=True).create(env)
-            subprocess.run(
-                [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", OLD],
-                check=True,
-                timeout=600,
-            )
-            (env / "installed").write_text(OLD)
-    return env / "bin" / "python"
-
-
-def old_options(broker: Broker, topic: str) -> list[str]:
-    """demessaging 0.6.4's options that reach ``broker`` (they go before its subcommand)."""
-    if broker.name == "dasf-broker":
-        return ["-t", topic, "--websocket-url", broker.url]
-    port = broker.url.rsplit(":", 1)[1]
-    return ["-t", topic, "-H", "127.0.0.1", "-p", port, "--persistent", "persistent"]
-
-
 def old_command(python: Path, broker: Broker, topic: str, command: str) -> list[str]:
     """demessaging 0.6.4's command line for the module ``both`` on ``broker``."""
     return [str(python), "-m", "demessaging", "-m", "both", *old_options(broker, topic), command]
-
-
-@pytest.fixture
-def ws_broker(broker: Broker) -> Broker:
-    if not broker.url.startswith("ws"):
-        pytest.skip("demessaging 0.6.4 speaks only the WebSocket API")
-    return broker
 
 
 @pytest.fixture
@@ -102,46 +66,16 @@ def module_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def old_backend(
     ws_broker: Broker, topic: str, old_python: Path, module_dir: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(module_dir / "old-backend.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            str(old_python),
-            "-m",
-            "demessaging",
-            "-m",
-            "both",
-            *old_options(ws_broker, topic),
-            "listen",
-        ],
-        cwd=module_dir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+) -> Iterator[Backend]:
+    with dasf_backend(old_command(old_python, ws_broker, topic, "listen"), module_dir) as backend:
+        yield backend
 
 
 def test_a_demessaging_client_calls_a_dasf_064_backend(
-    ws_broker: Broker, topic: str, old_backend: subprocess.Popen[bytes]
+    ws_broker: Broker, topic: str, old_backend: Backend
 ) -> None:
     with Client(topic, broker_url=ws_broker.url, timeout=30) as client:
-        deadline = time.monotonic() + 60
-        while True:  # the old backend subscribes in the background
-            try:
-                client.ping(timeout=2)
-                break
-            except Exception:
-                assert old_backend.poll() is None, "the 0.6.4 backend stopped"
-                assert time.monotonic() < deadline, "the 0.6.4 backend never answered"
+        wait_until_answering(client, old_backend)
         assert client.call({"func_name": "add", "a": 2, "b": 3}) == 5.0
         text = client.call({"func_name": "repeat", "text": "ab", "times": 600_000}, timeout=60)
         assert text == "ab" * 600_000  # 1.2 MB: DASF's reply fragments, put together
