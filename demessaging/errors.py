@@ -161,6 +161,10 @@ class RemoteError(CallError):
         function raised) or ``"result"`` (the return value broke its annotation).
     remote_traceback
         The backend's traceback, when the backend runs in debug mode.
+    declared
+        The name the backend module exports the exception's type under, if it declares it;
+        generated clients raise such errors as their mirror of that type (this error is its
+        ``__cause__``).
     """
 
     def __init__(
@@ -169,11 +173,13 @@ class RemoteError(CallError):
         message: str,
         stage: str = "execution",
         remote_traceback: str | None = None,
+        declared: str | None = None,
     ) -> None:
         self.remote_type = remote_type
         self.message = message
         self.stage = stage
         self.remote_traceback = remote_traceback
+        self.declared = declared
         text = f"{remote_type}: {message}"
         if remote_traceback:
             text = f"{text}\n\nRemote traceback:\n{remote_traceback}"

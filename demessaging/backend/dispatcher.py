@@ -189,7 +189,14 @@ class Dispatcher:
         else:
             log.info("%s rejected: %s", exc.stage, exc.message)
         trace = "".join(traceback.format_exception(cause)) if self.debug else None
-        return ErrorInfo(type=exc.error_type, message=exc.message, stage=exc.stage, traceback=trace)
+        declared = self.models.spec.declared_error(cause) if cause is not exc else None
+        return ErrorInfo(
+            type=exc.error_type,
+            message=exc.message,
+            stage=exc.stage,
+            traceback=trace,
+            declared=declared,
+        )
 
 
 def _split(params: Any, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:

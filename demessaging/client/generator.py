@@ -134,7 +134,14 @@ def render_module(
     renderer = Renderer(_local_checker(spec))
     members = [_function(f, renderer) for f in spec.functions]
     members += [_class(c, renderer) for c in spec.classes]
+    aliases = []  # declared errors exported under a name of their own, or imported
+    for name, error in spec.errors.items():
+        ref = renderer.ref(error)
+        if ref != name:
+            aliases.append(f"{name} = {ref}")
     names = [m.name for m in spec.members] + renderer.reproduced
+    names += [a.split(" = ")[0] for a in aliases]
+    errors = ", ".join(_str(n) for n in spec.errors) + ("," if len(spec.errors) == 1 else "")
     stdlib = sorted(
         i for i in renderer.imports if i.split()[1].split(".")[0] in sys.stdlib_module_names
     )
@@ -164,9 +171,11 @@ def render_module(
         f"    broker_url={_str(broker_url)},",
         f"    timeout={float(timeout)!r},",
         f"    env_prefix={_str(env_prefix)},",
+        *([f"    errors=({errors}),"] if spec.errors else []),
         ")",
     ]
-    blocks = ["\n".join(header), *renderer.definitions, *members]
+    blocks = ["\n".join(header), *renderer.definitions, "\n".join(aliases), *members]
+    blocks = [b for b in blocks if b]
     return "\n\n\n".join(blocks) + "\n", renderer.modules
 
 

@@ -8,12 +8,13 @@ validated before anything is sent.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import os
 import sys
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -22,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT, ENV_PREFIX, Settings
 from ..core.models import CallableModels, ModuleModels, build_models, format_validation_error
 from ..core.specs import inspect_module
-from ..errors import DemessagingWarning, InvalidArgumentsError
+from ..errors import DemessagingWarning, InvalidArgumentsError, RemoteError
 from .runtime import Client
 
 __all__ = ["RemoteModule"]
@@ -40,6 +41,10 @@ class RemoteModule:
         ``<ENV_PREFIX>TOPIC`` and the like, then ``DEMESSAGING_TOPIC`` and the like.
     env_prefix
         The package's own environment prefix, e.g. ``"CLIMATE_CLIENT_"``.
+    errors
+        The exception types the backend module declares, by name: the mirror module's
+        attributes of those names (or builtins). A call failing with one of them raises it,
+        with the :class:`~demessaging.errors.RemoteError` as its ``__cause__``.
     """
 
     def __init__(
@@ -50,8 +55,10 @@ class RemoteModule:
         broker_url: str | None = None,
         timeout: float | None = None,
         env_prefix: str = "",
+        errors: Sequence[str] = (),
     ) -> None:
         self.module_name = module
+        self.errors = tuple(errors)
         generated = Settings(
             topic=topic,
             broker_url=broker_url or DEFAULT_BROKER_URL,
@@ -149,7 +156,13 @@ class RemoteModule:
     ) -> Any:
         """Call ``member`` on the backend and return its validated result."""
         payload, target = self.request(member, arguments, constructor)
-        return self.client.call(payload, returns=target.returns, timeout=timeout, member=member)
+        try:
+            return self.client.call(payload, returns=target.returns, timeout=timeout, member=member)
+        except RemoteError as exc:
+            declared = self.declared(exc)
+            if declared is None:
+                raise
+            raise declared from exc
 
     async def acall(
         self,
@@ -161,9 +174,30 @@ class RemoteModule:
     ) -> Any:
         """Async version of :meth:`call`."""
         payload, target = self.request(member, arguments, constructor)
-        return await self.client.acall(
-            payload, returns=target.returns, timeout=timeout, member=member
-        )
+        try:
+            return await self.client.acall(
+                payload, returns=target.returns, timeout=timeout, member=member
+            )
+        except RemoteError as exc:
+            declared = self.declared(exc)
+            if declared is None:
+                raise
+            raise declared from exc
+
+    def declared(self, error: RemoteError) -> Exception | None:
+        """The error as the declared exception type it names, or None if it names none."""
+        if error.declared not in self.errors:
+            return None
+        module = sys.modules[self.module_name]
+        cls = getattr(module, error.declared, None) or getattr(builtins, error.declared, None)
+        if not (isinstance(cls, type) and issubclass(cls, Exception)):
+            return None
+        try:
+            return cls(error.message)
+        except Exception:  # an __init__ of other arguments: the message is still its text
+            made = cls.__new__(cls)
+            made.args = (error.message,)
+            return made
 
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""

@@ -242,10 +242,12 @@ class Renderer:
             text = self._typeddict(cls)
         elif issubclass(cls, tuple) and hasattr(cls, "_fields"):
             text = self._namedtuple(cls)
+        elif issubclass(cls, Exception):
+            text = self._exception(cls)
         else:
             raise GeneratorError(
                 f"cannot reproduce {cls.__qualname__} in the client: only enums, pydantic "
-                "models, dataclasses, TypedDicts and NamedTuples are"
+                "models, dataclasses, TypedDicts, NamedTuples and exceptions are"
             )
         self.definitions.append(text)
         self.reproduced.append(cls.__qualname__)
@@ -260,6 +262,10 @@ class Renderer:
                 lines.append("")
         lines += [f"    {line}" if line else "" for line in body] or ([] if doc else ["    pass"])
         return "\n".join(lines)
+
+    def _exception(self, cls: type[Exception]) -> str:
+        """Its name, bases and docstring: what a caller catches it by."""
+        return self._class(cls, ", ".join(self.ref(base) for base in cls.__bases__), [])
 
     def _enum(self, cls: type[enum.Enum]) -> str:
         self.imports.add("import enum")

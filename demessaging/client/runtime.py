@@ -253,7 +253,7 @@ class Client:
         reply = await self._on_portal(exchange)
         if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
             info = parse_error(reply)
-            raise RemoteError(info.type, info.message, info.stage, info.traceback)
+            raise RemoteError(info.type, info.message, info.stage, info.traceback, info.declared)
         try:
             codec = codec_for(reply.properties.get(Prop.CONTENT_TYPE, JSON))
             return codec.decode(reply.payload, returns or _ANY)

@@ -175,6 +175,10 @@ class ModuleSpec:
         The served members, in the order of ``__all__`` or of definition.
     doc, info
         The raw and the parsed module docstring.
+    errors
+        The exception types the module declares, by the name it exports them under: those in
+        ``__all__``, or without ``__all__`` the public ones it defines. Callers get them back
+        as these types.
     """
 
     name: str
@@ -183,6 +187,15 @@ class ModuleSpec:
     classes: tuple[ClassSpec, ...]
     doc: str | None = None
     info: DocInfo = field(default_factory=DocInfo)
+    errors: Mapping[str, type[BaseException]] = field(default_factory=dict)
+
+    def declared_error(self, exc: BaseException) -> str | None:
+        """The name of the most specific declared type ``exc`` is an instance of, if any."""
+        for cls in type(exc).__mro__:
+            for name, declared in self.errors.items():
+                if cls is declared:
+                    return name
+        return None
 
     @property
     def members(self) -> tuple[FunctionSpec | ClassSpec, ...]:
@@ -260,7 +273,25 @@ def inspect_module(target: str | Path | ModuleType) -> ModuleSpec:
         classes=tuple(classes),
         doc=module.__doc__,
         info=parse_docstring(module.__doc__),
+        errors=_errors(module),
     )
+
+
+def _errors(module: ModuleType) -> dict[str, type[BaseException]]:
+    declared = getattr(module, "__all__", None)
+    if declared is None:
+        candidates = [
+            (name, obj)
+            for name, obj in vars(module).items()
+            if not name.startswith("_") and getattr(obj, "__module__", None) == module.__name__
+        ]
+    else:
+        candidates = [(name, getattr(module, name)) for name in declared]
+    return {
+        name: obj
+        for name, obj in candidates
+        if isinstance(obj, type) and issubclass(obj, Exception)
+    }
 
 
 def _members(module: ModuleType) -> list[tuple[str, Any]]:

@@ -150,6 +150,11 @@ class ErrorInfo(BaseModel):
         "result: the return value broke its annotation."
     )
     traceback: str | None = Field(None, description="The backend's traceback, in debug mode.")
+    declared: str | None = Field(
+        None,
+        description="The name the module exports the exception's type under (or its most "
+        "specific exported base), when the module declares it: clients raise it as that type.",
+    )
 
     def text(self) -> str:
         """The DASF-style text of the reply payload."""

@@ -99,6 +99,12 @@ def compare(original: ModuleType, mirror: ModuleType) -> tuple[list[str], int]:
         doc_o, doc_m = vars(ours).get("__doc__"), vars(theirs).get("__doc__")
         if doc_o != doc_m and not dataclasses.is_dataclass(ours):
             problems.append(f"type {name}: docstring {doc_o!r} != {doc_m!r}")
+        if issubclass(ours, BaseException):  # an error: its bases matter, by name
+            names_o = [b.__qualname__ for b in ours.__mro__]
+            names_m = [b.__qualname__ for b in theirs.__mro__]
+            if names_o != names_m:
+                problems.append(f"error {name}: bases {names_o} != {names_m}")
+            continue
         schema_o = TypeAdapter(ours).json_schema()
         schema_m = TypeAdapter(theirs).json_schema()
         if schema_o != schema_m:

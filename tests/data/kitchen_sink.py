@@ -151,6 +151,37 @@ def root(x: float) -> float:
     return sqrt(x)
 
 
+class KitchenError(Exception):
+    """Something in the kitchen went wrong."""
+
+
+class BurntError(KitchenError, ValueError):
+    """Cooked for too long."""
+
+
+class _CharredError(BurntError):
+    """Not exported: callers get it as a BurntError."""
+
+
+def cook(minutes: int) -> str:
+    """Cook for a while.
+
+    Raises
+    ------
+    BurntError
+        Past ten minutes.
+    KeyError
+        For no time at all (not declared: callers get a RemoteError).
+    """
+    if minutes > 20:
+        raise _CharredError(f"{minutes} minutes: charred")
+    if minutes > 10:
+        raise BurntError(f"{minutes} minutes is too long")
+    if minutes == 0:
+        raise KeyError("nothing to cook")
+    return "done"
+
+
 class Counter:
     """Counts from a start value.
 

@@ -89,6 +89,34 @@ def test_generated_client_calls_the_backend(mirror: Callable[..., tuple[ModuleTy
             ks.root(-1.0)
 
 
+def test_declared_errors_are_raised_as_their_mirrors(
+    mirror: Callable[..., tuple[ModuleType, str]],
+) -> None:
+    ks, broker_url = mirror(KITCHEN)
+    assert issubclass(ks.BurntError, ks.KitchenError)
+    assert issubclass(ks.BurntError, ValueError)
+    assert ks.BurntError.__doc__ == "Cooked for too long."
+    assert not hasattr(ks, "_CharredError")
+    with serve(KITCHEN, broker_url=broker_url, topic="kitchen_sink"):
+        assert ks.cook(5) == "done"
+        with pytest.raises(ks.BurntError, match=r"^12 minutes is too long$") as burnt:
+            ks.cook(12)
+        assert isinstance(burnt.value.__cause__, RemoteError)
+        assert burnt.value.__cause__.remote_type == "kitchen_sink.BurntError"
+        with pytest.raises(ks.BurntError, match="charred") as charred:  # its declared base
+            ks.cook(30)
+        assert charred.value.__cause__.remote_type == "kitchen_sink._CharredError"
+        with pytest.raises(RemoteError, match="KeyError: 'nothing to cook'") as undeclared:
+            ks.cook(0)
+        assert undeclared.value.declared is None
+        with pytest.raises(ks.BurntError):
+            asyncio.run(_remote_acall(ks, "cook", {"minutes": 15}))
+
+
+async def _remote_acall(module: ModuleType, member: str, arguments: dict[str, object]) -> object:
+    return await module._remote.acall(member, arguments)
+
+
 def test_results_come_back_as_the_mirrored_types(
     mirror: Callable[..., tuple[ModuleType, str]],
 ) -> None:
