@@ -35,6 +35,7 @@ from ..protocol.envelope import (
     MessageType,
     Prop,
     Stage,
+    deadline_of,
     error_reply,
     reply_to,
 )
@@ -58,6 +59,8 @@ log = logging.getLogger("demessaging.backend")
 DEFAULT_SUBSCRIPTION = "demessaging-backend"
 #: Seconds a function waits for the broker to take one of its progress messages.
 PROGRESS_TIMEOUT = 10.0
+#: Seconds a request's deadline may seem past because the caller's clock is behind ours.
+CLOCK_SKEW = 1.0
 
 
 _REMEMBERED = 10_000
@@ -316,6 +319,17 @@ class Listener:
     ) -> tuple[str, Message] | None:
         kind = message.message_type
         if kind == MessageType.REQUEST.value:
+            deadline = deadline_of(message)
+            late = time.time() - deadline if deadline is not None else 0.0
+            if late > CLOCK_SKEW:  # its caller has stopped waiting: do not start the work
+                log.info("not running request %s: its deadline passed", message.message_id)
+                return self._error(
+                    message,
+                    "DeadlineExceeded",
+                    f"the call's deadline passed {late:.1f} s before a worker was free; "
+                    "it was not run",
+                    "request",
+                )
             outcome = await asyncio.get_running_loop().run_in_executor(
                 pool,
                 self.dispatcher.handle,

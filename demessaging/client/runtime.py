@@ -339,7 +339,8 @@ class Client:
         """
         limit = timeout if timeout is not None else self.settings.timeout
         sent = asyncio.Event()
-        waiting = self._send_and_wait(kind, payload, content_type, sent, on_progress)
+        expires = time.time() + limit  # travels with the request: late work is not started
+        waiting = self._send_and_wait(kind, payload, content_type, sent, expires, on_progress)
         try:
             return await asyncio.wait_for(waiting, limit)
         except asyncio.TimeoutError:
@@ -352,6 +353,7 @@ class Client:
         payload: bytes | bytearray,
         content_type: str,
         sent: asyncio.Event,
+        expires: float,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> Message:
         await self._connect()
@@ -373,6 +375,7 @@ class Client:
                 response_topic=self.response_topic,
                 message_type=kind,
                 content_type=content_type,
+                deadline=expires,
             )
             await self._publish_request(message)
             sent.set()

@@ -8,6 +8,8 @@ Request (client -> the module's topic)::
     properties  messageType="request"  requestContext=<correlation id>
                 response_topic=<topic the caller listens on>
                 content_type=<the payload's encoding>  (optional; demessaging extension)
+                deadline=<UNIX time in seconds when the caller stops waiting>
+                                                       (optional; demessaging extension)
     payload     the request object, UTF-8 JSON unless content_type says otherwise:
                 {"func_name": "total", "values": [1, 2]}
                 {"class_name": "TimeSeries", <constructor args>,
@@ -16,7 +18,8 @@ Request (client -> the module's topic)::
 ``content_type`` is ``application/json`` (the default, and what DASF peers send) or
 ``application/vnd.demessaging.msgpack``: msgpack with numpy arrays as raw buffers, which
 demessaging clients send (see :mod:`demessaging.serialization.msgpack`). The backend answers in
-the request's content type.
+the request's content type. A backend does not start a request whose ``deadline`` has
+passed (by more than the clock skew it allows): it answers it with an error instead.
 
 Response (backend -> response_topic)::
 
@@ -39,6 +42,7 @@ extensions above stay compatible with DASF.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -59,6 +63,7 @@ __all__ = [
     "Status",
     "envelope_schemas",
     "error_reply",
+    "deadline_of",
     "make_request",
     "parse_error",
     "reply_to",
@@ -106,6 +111,7 @@ class Prop:
     API_INFO = "api_info"
     ERROR = "error"
     CONTENT_TYPE = "content_type"
+    DEADLINE = "deadline"
 
 
 JSON = "application/json"
@@ -176,6 +182,11 @@ class RequestProperties(BaseModel):
         alias="response_topic", description="The topic the caller listens on."
     )
     content_type: str = Field(JSON, alias="content_type", description="Encoding of the payload.")
+    deadline: str | None = Field(
+        None,
+        alias="deadline",
+        description="UNIX time in seconds (decimal text) when the caller stops waiting.",
+    )
 
 
 class ResponseProperties(BaseModel):
@@ -198,17 +209,30 @@ def make_request(
     response_topic: str,
     message_type: MessageType = MessageType.REQUEST,
     content_type: str = JSON,
+    deadline: float | None = None,
 ) -> Message:
-    """Build a request (or ``ping``/``info``/``api_info``) message."""
-    return Message(
-        payload=payload,
-        properties={
-            Prop.MESSAGE_TYPE: message_type.value,
-            Prop.REQUEST_CONTEXT: context,
-            Prop.RESPONSE_TOPIC: response_topic,
-            Prop.CONTENT_TYPE: content_type,
-        },
-    )
+    """Build a request (or ``ping``/``info``/``api_info``) message.
+
+    ``deadline`` is the UNIX time when the caller stops waiting.
+    """
+    properties = {
+        Prop.MESSAGE_TYPE: message_type.value,
+        Prop.REQUEST_CONTEXT: context,
+        Prop.RESPONSE_TOPIC: response_topic,
+        Prop.CONTENT_TYPE: content_type,
+    }
+    if deadline is not None:
+        properties[Prop.DEADLINE] = f"{deadline:.3f}"
+    return Message(payload=payload, properties=properties)
+
+
+def deadline_of(message: Message) -> float | None:
+    """The UNIX time when the caller of ``message`` stops waiting, if it says (and says well)."""
+    try:
+        value = float(message.properties.get(Prop.DEADLINE, ""))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def request_context(message: Message) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demessaging.backend import listener as listener_module
 from demessaging.backend.dispatcher import Dispatcher, Outcome
 from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener, ListenerThread
 from demessaging.client import Client, runtime
@@ -40,6 +41,7 @@ LOCK = threading.Lock()
 RUNNING = 0
 PEAK = 0
 STARTED = threading.Event()
+CALLS = []
 
 
 def slow(seconds: float) -> float:
@@ -49,6 +51,7 @@ def slow(seconds: float) -> float:
         RUNNING += 1
         PEAK = max(PEAK, RUNNING)
     STARTED.set()
+    CALLS.append(seconds)
     time.sleep(seconds)
     with LOCK:
         RUNNING -= 1
@@ -272,6 +275,42 @@ def test_request_is_acknowledged_only_after_the_reply(
 
     during, result, after = asyncio.run(watch())
     assert (during, result, after) == (1, 0.5, 0)
+
+
+def test_a_request_whose_caller_stopped_waiting_is_not_run(
+    monkeypatch: pytest.MonkeyPatch,
+    serve: Callable[..., ListenerThread],
+    client: Callable[..., Client],
+    slow_module: object,
+) -> None:
+    monkeypatch.setattr(listener_module, "CLOCK_SKEW", 0.0)
+    backend = serve(slow_module, topic="late", workers=1)
+    c = client("late")
+
+    async def calls() -> tuple[float, BaseException | float]:
+        busy = asyncio.ensure_future(c.acall({"func_name": "slow", "seconds": 0.6}))
+        await asyncio.get_running_loop().run_in_executor(None, slow_module.STARTED.wait, 5)  # type: ignore[attr-defined]
+        late = c.acall({"func_name": "slow", "seconds": 0.01}, timeout=0.2)  # waits for the worker
+        gave_up = await asyncio.gather(late, return_exceptions=True)
+        return await busy, gave_up[0]
+
+    first, second = asyncio.run(calls())
+    assert first == 0.6
+    assert isinstance(second, CallTimeoutError)
+    deadline = time.monotonic() + 5
+    while backend.listener.handled < 2:  # the late request is taken, answered and acknowledged
+        assert time.monotonic() < deadline, "the backend never took the late request"
+        time.sleep(0.02)
+    assert slow_module.PEAK == 1  # type: ignore[attr-defined]
+    assert slow_module.RUNNING == 0  # type: ignore[attr-defined]
+    assert slow_module.CALLS == [0.6]  # type: ignore[attr-defined]
+    # a caller whose clock runs far behind is still told
+    request = runtime.make_request
+    monkeypatch.setattr(
+        runtime, "make_request", lambda *a, **k: request(*a, **{**k, "deadline": 1.0})
+    )
+    with pytest.raises(RemoteError, match="DeadlineExceeded: the call's deadline passed"):
+        c.call({"func_name": "slow", "seconds": 0.01})
 
 
 def test_stop_finishes_calls_in_flight(
