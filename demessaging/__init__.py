@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .core.arrays import ArraySpec
 from .core.configure import configure
 from .errors import (
+    APIChangedError,
     AuthenticationError,
     CallError,
     CallTimeoutError,
@@ -30,6 +31,7 @@ from .errors import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "APIChangedError",
     "ArraySpec",
     "AuthenticationError",
     "CallError",

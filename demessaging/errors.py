@@ -14,7 +14,8 @@
         ├── InvalidArgumentsError   arguments rejected on the client, before anything was sent
         ├── PayloadTooLargeError    a request larger than the broker takes in one message
         ├── CallTimeoutError        no reply within the deadline (also a built-in TimeoutError)
-        └── RemoteError             the backend answered with an error (type, message, stage)
+        ├── RemoteError             the backend answered with an error (type, message, stage)
+        └── APIChangedError         the backend's member changed since the client was generated
 
 The dispatcher in the backend uses three more, which travel back to the caller as a
 :class:`RemoteError` with the matching ``stage``:
@@ -28,6 +29,7 @@ The dispatcher in the backend uses three more, which travel back to the caller a
 from __future__ import annotations
 
 __all__ = [
+    "APIChangedError",
     "AuthenticationError",
     "CallError",
     "CallTimeoutError",
@@ -184,6 +186,26 @@ class RemoteError(CallError):
         if remote_traceback:
             text = f"{text}\n\nRemote traceback:\n{remote_traceback}"
         super().__init__(text)
+
+
+class APIChangedError(CallError):
+    """A call failed because the backend's member is not what the client was generated for.
+
+    Parameters
+    ----------
+    member
+        The member called, ``"function"`` or ``"Class.method"``.
+    changes
+        What changed, in sentences (see :func:`demessaging.core.versions.changes`).
+    """
+
+    def __init__(self, member: str, changes: list[str]) -> None:
+        self.member = member
+        self.changes = changes
+        super().__init__(
+            f"the backend's {member} has changed since this client was generated: "
+            f"{'; '.join(changes)}. Regenerate the client (demessaging generate)."
+        )
 
 
 class DispatchError(DemessagingError):

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from ..core.models import Call, ModuleModels, build_models, format_validation_error
 from ..core.specs import inspect_module
+from ..core.versions import member_name
 from ..errors import DispatchError, ExecutionError, RequestError, ResultError
 from ..protocol.envelope import JSON, ErrorInfo
 from ..serialization import codec_for
@@ -41,10 +42,14 @@ class Outcome:
         The encoded return value (empty on errors).
     error
         What went wrong, or None on success.
+    member
+        The member the request called (``"function"`` or ``"Class.method"``), if it got as
+        far as naming one.
     """
 
     payload: bytes | bytearray = b""
     error: ErrorInfo | None = None
+    member: str = ""
 
     @property
     def ok(self) -> bool:
@@ -167,19 +172,22 @@ class Dispatcher:
         Outcome
             The encoded result, or the error to reply with.
         """
+        member = ""
         try:
             call = self.parse(payload, content_type)
+            owner = call.target.owner
+            member = member_name(call.target.spec.name, owner.name if owner else None)
             value = self.execute(call, progress)
             try:
                 encoded = codec_for(content_type).encode(value, call.target.returns)
-                return Outcome(payload=encoded)
+                return Outcome(payload=encoded, member=member)
             except Exception as exc:  # serialization of an unsupported value
                 raise ResultError(
                     f"{call.target.spec.qualname} returned a value that cannot be encoded: {exc}",
                     error_type=type_name(type(exc)),
                 ) from exc
         except DispatchError as exc:
-            return Outcome(error=self.error_info(exc))
+            return Outcome(error=self.error_info(exc), member=member)
 
     def error_info(self, exc: DispatchError) -> ErrorInfo:
         """The ErrorInfo to reply with for ``exc`` (logged; traceback only in debug mode)."""

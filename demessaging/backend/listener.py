@@ -26,6 +26,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
+from ..core import versions
 from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..protocol.envelope import (
@@ -129,6 +130,11 @@ class Listener:
     @cached_property
     def _api_info(self) -> str:
         return json.dumps(api_info(self.dispatcher.models))
+
+    @cached_property
+    def _fingerprints(self) -> dict[str, str]:
+        shapes = versions.shapes(api_info(self.dispatcher.models))
+        return {member: versions.fingerprint(shape) for member, shape in shapes.items()}
 
     async def serve(self) -> None:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
@@ -337,9 +343,12 @@ class Listener:
                 message.properties.get(Prop.CONTENT_TYPE, JSON),
                 self._progress(message),
             )
+            extra = {}
+            if Prop.API_FINGERPRINT in message.properties and outcome.member:
+                extra[Prop.API_FINGERPRINT] = self._fingerprints.get(outcome.member, "")
             if outcome.error is not None:
-                return error_reply(message, outcome.error, source_topic=self.topic)
-            return reply_to(message, outcome.payload, source_topic=self.topic)
+                return error_reply(message, outcome.error, source_topic=self.topic, extra=extra)
+            return reply_to(message, outcome.payload, source_topic=self.topic, extra=extra)
         if kind == MessageType.PING.value:  # the pong says which encodings requests may use
             return reply_to(
                 message,

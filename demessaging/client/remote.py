@@ -21,9 +21,18 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT, ENV_PREFIX, Settings
+from ..core import versions
 from ..core.models import CallableModels, ModuleModels, build_models, format_validation_error
+from ..core.schema import api_info
 from ..core.specs import inspect_module
-from ..errors import DemessagingWarning, InvalidArgumentsError, RemoteError
+from ..errors import (
+    APIChangedError,
+    DemessagingError,
+    DemessagingWarning,
+    InvalidArgumentsError,
+    ProtocolError,
+    RemoteError,
+)
 from .runtime import Client
 
 __all__ = ["RemoteModule"]
@@ -154,15 +163,18 @@ class RemoteModule:
         *,
         timeout: float | None = None,
     ) -> Any:
-        """Call ``member`` on the backend and return its validated result."""
-        payload, target = self.request(member, arguments, constructor)
-        try:
-            return self.client.call(payload, returns=target.returns, timeout=timeout, member=member)
-        except RemoteError as exc:
-            declared = self.declared(exc)
-            if declared is None:
-                raise
-            raise declared from exc
+        """Call ``member`` on the backend and return its validated result.
+
+        Raises
+        ------
+        APIChangedError
+            If the call failed because the backend's member changed since the package was
+            generated; it names what changed.
+        Exception
+            The package's copy of an exception type the module declares, when the backend
+            raised it; other errors as :class:`~demessaging.errors.RemoteError`.
+        """
+        return self.client.run(self.acall(member, arguments, constructor, timeout=timeout))
 
     async def acall(
         self,
@@ -176,13 +188,38 @@ class RemoteModule:
         payload, target = self.request(member, arguments, constructor)
         try:
             return await self.client.acall(
-                payload, returns=target.returns, timeout=timeout, member=member
+                payload,
+                returns=target.returns,
+                timeout=timeout,
+                member=member,
+                fingerprint=self.fingerprints.get(member),
             )
-        except RemoteError as exc:
-            declared = self.declared(exc)
-            if declared is None:
+        except (RemoteError, ProtocolError) as exc:
+            better = self.declared(exc) if isinstance(exc, RemoteError) else None
+            if better is None and getattr(exc, "stage", "result") in ("request", "result"):
+                better = await self._changed(member, timeout)
+            if better is None:
                 raise
-            raise declared from exc
+            raise better from exc
+
+    @cached_property
+    def shapes(self) -> dict[str, dict[str, Any]]:
+        """The shape of each member as this package knows it (:mod:`~demessaging.core.versions`)."""
+        return versions.shapes(api_info(self.models))
+
+    @cached_property
+    def fingerprints(self) -> dict[str, str]:
+        """The fingerprint of each member as this package knows it."""
+        return {member: versions.fingerprint(shape) for member, shape in self.shapes.items()}
+
+    async def _changed(self, member: str, timeout: float | None) -> APIChangedError | None:
+        """What changed in the backend's ``member``, if anything did; None if unknown."""
+        try:
+            theirs = versions.shapes(await self.client.aapi_info(timeout))
+        except DemessagingError:  # an old backend, or a broker in trouble: keep the error
+            return None
+        changes = versions.changes(self.shapes.get(member), theirs.get(member))
+        return APIChangedError(member, changes) if changes else None
 
     def declared(self, error: RemoteError) -> Exception | None:
         """The error as the declared exception type it names, or None if it names none."""

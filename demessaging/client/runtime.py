@@ -20,6 +20,7 @@ import string
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from asyncio import FIRST_EXCEPTION
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -31,6 +32,7 @@ from ..config import Settings
 from ..errors import (
     CallTimeoutError,
     ConfigurationError,
+    DemessagingWarning,
     PayloadTooLargeError,
     ProtocolError,
     RemoteError,
@@ -135,6 +137,7 @@ class Client:
         self.response_topic = f"{self.topic}_{suffix}"
         self._transport = transport
         self._portal: Portal | None = None
+        self._changed: set[str] = set()  # members the backend changed, warned about
         self._portal_lock = threading.Lock()
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -163,6 +166,7 @@ class Client:
         timeout: float | None = None,
         member: str = "",
         on_progress: Callable[[Progress], None] | None = None,
+        fingerprint: str | None = None,
     ) -> Any:
         """Send a request and return the backend's result.
 
@@ -179,6 +183,10 @@ class Client:
         on_progress
             Called with each :class:`Progress` message the backend sends about the call,
             in the client's event loop thread: keep it short.
+        fingerprint
+            The called member's fingerprint as the caller knows it
+            (:mod:`demessaging.core.versions`); a backend whose member differs is warned
+            about once, with a :class:`~demessaging.errors.DemessagingWarning`.
 
         Raises
         ------
@@ -187,11 +195,20 @@ class Client:
         RemoteError
             If the backend answers with an error.
         """
-        return self._get_portal().run(
+        return self.run(
             self.acall(
-                request, returns=returns, timeout=timeout, member=member, on_progress=on_progress
+                request,
+                returns=returns,
+                timeout=timeout,
+                member=member,
+                on_progress=on_progress,
+                fingerprint=fingerprint,
             )
         )
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine of the async face to its end, from synchronous code."""
+        return self._get_portal().run(coro)
 
     def ping(self, timeout: float | None = None) -> float:
         """Round-trip a ``ping``; returns the seconds it took."""
@@ -230,6 +247,7 @@ class Client:
         timeout: float | None = None,
         member: str = "",
         on_progress: Callable[[Progress], None] | None = None,
+        fingerprint: str | None = None,
     ) -> Any:
         """Async version of :meth:`call`; works on any event loop."""
         deadline = timeout if timeout is not None else self.settings.timeout
@@ -249,8 +267,18 @@ class Client:
             content_type,
             deadline=deadline,
             on_progress=on_progress,
+            fingerprint=fingerprint,
         )
         reply = await self._on_portal(exchange)
+        theirs = reply.properties.get(Prop.API_FINGERPRINT)
+        if fingerprint and theirs and theirs != fingerprint and member not in self._changed:
+            self._changed.add(member)
+            warnings.warn(
+                f"the backend's {member or 'member'} has changed since this client was "
+                "generated (this call still worked); regenerate the client",
+                DemessagingWarning,
+                stacklevel=2,
+            )
         if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
             info = parse_error(reply)
             raise RemoteError(info.type, info.message, info.stage, info.traceback, info.declared)
@@ -331,6 +359,7 @@ class Client:
         *,
         deadline: float | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        fingerprint: str | None = None,
     ) -> Message:
         """Send a request and wait for its reply, ``timeout`` seconds at most.
 
@@ -340,7 +369,9 @@ class Client:
         limit = timeout if timeout is not None else self.settings.timeout
         sent = asyncio.Event()
         expires = time.time() + limit  # travels with the request: late work is not started
-        waiting = self._send_and_wait(kind, payload, content_type, sent, expires, on_progress)
+        waiting = self._send_and_wait(
+            kind, payload, content_type, sent, expires, on_progress, fingerprint
+        )
         try:
             return await asyncio.wait_for(waiting, limit)
         except asyncio.TimeoutError:
@@ -355,6 +386,7 @@ class Client:
         sent: asyncio.Event,
         expires: float,
         on_progress: Callable[[Progress], None] | None = None,
+        fingerprint: str | None = None,
     ) -> Message:
         await self._connect()
         assert self._transport is not None
@@ -376,6 +408,7 @@ class Client:
                 message_type=kind,
                 content_type=content_type,
                 deadline=expires,
+                fingerprint=fingerprint,
             )
             await self._publish_request(message)
             sent.set()

@@ -10,6 +10,8 @@ Request (client -> the module's topic)::
                 content_type=<the payload's encoding>  (optional; demessaging extension)
                 deadline=<UNIX time in seconds when the caller stops waiting>
                                                        (optional; demessaging extension)
+                api_fingerprint=<fingerprint of the member the caller expects>
+                                                       (optional; demessaging extension)
     payload     the request object, UTF-8 JSON unless content_type says otherwise:
                 {"func_name": "total", "values": [1, 2]}
                 {"class_name": "TimeSeries", <constructor args>,
@@ -19,13 +21,16 @@ Request (client -> the module's topic)::
 ``application/vnd.demessaging.msgpack``: msgpack with numpy arrays as raw buffers, which
 demessaging clients send (see :mod:`demessaging.serialization.msgpack`). The backend answers in
 the request's content type. A backend does not start a request whose ``deadline`` has
-passed (by more than the clock skew it allows): it answers it with an error instead.
+passed (by more than the clock skew it allows): it answers it with an error instead. To a
+request with an ``api_fingerprint``, the backend's response carries the fingerprint of its own
+member of that name (see :mod:`demessaging.core.versions`).
 
 Response (backend -> response_topic)::
 
     properties  messageType="response"  requestContext=<echoed>  source_topic=<request topic>
                 status="success" | "error"
                 error=<JSON of ErrorInfo>           (on errors; demessaging extension)
+                api_fingerprint=<the member's>      (when the request had one; likewise)
     payload     success: the return value, in the request's content type
                 error:   a text for people, "error validating request: ..." or
                          "error executing request: ..." as DASF writes it
@@ -112,6 +117,7 @@ class Prop:
     ERROR = "error"
     CONTENT_TYPE = "content_type"
     DEADLINE = "deadline"
+    API_FINGERPRINT = "api_fingerprint"
 
 
 JSON = "application/json"
@@ -187,6 +193,11 @@ class RequestProperties(BaseModel):
         alias="deadline",
         description="UNIX time in seconds (decimal text) when the caller stops waiting.",
     )
+    api_fingerprint: str | None = Field(
+        None,
+        alias="api_fingerprint",
+        description="Fingerprint of the called member as the caller knows it.",
+    )
 
 
 class ResponseProperties(BaseModel):
@@ -200,6 +211,11 @@ class ResponseProperties(BaseModel):
     status: Status = Field(Status.SUCCESS, alias="status")
     error: str | None = Field(None, alias="error", description="JSON of ErrorInfo, on errors.")
     content_type: str = Field(JSON, alias="content_type")
+    api_fingerprint: str | None = Field(
+        None,
+        alias="api_fingerprint",
+        description="Fingerprint of the backend's member, when the request carried one.",
+    )
 
 
 def make_request(
@@ -210,10 +226,12 @@ def make_request(
     message_type: MessageType = MessageType.REQUEST,
     content_type: str = JSON,
     deadline: float | None = None,
+    fingerprint: str | None = None,
 ) -> Message:
     """Build a request (or ``ping``/``info``/``api_info``) message.
 
-    ``deadline`` is the UNIX time when the caller stops waiting.
+    ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
+    called member as the caller knows it.
     """
     properties = {
         Prop.MESSAGE_TYPE: message_type.value,
@@ -223,6 +241,8 @@ def make_request(
     }
     if deadline is not None:
         properties[Prop.DEADLINE] = f"{deadline:.3f}"
+    if fingerprint:
+        properties[Prop.API_FINGERPRINT] = fingerprint
     return Message(payload=payload, properties=properties)
 
 
@@ -274,14 +294,20 @@ def reply_to(
     return topic, Message(payload=payload, properties=properties)
 
 
-def error_reply(request: Message, error: ErrorInfo, *, source_topic: str) -> tuple[str, Message]:
+def error_reply(
+    request: Message,
+    error: ErrorInfo,
+    *,
+    source_topic: str,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[str, Message]:
     """Build the error reply to ``request``."""
     return reply_to(
         request,
         error.text().encode(),
         source_topic=source_topic,
         status=Status.ERROR,
-        extra={Prop.ERROR: error.model_dump_json(exclude_none=True)},
+        extra={Prop.ERROR: error.model_dump_json(exclude_none=True), **(extra or {})},
     )
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from demessaging.client import Client
 from demessaging.client.generator import generate
-from demessaging.errors import CallTimeoutError, RemoteError
+from demessaging.errors import APIChangedError, CallTimeoutError, RemoteError
 
 from .conftest import ROOT, Backend, Broker
 
@@ -54,6 +54,45 @@ def test_generated_client_calls_a_backend_in_another_process(
         assert (info.value.remote_type, info.value.stage) == ("ValueError", "execution")
     finally:
         climate._remote.close()
+        sys.modules.pop(package.package, None)
+
+
+SHOP = '''
+class SoldOutError(LookupError):
+    """Nothing left."""
+
+
+def buy(item: str) -> int:
+    """Buy one."""
+    raise SoldOutError(f"no {item} left")
+
+
+def price(item: str, CURRENCY) -> float:
+    """What it costs."""
+    return 2.0
+'''
+
+
+def test_a_generated_client_gets_declared_errors_and_is_told_what_changed(
+    broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
+) -> None:
+    old, new = tmp_path / f"shop_old_{topic[3:]}.py", tmp_path / f"shop_new_{topic[3:]}.py"
+    old.write_text(SHOP.replace(", CURRENCY", ""))
+    new.write_text(SHOP.replace("CURRENCY", "currency: str"))
+    backends(new, topic)
+    package = generate(
+        old, tmp_path / "client", name=f"shop-{topic}", topic=topic, broker_url=broker_url
+    )
+    sys.path.insert(0, str(package.root))
+    shop = importlib.import_module(package.package)
+    try:
+        with pytest.raises(shop.SoldOutError, match="no flour left") as sold_out:
+            shop.buy("flour")
+        assert isinstance(sold_out.value, LookupError)
+        with pytest.raises(APIChangedError, match="parameter 'currency' was added and is required"):
+            shop.price("flour")
+    finally:
+        shop._remote.close()
         sys.modules.pop(package.package, None)
 
 
