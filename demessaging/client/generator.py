@@ -1,9 +1,11 @@
 """The client generator: a backend module in, a pip-installable client package out.
 
-The package holds one module that mirrors the backend's: the same functions and classes with
-the same signatures, defaults, type hints and docstrings, whose bodies send the call through a
+The package mirrors the backend module: the same functions and classes with the same
+signatures, defaults, type hints and docstrings, whose bodies send the call through a
 :class:`~demessaging.client.remote.RemoteModule`. The types the signatures use are imported
-from their libraries or, when the backend defines them, reproduced.
+from their libraries or, when the backend defines them, reproduced. Its submodule ``aio`` has
+the same functions and classes again with every function and method a coroutine; it imports
+the reproduced types and the connection from the package rather than repeating them.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def generate(
                 f"{str(root)!r} is not empty; pass force=True (--force) to overwrite"
             )
         shutil.rmtree(root / package, ignore_errors=True)
-    source, modules = render_module(
+    source, aio, modules = _render(
         spec,
         topic=topic or spec.name.rsplit(".", 1)[-1],
         broker_url=broker_url or DEFAULT_BROKER_URL,
@@ -119,6 +121,7 @@ def generate(
     dependencies = _dependencies(modules)
     (root / package).mkdir(parents=True, exist_ok=True)
     (root / package / "__init__.py").write_text(source, encoding="utf-8")
+    (root / package / "aio.py").write_text(aio, encoding="utf-8")
     (root / package / "py.typed").write_text("", encoding="utf-8")
     (root / "pyproject.toml").write_text(
         _pyproject(distribution, package, version, spec.name, dependencies), encoding="utf-8"
@@ -128,42 +131,63 @@ def generate(
 
 
 def render_module(
-    spec: ModuleSpec, *, topic: str, broker_url: str, timeout: float, env_prefix: str
+    spec: ModuleSpec,
+    *,
+    topic: str,
+    broker_url: str,
+    timeout: float,
+    env_prefix: str,
+    aio: bool = False,
 ) -> tuple[str, set[str]]:
-    """The source of the mirror module, and the top-level modules its annotations import."""
+    """The source of the mirror module, and the top-level modules its annotations import.
+
+    With ``aio``, the source of its submodule ``aio`` instead, whose functions and methods
+    are coroutines.
+    """
+    source, aio_source, modules = _render(
+        spec, topic=topic, broker_url=broker_url, timeout=timeout, env_prefix=env_prefix
+    )
+    return aio_source if aio else source, modules
+
+
+def _render(
+    spec: ModuleSpec, *, topic: str, broker_url: str, timeout: float, env_prefix: str
+) -> tuple[str, str, set[str]]:
+    """The sources of the mirror module and of its ``aio`` submodule, and their imports."""
     renderer = Renderer(_local_checker(spec))
     members = [_function(f, renderer) for f in spec.functions]
     members += [_class(c, renderer) for c in spec.classes]
+    with renderer.separate_imports() as aio_imports:  # the types are reproduced by now
+        aio_members = [_function(f, renderer, aio=True) for f in spec.functions]
+        aio_members += [_class(c, renderer, aio=True) for c in spec.classes]
     aliases = []  # declared errors exported under a name of their own, or imported
     for name, error in spec.errors.items():
         ref = renderer.ref(error)
         if ref != name:
             aliases.append(f"{name} = {ref}")
-    names = [m.name for m in spec.members] + renderer.reproduced
-    names += [a.split(" = ")[0] for a in aliases]
+    types = renderer.reproduced + [a.split(" = ")[0] for a in aliases]
+    served = [m.name for m in spec.members]
+    if "aio" in served + types:
+        raise GeneratorError(
+            "the backend exports the name 'aio', which its client keeps for its async face"
+        )
     errors = ", ".join(_str(n) for n in spec.errors) + ("," if len(spec.errors) == 1 else "")
-    stdlib = sorted(
-        i for i in renderer.imports if i.split()[1].split(".")[0] in sys.stdlib_module_names
-    )
-    others = sorted(renderer.imports - set(stdlib))
-    header = [docstring_literal(spec.doc)] if spec.doc else []
-    header += [
-        f"# Client of the demessaging backend {spec.name!r}, written by demessaging {__version__}.",
+    preamble = [
         "# Regenerate it rather than editing it.",
         "# Defaults are the backend's own, mutable ones included; they are never mutated here.",
         "# ruff: noqa: B006, B008",
         "",
         "from __future__ import annotations",
         "",
-        *stdlib,
-        "from typing import cast as _cast",
-        "",
-        *others,
+    ]
+    header = [docstring_literal(spec.doc)] if spec.doc else []
+    header += [
+        f"# Client of the demessaging backend {spec.name!r}, written by demessaging {__version__}.",
+        *preamble,
+        *_imports(renderer.imports, members),
         "from demessaging.client import RemoteModule",
         "",
-        "__all__ = [",
-        *(f"    {_str(n)}," for n in sorted(names)),
-        "]",
+        *_all(served + types),
         "",
         "_remote = RemoteModule(",
         "    __name__,",
@@ -175,8 +199,44 @@ def render_module(
         ")",
     ]
     blocks = ["\n".join(header), *renderer.definitions, "\n".join(aliases), *members]
-    blocks = [b for b in blocks if b]
-    return "\n\n\n".join(blocks) + "\n", renderer.modules
+    aio_doc = (
+        f"Async versions of the functions and classes of the {spec.name!r} client.\n\n"
+        "Every function and method is a coroutine that sends the call through the package's\n"
+        "connection. The data and exception types are the package's own.\n"
+    )
+    imports = _imports(aio_imports, aio_members)
+    aio_header = [
+        docstring_literal(aio_doc),
+        f"# Async client of the demessaging backend {spec.name!r}, written by demessaging "
+        f"{__version__}.",
+        *preamble,
+        *imports,
+        *([""] if imports and imports[-1] else []),
+        "from . import (",
+        *(f"    {n}," for n in sorted([*types, "_remote"])),
+        ")",
+        "",
+        *_all(served + types),
+    ]
+    aio_blocks = ["\n".join(aio_header), *aio_members]
+    return _join(blocks), _join(aio_blocks), renderer.modules
+
+
+def _imports(imports: set[str], members: list[str]) -> list[str]:
+    """The import lines, the standard library's first, then ``_cast`` if the bodies use it."""
+    stdlib = sorted(i for i in imports if i.split()[1].split(".")[0] in sys.stdlib_module_names)
+    others = sorted(imports - set(stdlib))
+    cast = ["from typing import cast as _cast"] if any("_cast(" in m for m in members) else []
+    lines = [*stdlib, *cast]
+    return [*lines, *([""] if lines else []), *others]
+
+
+def _all(names: list[str]) -> list[str]:
+    return ["__all__ = [", *(f"    {_str(n)}," for n in sorted(names)), "]"]
+
+
+def _join(blocks: list[str]) -> str:
+    return "\n\n\n".join(b for b in blocks if b) + "\n"
 
 
 def _local_checker(spec: ModuleSpec) -> Callable[[type], bool]:
@@ -226,8 +286,10 @@ def _signature(spec: FunctionSpec, renderer: Renderer, first: str | None) -> tup
     return params, returns
 
 
-def _def_line(spec: FunctionSpec, params: list[str], returns: str, indent: str) -> str:
-    keyword = "async def" if spec.is_async else "def"
+def _def_line(
+    spec: FunctionSpec, params: list[str], returns: str, indent: str, aio: bool = False
+) -> str:
+    keyword = "async def" if aio or spec.is_async else "def"
     arrow = f" -> {returns}" if returns else ""
     line = f"{indent}{keyword} {spec.name}({', '.join(params)}){arrow}:"
     if len(line) <= _WIDTH:
@@ -236,12 +298,15 @@ def _def_line(spec: FunctionSpec, params: list[str], returns: str, indent: str) 
     return f"{indent}{keyword} {spec.name}(\n{inner}{indent}){arrow}:"
 
 
-def _body(spec: FunctionSpec, member: str, returns: str, indent: str, bound: bool) -> list[str]:
+def _body(
+    spec: FunctionSpec, member: str, returns: str, indent: str, bound: bool, aio: bool
+) -> list[str]:
     """The statement that sends the call (names in it start with ``_``, as no parameter can)."""
 
     def statement(arguments: str, wrap: bool = False) -> str:
         args = [_str(member), arguments, *(["self._demessaging_arguments"] if bound else [])]
-        call = f"{'await _remote.acall' if spec.is_async else '_remote.call'}({', '.join(args)})"
+        send = "await _remote.acall" if aio or spec.is_async else "_remote.call"
+        call = f"{send}({', '.join(args)})"
         if returns == "None":
             return f"{indent}{call}"
         if not returns:
@@ -279,16 +344,20 @@ def _function(
     indent: str = "",
     first: str | None = None,
     member: str | None = None,
+    *,
+    aio: bool = False,
 ) -> str:
+    """A function or method; with ``aio``, a coroutine function whatever the original is."""
     params, returns = _signature(spec, renderer, first)
-    lines = [_def_line(spec, params, returns, indent)]
+    lines = [_def_line(spec, params, returns, indent, aio)]
     if spec.doc:
         lines.append(f"{indent}    {docstring_literal(spec.doc)}")
-    lines += _body(spec, member or spec.name, returns, indent + "    ", bound=first == "self")
+    lines += _body(spec, member or spec.name, returns, indent + "    ", first == "self", aio)
     return "\n".join(lines)
 
 
-def _class(spec: ClassSpec, renderer: Renderer) -> str:
+def _class(spec: ClassSpec, renderer: Renderer, *, aio: bool = False) -> str:
+    """A class; with ``aio``, its methods are coroutine functions (its constructor is not)."""
     lines = [f"class {spec.name}:"]
     if spec.doc:
         lines += [f"    {docstring_literal(spec.doc)}", ""]
@@ -306,11 +375,17 @@ def _class(spec: ClassSpec, renderer: Renderer) -> str:
         lines.append("")
         member = f"{spec.name}.{method.name}"
         if method.kind == "staticmethod":
-            lines += ["    @staticmethod", _function(method, renderer, "    ", None, member)]
+            lines += [
+                "    @staticmethod",
+                _function(method, renderer, "    ", None, member, aio=aio),
+            ]
         elif method.kind == "classmethod":
-            lines += ["    @classmethod", _function(method, renderer, "    ", "cls", member)]
+            lines += [
+                "    @classmethod",
+                _function(method, renderer, "    ", "cls", member, aio=aio),
+            ]
         else:
-            lines.append(_function(method, renderer, "    ", "self", member))
+            lines.append(_function(method, renderer, "    ", "self", member, aio=aio))
     return "\n".join(lines)
 
 
@@ -365,6 +440,7 @@ pip install .
 
 ```python
 import {package}
+from {package} import aio  # the same functions and classes, every call awaited
 ```
 
 Every function and class has the signature and docstring of the backend's; calls run on the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import collections.abc
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -24,7 +25,7 @@ import types
 import typing
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,15 @@ class Renderer:
         self.definitions: list[str] = []  # reproduced types, dependencies first
         self.reproduced: list[str] = []  # their names
         self._started: set[type] = set()
+
+    @contextlib.contextmanager
+    def separate_imports(self) -> Iterator[set[str]]:
+        """Collect the imports of what is written inside into a set of their own."""
+        outer, self.imports = self.imports, set()
+        try:
+            yield self.imports
+        finally:
+            self.imports = outer
 
     # -- names -------------------------------------------------------------------------------
 
@@ -413,8 +423,10 @@ def docstring_literal(doc: str) -> str:
         if doc.endswith(('"', "\\")) or '"""' in doc:
             break
         try:
-            if ast.literal_eval(candidate) == doc:
-                return candidate
-        except (SyntaxError, ValueError):
+            with warnings.catch_warnings():  # an invalid escape warns: not a match
+                warnings.simplefilter("error")
+                if ast.literal_eval(candidate) == doc:
+                    return candidate
+        except (SyntaxError, ValueError, Warning):
             continue
     return repr(doc)

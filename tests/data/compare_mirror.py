@@ -2,7 +2,10 @@
 
 Used in-process by the tests, and as a script inside a throw-away virtual environment::
 
-    python compare_mirror.py ORIGINAL.py PACKAGE    # prints a JSON report
+    python compare_mirror.py ORIGINAL.py PACKAGE [PACKAGE.aio]    # prints a JSON report
+
+A module named ``*.aio`` is compared as the package's async face: every function and method a
+coroutine function, and the types the package's own objects.
 """
 
 from __future__ import annotations
@@ -30,8 +33,14 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(a == b) or (type(a).__qualname__ == type(b).__qualname__ and repr(a) == repr(b))
 
 
-def compare(original: ModuleType, mirror: ModuleType) -> tuple[list[str], int]:
-    """Return (problems, number of callables and types checked)."""
+def compare(
+    original: ModuleType, mirror: ModuleType, *, coroutines: bool = False
+) -> tuple[list[str], int]:
+    """Return (problems, number of callables and types checked).
+
+    With ``coroutines``, ``mirror`` is a package's async face: its functions and methods must
+    all be coroutine functions, and its types (and ``__all__``) those of its package.
+    """
     problems: list[str] = []
     checked = 0
     with warnings.catch_warnings():
@@ -68,7 +77,9 @@ def compare(original: ModuleType, mirror: ModuleType) -> tuple[list[str], int]:
         for key in sorted(set(hf) | set(hg)):
             if hf.get(key) != hg.get(key):
                 problems.append(f"{label}({key}): annotation {hf.get(key)!r} != {hg.get(key)!r}")
-        if inspect.iscoroutinefunction(f) != inspect.iscoroutinefunction(g):
+        if coroutines and not label.endswith(".__init__") and not inspect.iscoroutinefunction(g):
+            problems.append(f"{label}: not a coroutine function")
+        elif not coroutines and inspect.iscoroutinefunction(f) != inspect.iscoroutinefunction(g):
             problems.append(f"{label}: async differs")
 
     for function in spec.functions:
@@ -93,6 +104,15 @@ def compare(original: ModuleType, mirror: ModuleType) -> tuple[list[str], int]:
                 getattr(theirs, method.name),
             )
 
+    if coroutines:  # its types are the package's, which a comparison of the package checks
+        package = sys.modules[mirror.__package__ or ""]
+        if sorted(package.__all__) != sorted(mirror.__all__):
+            problems.append(f"__all__: {package.__all__} != {mirror.__all__}")
+        for name in sorted(set(mirror.__all__) - set(served)):
+            checked += 1
+            if getattr(mirror, name) is not getattr(package, name):
+                problems.append(f"{name}: not the package's own")
+        return problems, checked
     for name in reproduced:
         checked += 1
         ours, theirs = getattr(original, name), getattr(mirror, name)
@@ -114,9 +134,12 @@ def compare(original: ModuleType, mirror: ModuleType) -> tuple[list[str], int]:
 
 def main() -> None:
     original = load_module(sys.argv[1])
-    mirror = importlib.import_module(sys.argv[2])
-    problems, checked = compare(original, mirror)
-    print(json.dumps({"problems": problems, "checked": checked, "file": mirror.__file__}))
+    report = {}
+    for name in sys.argv[2:]:
+        mirror = importlib.import_module(name)
+        problems, checked = compare(original, mirror, coroutines=name.endswith(".aio"))
+        report[name] = {"problems": problems, "checked": checked, "file": mirror.__file__}
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

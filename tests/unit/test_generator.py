@@ -55,7 +55,8 @@ def mirror(tmp_path: Path) -> Iterator[Callable[..., tuple[ModuleType, str]]]:
     yield make
     for name in imported:
         sys.modules[name]._remote.close()
-        sys.modules.pop(name, None)
+        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            sys.modules.pop(loaded)
 
 
 @pytest.mark.parametrize("original", [CLIMATE, KITCHEN], ids=["climate", "kitchen_sink"])
@@ -64,6 +65,10 @@ def test_mirror_has_the_signatures_docstrings_and_types_of_the_original(
 ) -> None:
     module, _ = mirror(original)
     problems, checked = compare(load_module(original), module)
+    assert problems == []
+    assert checked >= 12
+    aio = importlib.import_module(f"{module.__name__}.aio")
+    problems, checked = compare(load_module(original), aio, coroutines=True)
     assert problems == []
     assert checked >= 12
 
@@ -149,6 +154,7 @@ def test_arguments_are_validated_before_anything_is_sent(
 
 def test_generated_package_passes_ruff_and_mypy(tmp_path: Path) -> None:
     package = generate(KITCHEN, tmp_path / "pkg", name="ks-lint")
+    assert (package.root / package.package / "aio.py").is_file()
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", str(package.root)], capture_output=True, text=True
     )
@@ -160,6 +166,7 @@ def test_generated_package_passes_ruff_and_mypy(tmp_path: Path) -> None:
         cwd=package.root,
     )
     assert mypy.returncode == 0, mypy.stdout + mypy.stderr
+    assert "in 2 source files" in mypy.stdout  # __init__.py and aio.py
 
 
 def test_package_layout_and_dependencies(tmp_path: Path) -> None:
@@ -171,7 +178,11 @@ def test_package_layout_and_dependencies(tmp_path: Path) -> None:
         "climate_client",
         "pyproject.toml",
     ]
-    assert (package.root / "climate_client" / "py.typed").exists()
+    assert sorted(p.name for p in (package.root / "climate_client").iterdir()) == [
+        "__init__.py",
+        "aio.py",
+        "py.typed",
+    ]
     pyproject = (package.root / "pyproject.toml").read_text()
     assert 'name = "climate-client"' in pyproject
     assert package.dependencies == ("demessaging>=0.1.0.dev0", "numpy")
@@ -254,8 +265,9 @@ def test_installed_into_a_fresh_virtual_environment(tmp_path: Path) -> None:
     )
     assert install.returncode == 0, install.stdout + install.stderr
     assert not (Path(site) / package.package).is_symlink()
+    aio = f"{package.package}.aio"
     report = subprocess.run(
-        [str(python), str(DATA / "compare_mirror.py"), str(KITCHEN), package.package],
+        [str(python), str(DATA / "compare_mirror.py"), str(KITCHEN), package.package, aio],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -265,16 +277,19 @@ def test_installed_into_a_fresh_virtual_environment(tmp_path: Path) -> None:
     import json
 
     result = json.loads(report.stdout)
-    assert result["problems"] == []
-    assert result["checked"] >= 15
-    assert result["file"].startswith(site)
+    for module in (package.package, aio):
+        assert result[module]["problems"] == []
+        assert result[module]["checked"] >= 15
+        assert result[module]["file"].startswith(site)
     call = subprocess.run(
         [
             str(python),
             "-c",
-            "import sys; from demessaging.backend import serve; import ks_installed as ks\n"
+            "import asyncio; from demessaging.backend import serve; import ks_installed as ks\n"
+            "from ks_installed import aio\n"
             f"with serve({str(KITCHEN)!r}, broker_url='memory://', topic='kitchen_sink'):\n"
             "    print(ks.Counter(start=1).after(2), ks.root(9.0))\n"
+            "    print(asyncio.run(aio.Counter(start=1).after(3)), asyncio.run(aio.root(4.0)))\n"
             "ks._remote.close()",
         ],
         capture_output=True,
@@ -283,5 +298,5 @@ def test_installed_into_a_fresh_virtual_environment(tmp_path: Path) -> None:
         timeout=120,
     )
     assert call.returncode == 0, call.stderr
-    assert call.stdout.split() == ["3", "3.0"]
+    assert call.stdout.split() == ["3", "3.0", "4", "2.0"]
     shutil.rmtree(venv)
