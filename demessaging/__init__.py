@@ -27,6 +27,7 @@ from .errors import (
     SignatureError,
     TransportError,
 )
+from .progress import Reporter
 
 __version__ = "0.1.0.dev0"
 
@@ -45,6 +46,7 @@ __all__ = [
     "PayloadTooLargeError",
     "ProtocolError",
     "RemoteError",
+    "Reporter",
     "SignatureError",
     "TransportError",
     "__version__",

@@ -64,6 +64,10 @@ class Settings:
     admin_url
         Apache Pulsar's web service (admin REST API), for ``demessaging status`` and
         ``demessaging namespace``; the broker's host on port 8080 (8443 with TLS) if empty.
+    progress
+        Whether clients show a progress bar for calls whose backend reports progress (and
+        that have no ``on_progress`` callback): ``auto`` (the default: in terminals and
+        notebooks), ``on`` or ``off``.
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -81,6 +85,7 @@ class Settings:
     frame_size: int = 1024 * 1024
     admin_url: str = ""
     encoding: str = "auto"
+    progress: str = "auto"
 
     def transport_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`demessaging.transport.connect`."""
@@ -128,6 +133,8 @@ class Settings:
             raise ConfigurationError(
                 f"encoding must be auto, msgpack or json, got {self.encoding!r}"
             )
+        if self.progress not in ("auto", "on", "off"):
+            raise ConfigurationError(f"progress must be auto, on or off, got {self.progress!r}")
 
     @classmethod
     def from_env(

@@ -25,7 +25,7 @@ from ..core.versions import member_name
 from ..errors import DispatchError, ExecutionError, RequestError, ResultError
 from ..protocol.envelope import JSON, ErrorInfo
 from ..serialization import codec_for
-from .progress import SendProgress, reporters
+from .progress import SendProgress, finish, reporters
 
 __all__ = ["Dispatcher", "Outcome", "type_name"]
 
@@ -116,13 +116,16 @@ class Dispatcher:
         """
         spec = call.target.spec
         positional, keywords = _split(spec.parameters, call.arguments)
-        keywords.update(reporters(spec, progress))
+        made = reporters(spec, progress)
+        keywords.update(made)
         try:
             if spec.kind == "method":
                 owner = call.target.owner
                 assert owner is not None
                 ctor_pos, ctor_kw = _split(owner.constructor.parameters, call.constructor)
-                ctor_kw.update(reporters(owner.constructor, progress))
+                ctor_made = reporters(owner.constructor, progress)
+                made.update({f"constructor {name}": r for name, r in ctor_made.items()})
+                ctor_kw.update(ctor_made)
                 instance = owner.cls(*ctor_pos, **ctor_kw)
                 result = spec.func(instance, *positional, **keywords)
             elif spec.kind == "classmethod":
@@ -133,10 +136,12 @@ class Dispatcher:
             if inspect.iscoroutine(result):
                 result = asyncio.run(result)
         except BaseException as exc:  # KeyboardInterrupt and the like too: never the backend's end
+            finish(made, ok=False)
             message = str(exc) or type(exc).__name__
             error = ExecutionError(message, error_type=type_name(type(exc)))
             error.__cause__ = exc
             raise error from exc
+        finish(made, ok=True)
         try:
             return call.target.returns.validate_python(result)
         except ValidationError as exc:

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..core.specs import FunctionSpec
+from ..progress import Reporter
 
-__all__ = ["SendProgress", "reporters"]
+__all__ = ["SendProgress", "finish", "reporters"]
 
 log = logging.getLogger("demessaging.backend")
 
@@ -46,24 +47,33 @@ class _Link:
         msg_type: Any = "progress",
         response_properties: Mapping[str, Any] | None = None,
     ) -> None:
-        if self._send is None:  # a call without a caller to tell (``compute``, tests)
-            return
         if isinstance(response_payload, Mapping):
             response_payload = json.dumps(response_payload)
         payload = response_payload.encode() if isinstance(response_payload, str) else b""
         if isinstance(response_payload, bytes):
             payload = response_payload
         status = (response_properties or {}).get("status", "running")
+        self.send(payload, str(getattr(status, "value", status)))
+
+    def send(self, payload: bytes, status: str) -> None:
+        """Send one progress message; a failure is logged, never raised into the function."""
+        if self._send is None:  # a call without a caller to tell (``compute``, tests)
+            return
         try:
-            self._send(payload, str(getattr(status, "value", status)))
+            self._send(payload, status)
         except Exception as exc:  # progress is a courtesy: the call goes on
             log.warning("could not send progress: %s", exc)
 
 
 def reporters(spec: FunctionSpec, send: SendProgress | None) -> dict[str, Any]:
     """A fresh report for each reporter parameter of ``spec``, linked to ``send``."""
-    made = {}
+    made: dict[str, Any] = {}
     for param in spec.reporters:
+        if isinstance(param.annotation, type) and issubclass(param.annotation, Reporter):
+            courteous = _Link(send).send if send is not None else None
+            summary = spec.info.description.split("\n", 1)[0].strip() or spec.qualname
+            made[param.name] = param.annotation.for_call(summary, courteous)
+            continue
         if param.default is not inspect.Parameter.empty:
             report = param.default.model_copy(deep=True)
         else:
@@ -72,3 +82,13 @@ def reporters(spec: FunctionSpec, send: SendProgress | None) -> dict[str, Any]:
         report._request = {}
         made[param.name] = report
     return made
+
+
+def finish(made: dict[str, Any], ok: bool) -> None:
+    """End the :class:`Reporter` of a call that returned (``ok``) or raised.
+
+    DASF's reports are left as the function left them.
+    """
+    for report in made.values():
+        if isinstance(report, Reporter):
+            report.end("success" if ok else "error")

@@ -61,6 +61,7 @@ from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
 from ..transport import connect
 from ..transport.base import Subscription, Transport
+from . import bars
 from .portal import Portal
 
 __all__ = ["Client", "Progress"]
@@ -259,6 +260,9 @@ class Client:
             codec = ENCODINGS[await self._encoding(deadline, member)]
             payload, content_type = codec.encode(request), codec.CONTENT_TYPE
         left = max(deadline - (time.monotonic() - started), 0.001)
+        bar = None
+        if on_progress is None and bars.wanted(self.settings.progress):
+            bar = on_progress = bars.Bar(member)
         exchange = self._exchange(
             MessageType.REQUEST,
             payload,
@@ -269,7 +273,11 @@ class Client:
             on_progress=on_progress,
             fingerprint=fingerprint,
         )
-        reply = await self._on_portal(exchange)
+        try:
+            reply = await self._on_portal(exchange)
+        finally:
+            if bar is not None:
+                bar.close()
         theirs = reply.properties.get(Prop.API_FINGERPRINT)
         if fingerprint and theirs and theirs != fingerprint and member not in self._changed:
             self._changed.add(member)

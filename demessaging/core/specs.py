@@ -22,6 +22,7 @@ import typing_extensions
 from pydantic import BaseModel
 
 from ..errors import DemessagingWarning, ModuleLoadError, SignatureError
+from ..progress import Reporter
 from .arrays import prepare_annotation
 from .configure import MemberConfig, config_of
 from .docstrings import DocInfo, parse_docstring
@@ -221,12 +222,13 @@ def is_data_type(obj: object) -> bool:
 
 
 def is_progress_report(annotation: Any) -> bool:
-    """Whether a parameter takes a progress report of DASF's ``deprogressapi``.
+    """Whether a parameter takes a progress reporter (ours, or a ``deprogressapi`` report).
 
     Such parameters are filled by the backend, never sent by callers.
     """
     return isinstance(annotation, type) and any(
-        base.__name__ == "BaseReport" and base.__module__.startswith("deprogressapi")
+        base is Reporter
+        or (base.__name__ == "BaseReport" and base.__module__.startswith("deprogressapi"))
         for base in annotation.__mro__
     )
 

@@ -113,6 +113,7 @@ def test_readme_and_ci_use_the_same_test_command() -> None:
 def test_public_api() -> None:
     assert set(demessaging.__all__) == {
         "APIChangedError",
+        "Reporter",
         "ArraySpec",
         "AuthenticationError",
         "CallError",
