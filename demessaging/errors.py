@@ -17,6 +17,11 @@
         ├── RemoteError             the backend answered with an error (type, message, stage)
         └── APIChangedError         the backend's member changed since the client was generated
 
+Inside a served function, a cancellation point (a :class:`~demessaging.progress.Reporter`'s
+methods) raises :class:`CallCancelled` when the caller cancels the call. It derives from
+``BaseException``, as ``KeyboardInterrupt`` does, so that ``except Exception`` blocks in
+served code let it through.
+
 The dispatcher in the backend uses three more, which travel back to the caller as a
 :class:`RemoteError` with the matching ``stage``:
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 __all__ = [
     "APIChangedError",
     "AuthenticationError",
+    "CallCancelled",
     "CallError",
     "CallTimeoutError",
     "ConfigurationError",
@@ -206,6 +212,10 @@ class APIChangedError(CallError):
             f"the backend's {member} has changed since this client was generated: "
             f"{'; '.join(changes)}. Regenerate the client (demessaging generate)."
         )
+
+
+class CallCancelled(BaseException):
+    """Raised in a served function, at a cancellation point, when its caller cancelled it."""
 
 
 class DispatchError(DemessagingError):

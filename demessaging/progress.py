@@ -20,6 +20,10 @@ layout of DASF's ``deprogressapi`` tree reports (``step_message``, ``steps``, ``
 it too. Messages about counts are sent at most every ``interval`` seconds; starts, ends and
 new tasks always. The backend ends the report when the function returns (``success``) or
 raises (``error``).
+
+A reporter is also where a call learns that its caller cancelled it: :meth:`Reporter.start`,
+:meth:`~Reporter.advance`, :meth:`~Reporter.task` and :meth:`~Reporter.check` raise
+:class:`~demessaging.errors.CallCancelled` then, which ends the call and frees its worker.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
+
+from .errors import CallCancelled
 
 __all__ = ["Reporter"]
 
@@ -71,20 +77,39 @@ class Reporter:
         self._root: Reporter = self
         self._id = "root"
         self._send: Send | None = None
+        self._cancelled: threading.Event | None = None
         self._lock = threading.RLock()
         self._sent_at = 0.0
 
     @classmethod
-    def for_call(cls, message: str, send: Send | None) -> Reporter:
-        """The root reporter of a call, sending to ``send`` (None: to nobody)."""
+    def for_call(
+        cls, message: str, send: Send | None, cancelled: threading.Event | None = None
+    ) -> Reporter:
+        """The root reporter of a call, sending to ``send`` (None: to nobody).
+
+        ``cancelled`` is set when the caller cancels the call.
+        """
         reporter = cls(message)
         reporter._send = send
+        reporter._cancelled = cancelled
         return reporter
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the caller has cancelled the call."""
+        event = self._root._cancelled
+        return event is not None and event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`~demessaging.errors.CallCancelled` if the caller cancelled the call."""
+        if self.cancelled:
+            raise CallCancelled("the caller cancelled the call")
 
     # -- for served functions ----------------------------------------------------------------
 
     def start(self, message: str | None = None, total: int | None = None) -> None:
         """Say what the step does and how much of it there is."""
+        self.check()
         with self._root._lock:
             if message is not None:
                 self.message = message
@@ -94,6 +119,7 @@ class Reporter:
 
     def advance(self, units: int = 1, message: str | None = None) -> None:
         """Count ``units`` more as done (and say what happens now, if given)."""
+        self.check()
         with self._root._lock:
             self.done += units
             if message is not None:
@@ -102,6 +128,7 @@ class Reporter:
 
     def task(self, message: str, total: int = 0) -> Reporter:
         """A sub-task; use it with ``with``, which ends it with ``success`` or ``error``."""
+        self.check()
         child = Reporter(message, total)
         with self._root._lock:
             child._root = self._root

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,11 +102,17 @@ class Dispatcher:
         except ValueError as exc:  # an unknown content type, or a payload that is not one
             raise RequestError(str(exc), error_type="ValueError") from exc
 
-    def execute(self, call: Call, progress: SendProgress | None = None) -> Any:
+    def execute(
+        self,
+        call: Call,
+        progress: SendProgress | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Any:
         """Run a validated call and return its validated result.
 
         ``progress`` sends the progress reports of functions that take one (see
-        :mod:`demessaging.backend.progress`).
+        :mod:`demessaging.backend.progress`); ``cancelled``, once set, makes their
+        reporters raise :class:`~demessaging.errors.CallCancelled`.
 
         Raises
         ------
@@ -116,14 +123,14 @@ class Dispatcher:
         """
         spec = call.target.spec
         positional, keywords = _split(spec.parameters, call.arguments)
-        made = reporters(spec, progress)
+        made = reporters(spec, progress, cancelled)
         keywords.update(made)
         try:
             if spec.kind == "method":
                 owner = call.target.owner
                 assert owner is not None
                 ctor_pos, ctor_kw = _split(owner.constructor.parameters, call.constructor)
-                ctor_made = reporters(owner.constructor, progress)
+                ctor_made = reporters(owner.constructor, progress, cancelled)
                 made.update({f"constructor {name}": r for name, r in ctor_made.items()})
                 ctor_kw.update(ctor_made)
                 instance = owner.cls(*ctor_pos, **ctor_kw)
@@ -160,6 +167,7 @@ class Dispatcher:
         payload: bytes | bytearray,
         content_type: str = JSON,
         progress: SendProgress | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Outcome:
         """Handle the payload of a request; never raises for a bad request or call.
 
@@ -171,6 +179,8 @@ class Dispatcher:
             Its encoding; the result is encoded the same way.
         progress
             Sends progress messages to the caller.
+        cancelled
+            Set when the caller cancels the call.
 
         Returns
         -------
@@ -182,7 +192,7 @@ class Dispatcher:
             call = self.parse(payload, content_type)
             owner = call.target.owner
             member = member_name(call.target.spec.name, owner.name if owner else None)
-            value = self.execute(call, progress)
+            value = self.execute(call, progress, cancelled)
             try:
                 encoded = codec_for(content_type).encode(value, call.target.returns)
                 return Outcome(payload=encoded, member=member)

@@ -22,6 +22,7 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -36,6 +37,7 @@ from ..protocol.envelope import (
     MessageType,
     Prop,
     Stage,
+    control_topic,
     deadline_of,
     error_reply,
     reply_to,
@@ -51,6 +53,7 @@ from ..protocol.fragments import (
 )
 from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
+from .cancel import Cancellations, call_key
 from .dispatcher import Dispatcher, type_name
 from .progress import SendProgress
 
@@ -65,14 +68,6 @@ CLOCK_SKEW = 1.0
 
 
 _REMEMBERED = 10_000
-
-
-def _request_key(message: Message) -> str | None:
-    """What identifies a request across redeliveries: its reply address and context."""
-    props = message.properties
-    if Prop.REQUEST_CONTEXT in props and Prop.RESPONSE_TOPIC in props:
-        return f"{props[Prop.RESPONSE_TOPIC]}\0{props[Prop.REQUEST_CONTEXT]}"
-    return None
 
 
 class Listener:
@@ -119,6 +114,7 @@ class Listener:
         self.fragment_timeout = fragment_timeout
         self.handled = 0
         self._answered: OrderedDict[str, None] = OrderedDict()
+        self._cancellations = Cancellations()
         #: set while the listener is subscribed and taking requests
         self._stopping: asyncio.Event | None = None
         self.ready = threading.Event()
@@ -142,6 +138,7 @@ class Listener:
         subscription = await self.transport.subscribe(
             self.topic, self.subscription, shared=True, prefetch=1, unacked=self.workers
         )
+        control = await self._watch_cancellations()
         log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
         self.ready.set()
         free = asyncio.Semaphore(self.workers)
@@ -168,10 +165,36 @@ class Listener:
             if in_flight:
                 log.info("waiting for %d call(s) in flight", len(in_flight))
                 await asyncio.gather(*in_flight, return_exceptions=True)
+            if control is not None:
+                control.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await control
             await subscription.close()
             pool.shutdown(wait=True)
             self.ready.clear()
             log.info("stopped serving topic %r", self.topic)
+
+    async def _watch_cancellations(self) -> asyncio.Task[None] | None:
+        """Read ``cancel`` messages on a subscription of this instance's own (see cancel.py)."""
+        name = f"{self.subscription}-{uuid.uuid4().hex[:12]}"
+        try:
+            control = await self.transport.subscribe(
+                control_topic(self.topic), name, shared=False, prefetch=100
+            )
+        except DemessagingError as exc:
+            log.warning(
+                "calls cannot be cancelled: subscribing to the control topic failed: %s", exc
+            )
+            return None
+
+        async def watch() -> None:
+            try:
+                await self._cancellations.watch(control)
+            finally:
+                with contextlib.suppress(DemessagingError):
+                    await control.unsubscribe()
+
+        return asyncio.ensure_future(watch())
 
     def stop(self) -> None:
         """Stop taking requests (call from the listener's event loop)."""
@@ -183,7 +206,7 @@ class Listener:
     ) -> None:
         side: Subscription | None = None
         pieces: list[Message] = []
-        key = _request_key(message)
+        key = call_key(message)
         if key is not None and key in self._answered:
             log.debug("acknowledging a repeat of the answered request %s", message.message_id)
             await subscription.ack(message)
@@ -336,13 +359,23 @@ class Listener:
                     "it was not run",
                     "request",
                 )
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                pool,
-                self.dispatcher.handle,
-                message.payload,
-                message.properties.get(Prop.CONTENT_TYPE, JSON),
-                self._progress(message),
-            )
+            key = call_key(message)
+            cancelled = self._cancellations.start(key)
+            if cancelled is None:
+                log.info("not running request %s: its caller cancelled it", message.message_id)
+                text = "the caller cancelled the call before it started"
+                return self._error(message, "CallCancelled", text, "execution")
+            try:
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    pool,
+                    self.dispatcher.handle,
+                    message.payload,
+                    message.properties.get(Prop.CONTENT_TYPE, JSON),
+                    self._progress(message),
+                    cancelled,
+                )
+            finally:
+                self._cancellations.done(key)
             extra = {}
             if Prop.API_FINGERPRINT in message.properties and outcome.member:
                 extra[Prop.API_FINGERPRINT] = self._fingerprints.get(outcome.member, "")

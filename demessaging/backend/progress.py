@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,14 +66,20 @@ class _Link:
             log.warning("could not send progress: %s", exc)
 
 
-def reporters(spec: FunctionSpec, send: SendProgress | None) -> dict[str, Any]:
-    """A fresh report for each reporter parameter of ``spec``, linked to ``send``."""
+def reporters(
+    spec: FunctionSpec, send: SendProgress | None, cancelled: threading.Event | None = None
+) -> dict[str, Any]:
+    """A fresh report for each reporter parameter of ``spec``, linked to ``send``.
+
+    ``cancelled`` is the call's cancellation event: a :class:`Reporter` raises
+    :class:`~demessaging.errors.CallCancelled` once it is set.
+    """
     made: dict[str, Any] = {}
     for param in spec.reporters:
         if isinstance(param.annotation, type) and issubclass(param.annotation, Reporter):
             courteous = _Link(send).send if send is not None else None
             summary = spec.info.description.split("\n", 1)[0].strip() or spec.qualname
-            made[param.name] = param.annotation.for_call(summary, courteous)
+            made[param.name] = param.annotation.for_call(summary, courteous, cancelled)
             continue
         if param.default is not inspect.Parameter.empty:
             report = param.default.model_copy(deep=True)

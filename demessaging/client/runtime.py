@@ -32,6 +32,7 @@ from ..config import Settings
 from ..errors import (
     CallTimeoutError,
     ConfigurationError,
+    DemessagingError,
     DemessagingWarning,
     PayloadTooLargeError,
     ProtocolError,
@@ -44,6 +45,8 @@ from ..protocol.envelope import (
     MessageType,
     Prop,
     Status,
+    control_topic,
+    make_cancel,
     make_request,
     parse_error,
 )
@@ -69,6 +72,8 @@ __all__ = ["Client", "Progress"]
 log = logging.getLogger("demessaging.client")
 #: Seconds closing a client waits for the clean-up after failed uploads.
 CLEANUP_TIMEOUT = 10.0
+#: Seconds a client tries to tell a backend that it cancelled a call.
+CANCEL_TIMEOUT = 5.0
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 T = TypeVar("T")
 
@@ -420,7 +425,12 @@ class Client:
             )
             await self._publish_request(message)
             sent.set()
-            return await future
+            try:
+                return await future
+            except asyncio.CancelledError:  # cancelled, Ctrl-C or the deadline: tell the backend
+                if kind is MessageType.REQUEST:
+                    self._later(self._cancel(context))
+                raise
         finally:
             self._pending.pop(context, None)
             self._watchers.pop(context, None)
@@ -481,6 +491,17 @@ class Client:
                 log.warning("could not tell the backend to stop waiting on %s: %s", side, exc)
         finally:
             await self._transport.release(side)
+
+    async def _cancel(self, context: str) -> None:
+        """Tell the backend that nobody waits for the call of ``context`` any more."""
+        assert self._transport is not None
+        message = make_cancel(context=context, response_topic=self.response_topic)
+        try:
+            await asyncio.wait_for(
+                self._transport.publish(control_topic(self.topic), message), CANCEL_TIMEOUT
+            )
+        except (DemessagingError, asyncio.TimeoutError) as exc:  # best effort: a DASF backend
+            log.debug("could not send the cancellation of call %s: %s", context, exc)
 
     def _later(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background; closing the client waits for it (a while)."""

@@ -38,6 +38,16 @@ Response (backend -> response_topic)::
 Payloads larger than the broker takes travel in pieces (``fragment``, ``num_fragments`` and
 more); :mod:`demessaging.protocol.fragments` describes how.
 
+Cancel (client -> ``<topic>_control``, read by every backend instance; demessaging extension)::
+
+    properties  messageType="cancel"  requestContext=<the call's>
+                caller=<the call's response_topic>
+    payload     empty
+
+A backend stops the call at its next cancellation point, or skips it if it has not started.
+(Not ``response_topic``: dasf-broker-django refuses messages whose ``response_topic`` belongs
+to another topic.)
+
 ``ping`` is answered by ``pong`` with an empty payload; ``info`` and ``api_info`` by replies
 carrying the module's schema in the property of the same name (see
 :mod:`demessaging.core.schema`). Peers ignore properties they do not know, which is how the
@@ -68,7 +78,9 @@ __all__ = [
     "Status",
     "envelope_schemas",
     "error_reply",
+    "control_topic",
     "deadline_of",
+    "make_cancel",
     "make_request",
     "parse_error",
     "reply_to",
@@ -87,6 +99,7 @@ class MessageType(str, enum.Enum):
     API_INFO = "api_info"
     PROGRESS = "progress"
     LOG = "log"
+    CANCEL = "cancel"
 
 
 class Status(str, enum.Enum):
@@ -118,6 +131,7 @@ class Prop:
     CONTENT_TYPE = "content_type"
     DEADLINE = "deadline"
     API_FINGERPRINT = "api_fingerprint"
+    CALLER = "caller"
 
 
 JSON = "application/json"
@@ -244,6 +258,23 @@ def make_request(
     if fingerprint:
         properties[Prop.API_FINGERPRINT] = fingerprint
     return Message(payload=payload, properties=properties)
+
+
+def control_topic(topic: str) -> str:
+    """The topic of ``cancel`` messages for the backend of ``topic``."""
+    return f"{topic}_control"
+
+
+def make_cancel(*, context: str, response_topic: str) -> Message:
+    """A ``cancel`` message for the call of ``context`` answered on ``response_topic``."""
+    return Message(
+        payload=b"",
+        properties={
+            Prop.MESSAGE_TYPE: MessageType.CANCEL.value,
+            Prop.REQUEST_CONTEXT: context,
+            Prop.CALLER: response_topic,
+        },
+    )
 
 
 def deadline_of(message: Message) -> float | None:

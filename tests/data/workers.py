@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from demessaging import Reporter
+
 
 def whoami(call_id: int, log_dir: str) -> int:
     """Record the call in this process's log; return the process id."""
@@ -33,3 +35,19 @@ def echo_sum(values: npt.NDArray[np.float64]) -> float:
 def make(n: int) -> npt.NDArray[np.float64]:
     """An array of ``n`` ones."""
     return np.ones(n)
+
+
+def steps(seconds: float, marker: str, progress: Reporter) -> float:
+    """Write ``marker``, then work in steps of 20 ms (each a cancellation point)."""
+    Path(marker).write_text(str(os.getpid()))
+    progress.start("stepping", total=int(seconds / 0.02))
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.02)
+        progress.advance()
+    return seconds
+
+
+def quick() -> str:
+    """Answer at once."""
+    return "free"

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demessaging.client import Client
+from demessaging.client import Client, Progress
 from demessaging.client.generator import generate
 from demessaging.errors import APIChangedError, CallTimeoutError, RemoteError
 
@@ -94,6 +94,30 @@ def test_a_generated_client_gets_declared_errors_and_is_told_what_changed(
     finally:
         shop._remote.close()
         sys.modules.pop(package.package, None)
+
+
+def test_a_cancelled_call_frees_the_backend_worker_within_a_second(
+    broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
+) -> None:
+    backends(WORKERS, topic, workers=1)
+    marker = tmp_path / "started"
+    seen: list[Progress] = []
+
+    async def scenario(client: Client) -> float:
+        request = {"func_name": "steps", "seconds": 60.0, "marker": str(marker)}
+        call = asyncio.ensure_future(client.acall(request, on_progress=seen.append))
+        deadline = time.monotonic() + 30
+        while not (marker.exists() and seen):  # running, and reporting
+            assert time.monotonic() < deadline, "the call never started"
+            await asyncio.sleep(0.02)
+        call.cancel()
+        started = time.monotonic()
+        assert await client.acall({"func_name": "quick"}) == "free"  # its one worker is free
+        return time.monotonic() - started
+
+    with Client(topic, broker_url=broker_url, timeout=30) as client:
+        assert asyncio.run(scenario(client)) < 1.0
+    assert seen[0].report["step_message"] == "stepping"
 
 
 def test_two_backends_share_200_calls_each_answered_once(

@@ -157,7 +157,7 @@ def test_a_closed_client_deletes_its_response_subscription(
         c.ping()
         assert c.response_topic in broker.subscriptions()
     assert c.response_topic not in broker.subscriptions()
-    assert list(broker.subscriptions()) == ["t"]  # the backend's
+    assert list(broker.subscriptions()) == ["t", "t_control"]  # the backend's
 
 
 def test_client_default_timeout_applies(client: Callable[..., Client]) -> None:
