@@ -1,4 +1,4 @@
-"""Cancellation: the calls a backend runs, and the callers that gave up on theirs.
+"""Control of running calls by their callers: cancellation, and credit for streamed items.
 
 A client that stops waiting for a call (the task is cancelled, Ctrl-C, its deadline passes)
 publishes a ``cancel`` message on the backend's control topic, ``<topic>_control`` (see
@@ -11,6 +11,10 @@ went:
   :class:`~demessaging.errors.CallCancelled` at its next cancellation point;
 - a call not started yet is remembered (a bounded number of them), and skipped when its
   request arrives.
+
+A caller taking a generator's items one by one sends ``more`` messages there too, saying how
+many items it has taken; the backend sends at most ``stream`` (the request's window) items
+beyond that, so a slow caller holds the generator back instead of piling items up.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict
 
-from ..errors import DemessagingError
+from ..errors import CallCancelled, DemessagingError
 from ..protocol.envelope import Message, MessageType, Prop
 from ..transport.base import Subscription
 
-__all__ = ["Cancellations", "call_key"]
+__all__ = ["CallControl", "Cancellations", "call_key"]
 
 log = logging.getLogger("demessaging.backend")
 
@@ -35,31 +40,71 @@ _REMEMBERED = 10_000
 def call_key(message: Message) -> str | None:
     """What names a call in requests and in ``cancel`` messages: its reply address and context."""
     props = message.properties
-    caller = props.get(Prop.CALLER if message.message_type == "cancel" else Prop.RESPONSE_TOPIC)
+    control = message.message_type in (MessageType.CANCEL.value, MessageType.MORE.value)
+    caller = props.get(Prop.CALLER if control else Prop.RESPONSE_TOPIC)
     if props.get(Prop.REQUEST_CONTEXT) and caller:
         return f"{caller}\0{props[Prop.REQUEST_CONTEXT]}"
     return None
+
+
+class CallControl:
+    """What a running call hears from its caller: that it gave up, and what it has taken."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self.received = 0
+        self._changed = threading.Condition()
+
+    def cancel(self) -> None:
+        """The caller gave up."""
+        with self._changed:
+            self.cancelled.set()
+            self._changed.notify_all()
+
+    def credit(self, received: int) -> None:
+        """The caller has taken ``received`` items."""
+        with self._changed:
+            self.received = max(self.received, received)
+            self._changed.notify_all()
+
+    def wait_for_room(self, sent: int, window: int, idle: float) -> None:
+        """Wait until fewer than ``window`` of the ``sent`` items are not taken yet.
+
+        Raises
+        ------
+        CallCancelled
+            If the caller gave up, or took nothing for ``idle`` seconds (it is gone).
+        """
+        deadline = time.monotonic() + idle
+        with self._changed:
+            while sent - self.received >= window and not self.cancelled.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CallCancelled(f"the caller took no item for {idle:g} s")
+                self._changed.wait(left)
+            if self.cancelled.is_set():
+                raise CallCancelled("the caller cancelled the call")
 
 
 class Cancellations:
     """The calls running here, and those cancelled before they came."""
 
     def __init__(self) -> None:
-        self._running: dict[str, threading.Event] = {}
+        self._running: dict[str, CallControl] = {}
         self._early: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def start(self, key: str | None) -> threading.Event | None:
-        """The event of a call about to run; None if it was cancelled already (skip it)."""
-        event = threading.Event()
+    def start(self, key: str | None) -> CallControl | None:
+        """The control of a call about to run; None if it was cancelled already (skip it)."""
+        control = CallControl()
         if key is None:
-            return event
+            return control
         with self._lock:
             if key in self._early:
                 del self._early[key]
                 return None
-            self._running[key] = event
-        return event
+            self._running[key] = control
+        return control
 
     def done(self, key: str | None) -> None:
         """Forget a call that has ended."""
@@ -70,14 +115,21 @@ class Cancellations:
     def cancel(self, key: str) -> None:
         """The caller of ``key`` gave up: stop it, or skip it when it comes."""
         with self._lock:
-            event = self._running.get(key)
-            if event is None:
+            control = self._running.get(key)
+            if control is None:
                 self._early[key] = None
                 if len(self._early) > _REMEMBERED:
                     self._early.popitem(last=False)
-        if event is not None:
+        if control is not None:
             log.info("cancelling a running call at its caller's request")
-            event.set()
+            control.cancel()
+
+    def credit(self, key: str, received: int) -> None:
+        """The caller of ``key`` has taken ``received`` items (ignored unless it runs here)."""
+        with self._lock:
+            control = self._running.get(key)
+        if control is not None:
+            control.credit(received)
 
     async def watch(self, subscription: Subscription) -> None:
         """Read ``cancel`` messages until cancelled; anything else is acknowledged and dropped."""
@@ -89,8 +141,12 @@ class Cancellations:
                 await asyncio.sleep(1.0)
                 continue
             key = call_key(message)
-            if message.message_type == MessageType.CANCEL.value and key is not None:
+            kind = message.message_type
+            received = message.properties.get(Prop.RECEIVED, "")
+            if kind == MessageType.CANCEL.value and key is not None:
                 self.cancel(key)
+            elif kind == MessageType.MORE.value and key is not None and received.isdigit():
+                self.credit(key, int(received))
             else:
                 log.debug("ignoring a message on the control topic: %s", message.properties)
             try:

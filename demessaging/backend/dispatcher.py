@@ -12,13 +12,13 @@ import inspect
 import logging
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ..core.models import Call, ModuleModels, build_models, format_validation_error
 from ..core.specs import inspect_module
@@ -107,12 +107,16 @@ class Dispatcher:
         call: Call,
         progress: SendProgress | None = None,
         cancelled: threading.Event | None = None,
+        emit: Callable[[Any], None] | None = None,
     ) -> Any:
         """Run a validated call and return its validated result.
 
         ``progress`` sends the progress reports of functions that take one (see
         :mod:`demessaging.backend.progress`); ``cancelled``, once set, makes their
         reporters raise :class:`~demessaging.errors.CallCancelled`.
+
+        A generator function's items are validated one by one, and handed to ``emit`` as they
+        come (then the result is how many there were), or returned in a list.
 
         Raises
         ------
@@ -142,6 +146,11 @@ class Dispatcher:
                 result = spec.func(*positional, **keywords)
             if inspect.iscoroutine(result):
                 result = asyncio.run(result)
+            if spec.streams:
+                return self._drain(call, result, emit, made)
+        except DispatchError:
+            finish(made, ok=False)
+            raise
         except BaseException as exc:  # KeyboardInterrupt and the like too: never the backend's end
             finish(made, ok=False)
             message = str(exc) or type(exc).__name__
@@ -158,6 +167,38 @@ class Dispatcher:
                 error_type="ValidationError",
             ) from exc
 
+    def _drain(
+        self,
+        call: Call,
+        items: Iterator[Any],
+        emit: Callable[[Any], None] | None,
+        made: dict[str, Any],
+    ) -> Any:
+        """Validate a generator's items and emit them (or collect them); closes it at the end."""
+        collected: list[Any] = []
+        count = 0
+        try:
+            for item in items:
+                try:
+                    value = call.target.returns.validate_python(item)
+                except ValidationError as exc:
+                    raise ResultError(
+                        f"{call.target.spec.qualname} yielded an item that does not match its "
+                        f"annotation: {format_validation_error(exc)}",
+                        error_type="ValidationError",
+                    ) from exc
+                count += 1
+                if emit is None:
+                    collected.append(value)
+                else:
+                    emit(value)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # the caller gave up, or an item was wrong: stop it
+                close()
+        finish(made, ok=True)
+        return count if emit is not None else collected
+
     def call(self, request: bytes | bytearray | str | Mapping[str, Any]) -> Any:
         """Parse, execute and return the result as a Python value; raises DispatchError."""
         return self.execute(self.parse(request))
@@ -168,6 +209,7 @@ class Dispatcher:
         content_type: str = JSON,
         progress: SendProgress | None = None,
         cancelled: threading.Event | None = None,
+        items: Callable[[bytes], None] | None = None,
     ) -> Outcome:
         """Handle the payload of a request; never raises for a bad request or call.
 
@@ -181,6 +223,10 @@ class Dispatcher:
             Sends progress messages to the caller.
         cancelled
             Set when the caller cancels the call.
+        items
+            Sends one encoded item of a generator function to the caller, who asked for its
+            items one by one; the result is then their number. Without it, a generator
+            function's result is the list of its items.
 
         Returns
         -------
@@ -192,9 +238,20 @@ class Dispatcher:
             call = self.parse(payload, content_type)
             owner = call.target.owner
             member = member_name(call.target.spec.name, owner.name if owner else None)
-            value = self.execute(call, progress, cancelled)
+            codec = codec_for(content_type)
+            target = call.target
+            emit = None
+            if items is not None and target.spec.streams:
+
+                def emit(value: Any) -> None:
+                    items(codec.encode(value, target.returns))
+
+            value = self.execute(call, progress, cancelled, emit)
+            adapter = target.returns
+            if target.spec.streams:
+                adapter = _COUNT if emit is not None else target.collected or target.returns
             try:
-                encoded = codec_for(content_type).encode(value, call.target.returns)
+                encoded = codec.encode(value, adapter)
                 return Outcome(payload=encoded, member=member)
             except Exception as exc:  # serialization of an unsupported value
                 raise ResultError(
@@ -236,6 +293,9 @@ def _split(params: Any, arguments: Mapping[str, Any]) -> tuple[list[Any], dict[s
         else:
             break
     return positional, keywords
+
+
+_COUNT: TypeAdapter[int] = TypeAdapter(int)
 
 
 def type_name(cls: type) -> str:

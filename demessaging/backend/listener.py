@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
@@ -53,7 +54,7 @@ from ..protocol.fragments import (
 )
 from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
-from .cancel import Cancellations, call_key
+from .cancel import CallControl, Cancellations, call_key
 from .dispatcher import Dispatcher, type_name
 from .progress import SendProgress
 
@@ -65,6 +66,10 @@ DEFAULT_SUBSCRIPTION = "demessaging-backend"
 PROGRESS_TIMEOUT = 10.0
 #: Seconds a request's deadline may seem past because the caller's clock is behind ours.
 CLOCK_SKEW = 1.0
+#: Seconds a generator waits at least for its caller to take items, before taking it for gone.
+STREAM_IDLE = 30.0
+#: The most items of a generator on their way to a caller at once.
+MAX_WINDOW = 1000
 
 
 _REMEMBERED = 10_000
@@ -332,16 +337,46 @@ class Listener:
                 message_type=MessageType.PROGRESS,
                 extra={Prop.STATUS: status, Prop.CONTENT_TYPE: JSON},
             )
-            sent = asyncio.run_coroutine_threadsafe(self._send(topic, message), loop)
-            try:  # in order: the next report, and the reply, go after this one
-                sent.result(PROGRESS_TIMEOUT)
-            except concurrent.futures.TimeoutError:
-                sent.cancel()
-                raise TransportError(
-                    f"the broker took more than {PROGRESS_TIMEOUT:g} s to take a progress message"
-                ) from None
+            self._send_from_worker(loop, topic, message, "a progress message")
 
         return send
+
+    def _items(
+        self, request: Message, control: CallControl, window: int
+    ) -> Callable[[bytes], None]:
+        """Sends the items of a generator one by one, ``window`` at most on their way."""
+        loop = asyncio.get_running_loop()
+        deadline = deadline_of(request)
+        idle = max(deadline - time.time(), STREAM_IDLE) if deadline else STREAM_IDLE
+        sent = 0
+
+        def send(payload: bytes) -> None:
+            nonlocal sent
+            control.wait_for_room(sent, window, idle)  # raises CallCancelled
+            sent += 1
+            topic, message = reply_to(
+                request,
+                payload,
+                source_topic=self.topic,
+                message_type=MessageType.ITEM,
+                extra={Prop.SEQUENCE: str(sent)},
+            )
+            self._send_from_worker(loop, topic, message, "an item")
+
+        return send
+
+    def _send_from_worker(
+        self, loop: asyncio.AbstractEventLoop, topic: str, message: Message, what: str
+    ) -> None:
+        """Send a message from a worker thread, in order: the next one goes after it."""
+        sent = asyncio.run_coroutine_threadsafe(self._send(topic, message), loop)
+        try:
+            sent.result(PROGRESS_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            sent.cancel()
+            raise TransportError(
+                f"the broker took more than {PROGRESS_TIMEOUT:g} s to take {what}"
+            ) from None
 
     async def _reply(
         self, message: Message, pool: ThreadPoolExecutor
@@ -360,11 +395,15 @@ class Listener:
                     "request",
                 )
             key = call_key(message)
-            cancelled = self._cancellations.start(key)
-            if cancelled is None:
+            control = self._cancellations.start(key)
+            if control is None:
                 log.info("not running request %s: its caller cancelled it", message.message_id)
                 text = "the caller cancelled the call before it started"
                 return self._error(message, "CallCancelled", text, "execution")
+            window = message.properties.get(Prop.STREAM, "")
+            items = None
+            if window.isdigit() and int(window) > 0:
+                items = self._items(message, control, min(int(window), MAX_WINDOW))
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     pool,
@@ -372,7 +411,8 @@ class Listener:
                     message.payload,
                     message.properties.get(Prop.CONTENT_TYPE, JSON),
                     self._progress(message),
-                    cancelled,
+                    control.cancelled,
+                    items,
                 )
             finally:
                 self._cancellations.done(key)

@@ -10,6 +10,7 @@ the reproduced types and the connection from the package rather than repeating t
 
 from __future__ import annotations
 
+import collections.abc
 import importlib.metadata
 import inspect
 import json
@@ -347,13 +348,39 @@ def _function(
     *,
     aio: bool = False,
 ) -> str:
-    """A function or method; with ``aio``, a coroutine function whatever the original is."""
+    """A function or method; with ``aio``, a coroutine function whatever the original is.
+
+    A generator function stays one, taking its items from the backend one by one; its async
+    face is an async generator function.
+    """
     params, returns = _signature(spec, renderer, first)
+    if spec.streams and aio:
+        item = renderer.annotation(spec.item, f"{spec.qualname}(return)")
+        returns = f"{renderer.ref(collections.abc.AsyncIterator)}[{item}]"
     lines = [_def_line(spec, params, returns, indent, aio)]
     if spec.doc:
         lines.append(f"{indent}    {docstring_literal(spec.doc)}")
-    lines += _body(spec, member or spec.name, returns, indent + "    ", first == "self", aio)
+    body = _stream_body if spec.streams else _body
+    lines += body(spec, member or spec.name, returns, indent + "    ", first == "self", aio)
     return "\n".join(lines)
+
+
+def _stream_body(
+    spec: FunctionSpec, member: str, returns: str, indent: str, bound: bool, aio: bool
+) -> list[str]:
+    """The statements that take a generator's items from the backend."""
+
+    def statements(arguments: str) -> list[str]:
+        args = [_str(member), arguments, *(["self._demessaging_arguments"] if bound else [])]
+        if aio:
+            send = f"_remote.astream({', '.join(args)})"
+            return [f"{indent}async for _item in {send}:", f"{indent}    yield _item"]
+        return [f"{indent}yield from _remote.stream({', '.join(args)})"]
+
+    lines = statements(_mapping(spec))
+    if max(len(line) for line in lines) <= _WIDTH or not spec.parameters:
+        return lines
+    return [*_assign_arguments(spec, indent), *statements("_arguments")]
 
 
 def _class(spec: ClassSpec, renderer: Renderer, *, aio: bool = False) -> str:

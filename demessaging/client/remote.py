@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -201,6 +201,61 @@ class RemoteModule:
             if better is None:
                 raise
             raise better from exc
+
+    def stream(
+        self,
+        member: str,
+        arguments: Mapping[str, Any],
+        constructor: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[Any]:
+        """Call the generator ``member`` on the backend; yields its validated items."""
+        payload, target = self.request(member, arguments, constructor)
+        items = self.client.stream(
+            payload,
+            returns=target.returns,
+            timeout=timeout,
+            member=member,
+            fingerprint=self.fingerprints.get(member),
+        )
+        try:
+            yield from items
+        except RemoteError as exc:
+            declared = self.declared(exc)
+            if declared is None:
+                raise
+            raise declared from exc
+        finally:
+            items.close()
+
+    async def astream(
+        self,
+        member: str,
+        arguments: Mapping[str, Any],
+        constructor: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Async version of :meth:`stream`."""
+        payload, target = self.request(member, arguments, constructor)
+        items = self.client.astream(
+            payload,
+            returns=target.returns,
+            timeout=timeout,
+            member=member,
+            fingerprint=self.fingerprints.get(member),
+        )
+        try:
+            async for item in items:
+                yield item
+        except RemoteError as exc:
+            declared = self.declared(exc)
+            if declared is None:
+                raise
+            raise declared from exc
+        finally:
+            await items.aclose()
 
     @cached_property
     def shapes(self) -> dict[str, dict[str, Any]]:

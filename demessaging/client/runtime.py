@@ -22,8 +22,9 @@ import time
 import uuid
 import warnings
 import weakref
+from asyncio import FIRST_COMPLETED as FIRST
 from asyncio import FIRST_EXCEPTION
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -74,6 +75,8 @@ log = logging.getLogger("demessaging.client")
 CLEANUP_TIMEOUT = 10.0
 #: Seconds a client tries to tell a backend that it cancelled a call.
 CANCEL_TIMEOUT = 5.0
+#: Items of a stream on their way at most, by default.
+STREAM_WINDOW = 16
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 T = TypeVar("T")
 
@@ -97,6 +100,16 @@ class Progress:
     def report(self) -> Any:
         """The payload decoded from JSON (a DASF report: ``step_message``, ``children``...)."""
         return _json.loads(self.payload)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Extras:
+    """What a call may add to its request and reply handling."""
+
+    on_progress: Callable[[Progress], None] | None = None
+    fingerprint: str | None = None
+    window: int | None = None  # a stream: this many items on their way at most
+    on_item: Callable[[Message], None] | None = None
 
 
 class Client:
@@ -149,6 +162,7 @@ class Client:
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._watchers: dict[str, Callable[[Progress], None]] = {}
+        self._streams: dict[str, Callable[[Message], None]] = {}
         self.max_payload = max_payload
         self._reassembler = Reassembler(max_payload)
         self._connecting: asyncio.Lock | None = None
@@ -275,8 +289,7 @@ class Client:
             member,
             content_type,
             deadline=deadline,
-            on_progress=on_progress,
-            fingerprint=fingerprint,
+            extras=_Extras(on_progress=on_progress, fingerprint=fingerprint),
         )
         try:
             reply = await self._on_portal(exchange)
@@ -292,9 +305,7 @@ class Client:
                 DemessagingWarning,
                 stacklevel=2,
             )
-        if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
-            info = parse_error(reply)
-            raise RemoteError(info.type, info.message, info.stage, info.traceback, info.declared)
+        self._check(reply)
         try:
             codec = codec_for(reply.properties.get(Prop.CONTENT_TYPE, JSON))
             return codec.decode(reply.payload, returns or _ANY)
@@ -302,6 +313,121 @@ class Client:
             raise ProtocolError(
                 f"the reply to {member or 'the call'} does not match what the client expects: {exc}"
             ) from exc
+
+    def stream(
+        self,
+        request: Mapping[str, Any] | BaseModel,
+        *,
+        returns: TypeAdapter[Any] | None = None,
+        timeout: float | None = None,
+        member: str = "",
+        window: int = STREAM_WINDOW,
+        on_progress: Callable[[Progress], None] | None = None,
+        fingerprint: str | None = None,
+    ) -> Generator[Any, None, None]:
+        """Call a generator function of the backend; yields its items as they come.
+
+        Parameters
+        ----------
+        request, returns, member, on_progress, fingerprint
+            As for :meth:`call`; ``returns`` validates each item.
+        timeout
+            The longest wait for the next item, in seconds; defaults to the client's.
+        window
+            Items on their way at most: the backend's generator waits while this many are not
+            taken yet.
+
+        Stopping early (``break``, closing the iterator) cancels the call in the backend.
+        """
+        portal = self._get_portal()
+        items = self.astream(
+            request,
+            returns=returns,
+            timeout=timeout,
+            member=member,
+            window=window,
+            on_progress=on_progress,
+            fingerprint=fingerprint,
+        )
+
+        async def step() -> Any:
+            return await items.__anext__()
+
+        async def stop() -> None:
+            await items.aclose()
+
+        try:
+            while True:
+                try:
+                    item = portal.run(step())
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            portal.run(stop())
+
+    async def astream(
+        self,
+        request: Mapping[str, Any] | BaseModel,
+        *,
+        returns: TypeAdapter[Any] | None = None,
+        timeout: float | None = None,
+        member: str = "",
+        window: int = STREAM_WINDOW,
+        on_progress: Callable[[Progress], None] | None = None,
+        fingerprint: str | None = None,
+    ) -> AsyncGenerator[Any, None]:
+        """Async version of :meth:`stream`; works on any event loop."""
+        idle = timeout if timeout is not None else self.settings.timeout
+        codec = ENCODINGS[await self._encoding(idle, member)]
+        payload = codec.encode(request)
+        loop = asyncio.get_running_loop()
+        arrived: asyncio.Queue[Message] = asyncio.Queue()
+
+        def on_item(message: Message) -> None:  # in the client's loop thread
+            loop.call_soon_threadsafe(arrived.put_nowait, message)
+
+        extras = _Extras(on_progress, fingerprint, max(1, window), on_item)
+        exchange = self._exchange(
+            MessageType.REQUEST, payload, idle, member, codec.CONTENT_TYPE, extras=extras
+        )
+        final = asyncio.ensure_future(self._on_portal(exchange))
+        taken = credited = 0
+        try:
+            while True:
+                if arrived.empty():
+                    get = asyncio.ensure_future(arrived.get())
+                    done, _ = await asyncio.wait({get, final}, timeout=idle, return_when=FIRST)
+                    if get not in done:
+                        get.cancel()
+                    if not done:
+                        raise CallTimeoutError(self.topic, idle, member)
+                    if get not in done:  # the call ended: items came before its reply
+                        if arrived.empty():
+                            self._check(final.result())
+                            return
+                        continue
+                    message = get.result()
+                else:
+                    message = arrived.get_nowait()
+                item_codec = codec_for(message.properties.get(Prop.CONTENT_TYPE, JSON))
+                yield item_codec.decode(message.payload, returns or _ANY)
+                taken += 1
+                if taken - credited >= max(1, window // 2):
+                    credited = taken
+                    context = message.properties.get(Prop.REQUEST_CONTEXT, "")
+                    await self._on_portal(self._send_control(context, taken))
+        finally:
+            if not final.done():  # stopped early, or timed out: the backend stops too
+                final.cancel()
+                with contextlib.suppress(asyncio.CancelledError, DemessagingError):
+                    await final
+
+    def _check(self, reply: Message) -> None:
+        """Raise the error a reply carries, if it carries one."""
+        if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
+            info = parse_error(reply)
+            raise RemoteError(info.type, info.message, info.stage, info.traceback, info.declared)
 
     async def aping(self, timeout: float | None = None) -> float:
         """Async version of :meth:`ping`."""
@@ -371,22 +497,21 @@ class Client:
         content_type: str = JSON,
         *,
         deadline: float | None = None,
-        on_progress: Callable[[Progress], None] | None = None,
-        fingerprint: str | None = None,
+        extras: _Extras | None = None,
     ) -> Message:
         """Send a request and wait for its reply, ``timeout`` seconds at most.
 
         ``deadline`` is the call's whole deadline, for the error message, when part of it has
-        been spent already.
+        been spent already. A stream (``extras.window``) has no overall limit: its items are
+        awaited one by one.
         """
+        extras = extras or _Extras()
         limit = timeout if timeout is not None else self.settings.timeout
         sent = asyncio.Event()
         expires = time.time() + limit  # travels with the request: late work is not started
-        waiting = self._send_and_wait(
-            kind, payload, content_type, sent, expires, on_progress, fingerprint
-        )
+        waiting = self._send_and_wait(kind, payload, content_type, sent, expires, extras)
         try:
-            return await asyncio.wait_for(waiting, limit)
+            return await asyncio.wait_for(waiting, None if extras.window else limit)
         except asyncio.TimeoutError:
             broker = "" if sent.is_set() else self.settings.broker_url
             raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
@@ -398,8 +523,7 @@ class Client:
         content_type: str,
         sent: asyncio.Event,
         expires: float,
-        on_progress: Callable[[Progress], None] | None = None,
-        fingerprint: str | None = None,
+        extras: _Extras,
     ) -> Message:
         await self._connect()
         assert self._transport is not None
@@ -411,8 +535,10 @@ class Client:
         context = str(next(self._contexts))
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[context] = future
-        if on_progress is not None:
-            self._watchers[context] = on_progress
+        if extras.on_progress is not None:
+            self._watchers[context] = extras.on_progress
+        if extras.on_item is not None:
+            self._streams[context] = extras.on_item
         try:
             message = make_request(
                 payload,
@@ -421,7 +547,8 @@ class Client:
                 message_type=kind,
                 content_type=content_type,
                 deadline=expires,
-                fingerprint=fingerprint,
+                fingerprint=extras.fingerprint,
+                window=extras.window,
             )
             await self._publish_request(message)
             sent.set()
@@ -434,6 +561,7 @@ class Client:
         finally:
             self._pending.pop(context, None)
             self._watchers.pop(context, None)
+            self._streams.pop(context, None)
             self._reassembler.discard(context)
 
     async def _publish_request(self, message: Message) -> None:
@@ -494,14 +622,20 @@ class Client:
 
     async def _cancel(self, context: str) -> None:
         """Tell the backend that nobody waits for the call of ``context`` any more."""
+        await self._send_control(context)
+
+    async def _send_control(self, context: str, received: int | None = None) -> None:
+        """Send ``cancel`` (or, with ``received``, ``more``) about a call to its backend."""
         assert self._transport is not None
-        message = make_cancel(context=context, response_topic=self.response_topic)
+        message = make_cancel(
+            context=context, response_topic=self.response_topic, received=received
+        )
         try:
             await asyncio.wait_for(
                 self._transport.publish(control_topic(self.topic), message), CANCEL_TIMEOUT
             )
         except (DemessagingError, asyncio.TimeoutError) as exc:  # best effort: a DASF backend
-            log.debug("could not send the cancellation of call %s: %s", context, exc)
+            log.debug("could not tell the backend about call %s: %s", context, exc)
 
     def _later(self, work: Awaitable[None]) -> None:
         """Run ``work`` in the background; closing the client waits for it (a while)."""
@@ -569,7 +703,12 @@ class Client:
                     except ProtocolError as exc:
                         future.set_exception(exc)
                     else:
-                        if whole is not None:
+                        on_item = self._streams.get(str(context))
+                        if whole is None:
+                            pass
+                        elif whole.message_type == MessageType.ITEM.value and on_item:
+                            on_item(whole)
+                        else:
                             future.set_result(whole)
                 # after the caller has its reply: the acknowledgement is not on its path
                 await subscription.ack(message)

@@ -67,13 +67,17 @@ class CallableModels:
     request
         The model of its part of the request (``func_name`` and its arguments).
     returns
-        Validates and serializes its return value.
+        Validates and serializes its return value (for generator functions, each item).
+    collected
+        For generator functions: validates and serializes the list of all their items, which
+        callers that do not take items one by one (DASF clients) get.
     """
 
     spec: FunctionSpec
     owner: ClassSpec | None
     request: type[BaseModel]
     returns: TypeAdapter[Any]
+    collected: TypeAdapter[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -268,8 +272,13 @@ def _callable_models(spec: FunctionSpec, owner: ClassSpec | None, name: str) -> 
         func_name=(_const(spec.name), Field(description=f"Calls {spec.qualname}.")),
         **fields,  # type: ignore[call-overload]
     )
-    returns = _adapter(prepare_annotation(spec.returns), spec.qualname, "return")
-    return CallableModels(spec=spec, owner=owner, request=request, returns=returns)
+    if not spec.streams:
+        returns = _adapter(prepare_annotation(spec.returns), spec.qualname, "return")
+        return CallableModels(spec=spec, owner=owner, request=request, returns=returns)
+    item = prepare_annotation(spec.item)  # a generator's items, one by one, or all in a list
+    returns = _adapter(item, spec.qualname, "return")
+    collected = _adapter(list[item], spec.qualname, "return")  # type: ignore[valid-type]
+    return CallableModels(spec, owner, request, returns, collected)
 
 
 def _class_model(

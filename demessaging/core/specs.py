@@ -7,6 +7,7 @@ client generator into source code.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import enum
 import inspect
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 MemberKind = Literal["function", "method", "staticmethod", "classmethod"]
+#: What a generator function may be annotated to return.
+_STREAMS = (collections.abc.Iterator, collections.abc.Iterable, collections.abc.Generator)
 EMPTY: Any = inspect.Parameter.empty
 _SERVED_KINDS = (
     inspect.Parameter.POSITIONAL_ONLY,
@@ -112,6 +115,9 @@ class FunctionSpec:
         requests never carry them.
     schema_extra
         Merged into the JSON Schema of the request (``configure(json_schema_extra=...)``).
+    streams
+        Whether it is a generator function: callers get its items one by one, each validated
+        against :attr:`item`.
     """
 
     name: str
@@ -126,6 +132,13 @@ class FunctionSpec:
     returns_annotated: bool = True
     reporters: tuple[ParameterSpec, ...] = ()
     schema_extra: Mapping[str, Any] | None = None
+    streams: bool = False
+
+    @property
+    def item(self) -> Any:
+        """The type of each item a generator function yields (``T`` of ``Iterator[T]``)."""
+        args = typing.get_args(self.returns)
+        return args[0] if self.streams and args else Any
 
     @property
     def needs_instance(self) -> bool:
@@ -355,8 +368,9 @@ def inspect_function(
     """
     name = name or func.__name__
     qualname = f"{owner.__name__}.{name}" if owner is not None else name
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-        raise SignatureError(qualname, None, "generator functions cannot be served yet")
+    if inspect.isasyncgenfunction(func):
+        raise SignatureError(qualname, None, "async generator functions cannot be served yet")
+    streams = inspect.isgeneratorfunction(func)
     try:
         signature = inspect.signature(func)
     except (TypeError, ValueError) as exc:
@@ -424,6 +438,13 @@ def inspect_function(
             stacklevel=2,
         )
     returns = hints.get("return", None if name == "__init__" else Any)
+    if streams and typing.get_origin(returns) not in _STREAMS:
+        raise SignatureError(
+            qualname,
+            None,
+            "a generator function must be annotated to return Iterator[T], Iterable[T] or "
+            f"Generator[T, None, None], not {returns!r}",
+        )
     return FunctionSpec(
         name=name,
         qualname=qualname,
@@ -437,6 +458,7 @@ def inspect_function(
         returns_annotated=returns_annotated,
         reporters=tuple(reporters),
         schema_extra=config.json_schema_extra,
+        streams=streams,
     )
 
 

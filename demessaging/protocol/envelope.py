@@ -45,6 +45,14 @@ Cancel (client -> ``<topic>_control``, read by every backend instance; demessagi
     payload     empty
 
 A backend stops the call at its next cancellation point, or skips it if it has not started.
+
+Streams (demessaging extension): a request with ``stream=<window>`` asks for a generator
+function's items one by one. Each goes to the caller as a message ``messageType="item"``
+(``requestContext``, ``source_topic``, ``sequence=<1, 2, ...>``, ``content_type``; payload:
+the item), then the response carries their number. The caller sends
+``messageType="more"  requestContext=...  caller=...  received=<items taken>`` on the control
+topic as it takes them; the backend keeps at most ``window`` items on their way. Without
+``stream``, the response carries the list of all items.
 (Not ``response_topic``: dasf-broker-django refuses messages whose ``response_topic`` belongs
 to another topic.)
 
@@ -100,6 +108,8 @@ class MessageType(str, enum.Enum):
     PROGRESS = "progress"
     LOG = "log"
     CANCEL = "cancel"
+    ITEM = "item"
+    MORE = "more"
 
 
 class Status(str, enum.Enum):
@@ -132,6 +142,9 @@ class Prop:
     DEADLINE = "deadline"
     API_FINGERPRINT = "api_fingerprint"
     CALLER = "caller"
+    STREAM = "stream"
+    SEQUENCE = "sequence"
+    RECEIVED = "received"
 
 
 JSON = "application/json"
@@ -241,11 +254,13 @@ def make_request(
     content_type: str = JSON,
     deadline: float | None = None,
     fingerprint: str | None = None,
+    window: int | None = None,
 ) -> Message:
     """Build a request (or ``ping``/``info``/``api_info``) message.
 
     ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
-    called member as the caller knows it.
+    called member as the caller knows it; ``window`` asks for a generator's items one by
+    one, that many on their way at most.
     """
     properties = {
         Prop.MESSAGE_TYPE: message_type.value,
@@ -257,6 +272,8 @@ def make_request(
         properties[Prop.DEADLINE] = f"{deadline:.3f}"
     if fingerprint:
         properties[Prop.API_FINGERPRINT] = fingerprint
+    if window:
+        properties[Prop.STREAM] = str(window)
     return Message(payload=payload, properties=properties)
 
 
@@ -265,16 +282,20 @@ def control_topic(topic: str) -> str:
     return f"{topic}_control"
 
 
-def make_cancel(*, context: str, response_topic: str) -> Message:
-    """A ``cancel`` message for the call of ``context`` answered on ``response_topic``."""
-    return Message(
-        payload=b"",
-        properties={
-            Prop.MESSAGE_TYPE: MessageType.CANCEL.value,
-            Prop.REQUEST_CONTEXT: context,
-            Prop.CALLER: response_topic,
-        },
-    )
+def make_cancel(*, context: str, response_topic: str, received: int | None = None) -> Message:
+    """A ``cancel`` message for the call of ``context`` answered on ``response_topic``.
+
+    With ``received``, a ``more`` message instead: the caller has taken that many items.
+    """
+    properties = {
+        Prop.MESSAGE_TYPE: MessageType.CANCEL.value,
+        Prop.REQUEST_CONTEXT: context,
+        Prop.CALLER: response_topic,
+    }
+    if received is not None:
+        properties[Prop.MESSAGE_TYPE] = MessageType.MORE.value
+        properties[Prop.RECEIVED] = str(received)
+    return Message(payload=b"", properties=properties)
 
 
 def deadline_of(message: Message) -> float | None:

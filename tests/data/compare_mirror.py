@@ -10,6 +10,7 @@ coroutine function, and the types the package's own objects.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import importlib
 import inspect
@@ -46,7 +47,10 @@ def compare(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         spec = inspect_module(original)
-        mirrored = inspect_module(mirror)
+        if coroutines:  # async generators cannot be introspected: the names must do
+            names = [n for n in mirror.__all__ if not is_data_type(getattr(mirror, n))]
+        else:
+            names = [m.name for m in inspect_module(mirror).members]
     namespace = dict(vars(mirror))
     reproduced = [
         name
@@ -56,8 +60,8 @@ def compare(
     namespace.update({name: getattr(original, name) for name in reproduced})
 
     served = sorted(m.name for m in spec.members)
-    if served != sorted(m.name for m in mirrored.members):
-        problems.append(f"served members differ: {served} vs {[m.name for m in mirrored.members]}")
+    if served != sorted(names):
+        problems.append(f"served members differ: {served} vs {sorted(names)}")
 
     def same_callable(label: str, f: Any, g: Any, skip_first: bool = False) -> None:
         nonlocal checked
@@ -74,10 +78,19 @@ def compare(
                 problems.append(f"{label}({a.name}): default {a.default!r} != {b.default!r}")
         hf = typing.get_type_hints(f, include_extras=True)
         hg = typing.get_type_hints(g, globalns=namespace, include_extras=True)
+        streams = inspect.isgeneratorfunction(f)
+        if streams and coroutines:  # the async face of a generator is an async generator
+            hf["return"] = collections.abc.AsyncIterator[typing.get_args(hf["return"])[0]]
+            if not inspect.isasyncgenfunction(g):
+                problems.append(f"{label}: not an async generator function")
+        elif streams and not inspect.isgeneratorfunction(g):
+            problems.append(f"{label}: not a generator function")
         for key in sorted(set(hf) | set(hg)):
             if hf.get(key) != hg.get(key):
                 problems.append(f"{label}({key}): annotation {hf.get(key)!r} != {hg.get(key)!r}")
-        if coroutines and not label.endswith(".__init__") and not inspect.iscoroutinefunction(g):
+        if streams:
+            pass
+        elif coroutines and not label.endswith(".__init__") and not inspect.iscoroutinefunction(g):
             problems.append(f"{label}: not a coroutine function")
         elif not coroutines and inspect.iscoroutinefunction(f) != inspect.iscoroutinefunction(g):
             problems.append(f"{label}: async differs")

@@ -7,7 +7,7 @@ import datetime as dt
 import enum
 import pathlib
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from math import sqrt  # imported: must not be served
 from typing import Annotated, Literal, NamedTuple
 
@@ -149,6 +149,19 @@ def window_length(window: Window) -> dt.timedelta:
 def root(x: float) -> float:
     """A square root, through an imported function."""
     return sqrt(x)
+
+
+def countdown(start: int, step: int = 1) -> Iterator[int]:
+    """Count down to one, item by item.
+
+    Parameters
+    ----------
+    start
+        Where to start.
+    step
+        How far each step goes.
+    """
+    yield from range(start, 0, -step)
 
 
 class KitchenError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,10 @@ def steps(seconds: float, marker: str, progress: Reporter) -> float:
 def quick() -> str:
     """Answer at once."""
     return "free"
+
+
+def counting(n: int, marker: str) -> Iterator[int]:
+    """Yield 0 to n - 1, writing into ``marker`` how many have been made."""
+    for i in range(n):
+        Path(marker).write_text(str(i + 1))
+        yield i

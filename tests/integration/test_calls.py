@@ -120,6 +120,23 @@ def test_a_cancelled_call_frees_the_backend_worker_within_a_second(
     assert seen[0].report["step_message"] == "stepping"
 
 
+def test_a_thousand_items_are_streamed_with_the_backend_held_back(
+    broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
+) -> None:
+    backends(WORKERS, topic)
+    marker = tmp_path / "made"
+    window = 8
+    taken: list[int] = []
+    with Client(topic, broker_url=broker_url, timeout=30) as client:
+        request = {"func_name": "counting", "n": 1000, "marker": str(marker)}
+        for item in client.stream(request, window=window):
+            taken.append(item)
+            if len(taken) == 100:  # a slow caller: the generator waits for it
+                time.sleep(0.5)
+                assert int(marker.read_text()) <= 100 + window + 1
+    assert taken == list(range(1000))
+
+
 def test_two_backends_share_200_calls_each_answered_once(
     broker: Broker, topic: str, backends: Callable[..., Backend], tmp_path: Path
 ) -> None:

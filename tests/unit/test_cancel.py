@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from demessaging.backend.cancel import Cancellations
+from demessaging.backend.cancel import CallControl, Cancellations
 from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client
 from demessaging.core.loader import load_module
@@ -118,11 +118,13 @@ def test_cancellations_are_remembered_until_their_call_comes() -> None:
     cancellations = Cancellations()
     cancellations.cancel("topic\x001")
     assert cancellations.start("topic\x001") is None  # skipped
-    event = cancellations.start("topic\x001")  # a later redelivery runs
-    assert event is not None
-    assert not event.is_set()
+    control = cancellations.start("topic\x001")  # a later redelivery runs
+    assert control is not None
+    assert not control.cancelled.is_set()
+    cancellations.credit("topic\x001", 5)
+    assert control.received == 5
     cancellations.cancel("topic\x001")
-    assert event.is_set()
+    assert control.cancelled.is_set()
     cancellations.done("topic\x001")
     unnamed = cancellations.start(None)
     assert unnamed is not None
@@ -146,3 +148,19 @@ def test_a_reporter_is_a_cancellation_point() -> None:
         child_of_root.check()
     reporter.end("error")  # ending is never refused
     assert reporter.status == "error"
+
+
+def test_a_stream_waits_for_room_and_gives_up_on_a_silent_caller() -> None:
+    import threading
+
+    control = CallControl()
+    control.wait_for_room(sent=3, window=4, idle=0.1)  # room: returns at once
+    threading.Timer(0.05, control.credit, args=(2,)).start()
+    started = time.monotonic()
+    control.wait_for_room(sent=4, window=4, idle=5)  # waits for the credit
+    assert time.monotonic() - started < 2
+    with pytest.raises(CallCancelled, match=r"took no item for 0\.1 s"):
+        control.wait_for_room(sent=6, window=4, idle=0.1)
+    control.cancel()
+    with pytest.raises(CallCancelled, match="cancelled"):
+        control.wait_for_room(sent=0, window=4, idle=5)

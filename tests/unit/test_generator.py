@@ -92,6 +92,7 @@ def test_generated_client_calls_the_backend(mirror: Callable[..., tuple[ModuleTy
         assert ks.Derived().bye() == "bye"
         with pytest.raises(RemoteError, match="math domain error"):
             ks.root(-1.0)
+        assert list(ks.countdown(5, step=2)) == [5, 3, 1]
 
 
 def test_declared_errors_are_raised_as_their_mirrors(

@@ -10,6 +10,7 @@ import pathlib
 import sys
 import types
 import typing
+import warnings
 from typing import Any
 
 import numpy as np
@@ -1272,31 +1273,42 @@ def test_unservable_signatures(module_models, source, member, parameter, fragmen
 
 
 @pytest.mark.parametrize(
-    "source",
+    ("source", "fragment"),
     [
-        "from collections.abc import Iterator\n\n\n"
-        "def count(n: int) -> Iterator[int]:\n    yield from range(n)\n",
-        "from collections.abc import AsyncIterator\n\n\n"
-        "async def count(n: int) -> AsyncIterator[int]:\n    yield n\n",
+        (
+            "from collections.abc import AsyncIterator\n\n\n"
+            "async def count(n: int) -> AsyncIterator[int]:\n    yield n\n",
+            "async generator functions cannot be served yet",
+        ),
+        (
+            "def count(n: int) -> list[int]:\n    yield n\n",
+            r"must be annotated to return Iterator\[T\]",
+        ),
+        ("def count(n: int):\n    yield n\n", "must be annotated to return Iterator"),
     ],
-    ids=["generator", "async-generator"],
+    ids=["async-generator", "list-annotation", "no-annotation"],
 )
-def test_generator_functions_are_refused(module_spec, source):
-    with pytest.raises(SignatureError, match="generator functions cannot be served") as info:
-        module_spec(source)
+def test_generators_without_an_iterator_annotation_are_refused(module_spec, source, fragment):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DemessagingWarning)  # the missing return annotation
+        with pytest.raises(SignatureError, match=fragment) as info:
+            module_spec(source)
     assert info.value.member == "count"
     assert info.value.parameter is None
     assert "'count'" in str(info.value)
 
 
-def test_generator_method_is_refused_naming_the_method(module_spec):
+@pytest.mark.parametrize(
+    "annotation", ["Iterator[int]", "Iterable[int]", "Generator[int, None, None]"]
+)
+def test_generator_functions_stream_their_items(module_spec, annotation):
     source = (
-        "from collections.abc import Iterator\n\n\nclass Feed:\n"
-        "    def items(self) -> Iterator[int]:\n        yield 1\n"
+        "from collections.abc import Generator, Iterable, Iterator\n\n\nclass Feed:\n"
+        f"    def items(self) -> {annotation}:\n        yield 1\n"
     )
-    with pytest.raises(SignatureError, match=r"'Feed\.items'") as info:
-        module_spec(source)
-    assert info.value.member == "Feed.items"
+    method = module_spec(source).classes[0].methods[0]
+    assert method.streams
+    assert method.item is int
 
 
 def test_missing_parameter_annotation_warns(module_models):
