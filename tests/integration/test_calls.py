@@ -137,6 +137,38 @@ def test_a_thousand_items_are_streamed_with_the_backend_held_back(
     assert taken == list(range(1000))
 
 
+def test_progress_arrives_before_the_result_and_in_order(
+    broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
+) -> None:
+    backends(WORKERS, topic)
+    seen: list[Progress] = []
+    request = {"func_name": "steps", "seconds": 0.5, "marker": str(tmp_path / "m")}
+    with Client(topic, broker_url=broker_url, timeout=30) as client:
+        result = client.call(request, on_progress=seen.append)
+        assert seen, "no progress arrived"  # all of it before call() returned
+    assert result == 0.5
+    done = [p.report["done"] for p in seen]
+    assert done == sorted(done)
+    assert seen[0].report["step_message"] == "stepping"
+    assert seen[-1].status == "success"
+    assert seen[-1].report["done"] == seen[-1].report["steps"] == 25
+
+
+def test_500_concurrent_async_calls_are_all_answered(
+    broker: Broker, topic: str, backends: Callable[..., Backend]
+) -> None:
+    backends(CLIMATE, topic, workers=8)
+    # dasf-broker-django stores every message in its database: here, about 3 calls a second
+    count = 50 if broker.django is not None else 500
+
+    async def calls(client: Client) -> list[float]:
+        requests = [{"func_name": "total", "values": [float(i), 1.0]} for i in range(count)]
+        return await asyncio.gather(*(client.acall(r) for r in requests))
+
+    with Client(topic, broker_url=broker.url, timeout=120) as client:
+        assert asyncio.run(calls(client)) == [i + 1.0 for i in range(count)]
+
+
 def test_two_backends_share_200_calls_each_answered_once(
     broker: Broker, topic: str, backends: Callable[..., Backend], tmp_path: Path
 ) -> None:
