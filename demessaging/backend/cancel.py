@@ -53,6 +53,7 @@ class CallControl:
     def __init__(self) -> None:
         self.cancelled = threading.Event()
         self.received = 0
+        self.heard = time.monotonic()  # when the caller last said how many it has taken
         self._changed = threading.Condition()
 
     def cancel(self) -> None:
@@ -65,6 +66,7 @@ class CallControl:
         """The caller has taken ``received`` items."""
         with self._changed:
             self.received = max(self.received, received)
+            self.heard = time.monotonic()
             self._changed.notify_all()
 
     def wait_for_room(self, sent: int, window: int, idle: float) -> None:
@@ -73,12 +75,12 @@ class CallControl:
         Raises
         ------
         CallCancelled
-            If the caller gave up, or took nothing for ``idle`` seconds (it is gone).
+            If the caller gave up, or said nothing for ``idle`` seconds (it is gone).
         """
-        deadline = time.monotonic() + idle
+        started = time.monotonic()
         with self._changed:
             while sent - self.received >= window and not self.cancelled.is_set():
-                left = deadline - time.monotonic()
+                left = max(started, self.heard) + idle - time.monotonic()
                 if left <= 0:
                     raise CallCancelled(f"the caller took no item for {idle:g} s")
                 self._changed.wait(left)

@@ -46,11 +46,14 @@ class Outcome:
     member
         The member the request called (``"function"`` or ``"Class.method"``), if it got as
         far as naming one.
+    streamed
+        Whether a generator's items went one by one (``payload`` is then their number).
     """
 
     payload: bytes | bytearray = b""
     error: ErrorInfo | None = None
     member: str = ""
+    streamed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -252,7 +255,7 @@ class Dispatcher:
                 adapter = _COUNT if emit is not None else target.collected or target.returns
             try:
                 encoded = codec.encode(value, adapter)
-                return Outcome(payload=encoded, member=member)
+                return Outcome(payload=encoded, member=member, streamed=emit is not None)
             except Exception as exc:  # serialization of an unsupported value
                 raise ResultError(
                     f"{call.target.spec.qualname} returned a value that cannot be encoded: {exc}",

@@ -33,6 +33,7 @@ from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..protocol.envelope import (
     JSON,
+    MAX_STREAM_WINDOW,
     ErrorInfo,
     Message,
     MessageType,
@@ -68,8 +69,6 @@ PROGRESS_TIMEOUT = 10.0
 CLOCK_SKEW = 1.0
 #: Seconds a generator waits at least for its caller to take items, before taking it for gone.
 STREAM_IDLE = 30.0
-#: The most items of a generator on their way to a caller at once.
-MAX_WINDOW = 1000
 
 
 _REMEMBERED = 10_000
@@ -403,7 +402,7 @@ class Listener:
             window = message.properties.get(Prop.STREAM, "")
             items = None
             if window.isdigit() and int(window) > 0:
-                items = self._items(message, control, min(int(window), MAX_WINDOW))
+                items = self._items(message, control, min(int(window), MAX_STREAM_WINDOW))
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     pool,
@@ -421,6 +420,8 @@ class Listener:
                 extra[Prop.API_FINGERPRINT] = self._fingerprints.get(outcome.member, "")
             if outcome.error is not None:
                 return error_reply(message, outcome.error, source_topic=self.topic, extra=extra)
+            if outcome.streamed:
+                extra[Prop.STREAM] = "end"
             return reply_to(message, outcome.payload, source_topic=self.topic, extra=extra)
         if kind == MessageType.PING.value:  # the pong says which encodings requests may use
             return reply_to(

@@ -221,11 +221,13 @@ class RemoteModule:
         )
         try:
             yield from items
-        except RemoteError as exc:
-            declared = self.declared(exc)
-            if declared is None:
+        except (RemoteError, ProtocolError) as exc:
+            better = self.declared(exc) if isinstance(exc, RemoteError) else None
+            if better is None and getattr(exc, "stage", "result") in ("request", "result"):
+                better = self.client.run(self._changed(member, timeout))
+            if better is None:
                 raise
-            raise declared from exc
+            raise better from exc
         finally:
             items.close()
 
@@ -249,11 +251,13 @@ class RemoteModule:
         try:
             async for item in items:
                 yield item
-        except RemoteError as exc:
-            declared = self.declared(exc)
-            if declared is None:
+        except (RemoteError, ProtocolError) as exc:
+            better = self.declared(exc) if isinstance(exc, RemoteError) else None
+            if better is None and getattr(exc, "stage", "result") in ("request", "result"):
+                better = await self._changed(member, timeout)
+            if better is None:
                 raise
-            raise declared from exc
+            raise better from exc
         finally:
             await items.aclose()
 
@@ -284,12 +288,9 @@ class RemoteModule:
         cls = getattr(module, error.declared, None) or getattr(builtins, error.declared, None)
         if not (isinstance(cls, type) and issubclass(cls, Exception)):
             return None
-        try:
-            return cls(error.message)
-        except Exception:  # an __init__ of other arguments: the message is still its text
-            made = cls.__new__(cls)
-            made.args = (error.message,)
-            return made
+        made = cls.__new__(cls)  # not __init__: the message is made already
+        made.args = (error.message,)
+        return made
 
     def close(self) -> None:
         """Close the connection (a later call opens a new one)."""

@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..protocol.envelope import (
     JSON,
+    MAX_STREAM_WINDOW,
     Message,
     MessageType,
     Prop,
@@ -77,6 +78,8 @@ CLEANUP_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
 #: Items of a stream on their way at most, by default.
 STREAM_WINDOW = 16
+#: Seconds between the messages that tell a backend a stream's caller is still there.
+STREAM_KEEPALIVE = 10.0
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 T = TypeVar("T")
 
@@ -296,15 +299,7 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        theirs = reply.properties.get(Prop.API_FINGERPRINT)
-        if fingerprint and theirs and theirs != fingerprint and member not in self._changed:
-            self._changed.add(member)
-            warnings.warn(
-                f"the backend's {member or 'member'} has changed since this client was "
-                "generated (this call still worked); regenerate the client",
-                DemessagingWarning,
-                stacklevel=2,
-            )
+        self._warn_if_changed(reply, member, fingerprint)
         self._check(reply)
         try:
             codec = codec_for(reply.properties.get(Prop.CONTENT_TYPE, JSON))
@@ -364,7 +359,8 @@ class Client:
                     return
                 yield item
         finally:
-            portal.run(stop())
+            with contextlib.suppress(RuntimeError):  # the client was closed first
+                portal.run(stop())
 
     async def astream(
         self,
@@ -387,12 +383,20 @@ class Client:
         def on_item(message: Message) -> None:  # in the client's loop thread
             loop.call_soon_threadsafe(arrived.put_nowait, message)
 
-        extras = _Extras(on_progress, fingerprint, max(1, window), on_item)
+        window = min(max(1, window), MAX_STREAM_WINDOW)  # what the backend grants at most
+        extras = _Extras(on_progress, fingerprint, window, on_item)
         exchange = self._exchange(
             MessageType.REQUEST, payload, idle, member, codec.CONTENT_TYPE, extras=extras
         )
         final = asyncio.ensure_future(self._on_portal(exchange))
         taken = credited = 0
+        alive: asyncio.Task[None] | None = None
+
+        async def keep_alive(context: str) -> None:  # a caller busy with an item is not gone
+            while True:
+                await asyncio.sleep(STREAM_KEEPALIVE)
+                await self._on_portal(self._send_control(context, taken))
+
         try:
             while True:
                 if arrived.empty():
@@ -404,24 +408,48 @@ class Client:
                         raise CallTimeoutError(self.topic, idle, member)
                     if get not in done:  # the call ended: items came before its reply
                         if arrived.empty():
-                            self._check(final.result())
+                            self._end_of_stream(final.result(), member, fingerprint)
                             return
                         continue
                     message = get.result()
                 else:
                     message = arrived.get_nowait()
+                context = message.properties.get(Prop.REQUEST_CONTEXT, "")
+                alive = alive or asyncio.ensure_future(keep_alive(context))
                 item_codec = codec_for(message.properties.get(Prop.CONTENT_TYPE, JSON))
                 yield item_codec.decode(message.payload, returns or _ANY)
                 taken += 1
                 if taken - credited >= max(1, window // 2):
                     credited = taken
-                    context = message.properties.get(Prop.REQUEST_CONTEXT, "")
                     await self._on_portal(self._send_control(context, taken))
         finally:
+            if alive is not None:
+                alive.cancel()
             if not final.done():  # stopped early, or timed out: the backend stops too
                 final.cancel()
                 with contextlib.suppress(asyncio.CancelledError, DemessagingError):
                     await final
+
+    def _end_of_stream(self, reply: Message, member: str, fingerprint: str | None) -> None:
+        """Check the reply that ends a stream: an error, or a backend that did not stream."""
+        self._check(reply)
+        if reply.properties.get(Prop.STREAM) != "end":
+            raise ProtocolError(
+                f"the backend did not stream {member or 'the call'}: it is not a generator "
+                "function there"
+            )
+        self._warn_if_changed(reply, member, fingerprint)
+
+    def _warn_if_changed(self, reply: Message, member: str, fingerprint: str | None) -> None:
+        theirs = reply.properties.get(Prop.API_FINGERPRINT)
+        if fingerprint and theirs and theirs != fingerprint and member not in self._changed:
+            self._changed.add(member)
+            warnings.warn(
+                f"the backend's {member or 'member'} has changed since this client was "
+                "generated (this call still worked); regenerate the client",
+                DemessagingWarning,
+                stacklevel=3,
+            )
 
     def _check(self, reply: Message) -> None:
         """Raise the error a reply carries, if it carries one."""

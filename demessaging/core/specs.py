@@ -137,7 +137,10 @@ class FunctionSpec:
     @property
     def item(self) -> Any:
         """The type of each item a generator function yields (``T`` of ``Iterator[T]``)."""
-        args = typing.get_args(self.returns)
+        returns = self.returns
+        while typing.get_origin(returns) is typing.Annotated:  # configure(returns=...) and such
+            returns = typing.get_args(returns)[0]
+        args = typing.get_args(returns)
         return args[0] if self.streams and args else Any
 
     @property

@@ -52,7 +52,9 @@ function's items one by one. Each goes to the caller as a message ``messageType=
 the item), then the response carries their number. The caller sends
 ``messageType="more"  requestContext=...  caller=...  received=<items taken>`` on the control
 topic as it takes them; the backend keeps at most ``window`` items on their way. Without
-``stream``, the response carries the list of all items.
+``stream``, the response carries the list of all items. The response to a streamed call says
+``stream="end"``; the caller also sends ``more`` now and then while it holds an item, so that
+a slow caller is not taken for a gone one. Windows are at most 1000 items.
 (Not ``response_topic``: dasf-broker-django refuses messages whose ``response_topic`` belongs
 to another topic.)
 
@@ -148,6 +150,8 @@ class Prop:
 
 
 JSON = "application/json"
+#: The most items of a stream on their way at once: a larger ``stream`` window is cut to it.
+MAX_STREAM_WINDOW = 1000
 
 
 @dataclass(frozen=True)

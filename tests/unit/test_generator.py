@@ -301,3 +301,23 @@ def test_installed_into_a_fresh_virtual_environment(tmp_path: Path) -> None:
     assert call.returncode == 0, call.stderr
     assert call.stdout.split() == ["3", "3.0", "4", "2.0"]
     shutil.rmtree(venv)
+
+
+def test_a_declared_error_with_its_own_init_keeps_its_message(
+    mirror: Callable[..., tuple[ModuleType, str]], tmp_path: Path
+) -> None:
+    source = tmp_path / f"ranges_{uuid.uuid4().hex[:8]}.py"
+    source.write_text(
+        "class OutOfRangeError(ValueError):\n"
+        "    def __init__(self, value: int) -> None:\n"
+        "        super().__init__(f'{value} is out of range')\n\n\n"
+        "def check(value: int) -> int:\n"
+        "    raise OutOfRangeError(value)\n"
+    )
+    ranges, broker_url = mirror(source)
+    with (
+        serve(source, broker_url=broker_url, topic=source.stem),
+        pytest.raises(ranges.OutOfRangeError) as error,
+    ):
+        ranges.check(5)
+    assert str(error.value) == "5 is out of range"

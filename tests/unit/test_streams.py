@@ -13,13 +13,14 @@ from types import ModuleType
 
 import pytest
 
+from demessaging.backend import listener as listener_module
 from demessaging.backend import serve as serve_in_thread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import ListenerThread
-from demessaging.client import Client
+from demessaging.client import Client, runtime
 from demessaging.client.generator import generate
 from demessaging.core.loader import load_module
-from demessaging.errors import RemoteError
+from demessaging.errors import APIChangedError, ProtocolError, RemoteError
 
 MODULE = '''
 import threading
@@ -175,3 +176,70 @@ def test_a_generated_client_mirrors_generators_in_both_faces(
             return [i async for i in aio.numbers(4)]
 
         assert asyncio.run(take()) == [0, 1, 2, 3]
+
+
+def test_a_window_over_the_backends_limit_is_cut_to_it(
+    module: ModuleType, serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
+    serve(module)
+    items = client(timeout=5).stream({"func_name": "numbers", "n": 1500}, window=2500)
+    assert sum(1 for _ in items) == 1500
+
+
+def test_a_slow_caller_is_not_taken_for_a_gone_one(
+    module: ModuleType,
+    serve: Callable[..., ListenerThread],
+    client: Callable[..., Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(listener_module, "STREAM_IDLE", 0.3)  # the backend's patience
+    monkeypatch.setattr(runtime, "STREAM_KEEPALIVE", 0.1)  # the caller says it is there
+    serve(module)
+    taken = []
+    for item in client(timeout=0.5).stream({"func_name": "numbers", "n": 3}, window=1):
+        time.sleep(1.0)  # twice the backend's patience for each item
+        taken.append(item)
+    assert taken == [0, 1, 2]
+
+
+def test_streaming_a_function_that_is_no_generator_is_an_error(
+    serve: Callable[..., ListenerThread],
+    client: Callable[..., Client],
+    write_backend: Callable[[str], Path],
+) -> None:
+    serve(write_backend("def listing(n: int) -> list[int]:\n    return list(range(n))\n"))
+    with pytest.raises(ProtocolError, match="did not stream listing: it is not a generator"):
+        list(client().stream({"func_name": "listing", "n": 3}, member="listing"))
+
+
+def test_configured_generators_stream_their_items(
+    serve: Callable[..., ListenerThread],
+    client: Callable[..., Client],
+    write_backend: Callable[[str], Path],
+) -> None:
+    source = """
+from collections.abc import Iterator
+
+from demessaging import configure
+
+
+@configure(returns={"description": "The numbers."})
+def counted(n: int) -> Iterator[int]:
+    yield from range(n)
+"""
+    serve(write_backend(source))
+    assert list(client().stream({"func_name": "counted", "n": 3})) == [0, 1, 2]
+
+
+def test_a_generator_that_became_a_list_is_a_changed_api(
+    mirror: tuple[ModuleType, Path, str], write_backend: Callable[[str], Path]
+) -> None:
+    generated, _, url = mirror
+    changed = write_backend(
+        "def numbers(n: int, fail_at: int = -1) -> list[int]:\n    return list(range(n))\n"
+    )
+    with (
+        serve_in_thread(changed, broker_url=url, topic="numbers"),
+        pytest.raises(APIChangedError, match="the return value changed"),
+    ):
+        list(generated.numbers(3))
