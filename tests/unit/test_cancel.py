@@ -164,3 +164,26 @@ def test_a_stream_waits_for_room_and_gives_up_on_a_silent_caller() -> None:
     control.cancel()
     with pytest.raises(CallCancelled, match="cancelled"):
         control.wait_for_room(sent=0, window=4, idle=5)
+
+
+def test_ctrl_c_in_a_sync_call_cancels_it_in_the_backend(
+    module: object, serve: Callable[..., ListenerThread], client: Callable[..., Client]
+) -> None:
+    import os
+    import signal
+    import threading
+
+    serve(module, workers=1)
+    c = client()
+
+    def interrupt_when_started() -> None:
+        if module.STARTED.wait(5):  # type: ignore[attr-defined]
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, as the terminal sends it
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        c.call({"func_name": "work", "seconds": 30.0})
+    started = time.monotonic()
+    assert c.call({"func_name": "quick"}) == "free"  # the one worker is free again
+    assert time.monotonic() - started < 1.0
+    assert module.CANCELLED == [30.0]  # type: ignore[attr-defined]
