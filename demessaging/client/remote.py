@@ -195,9 +195,7 @@ class RemoteModule:
                 fingerprint=self.fingerprints.get(member),
             )
         except (RemoteError, ProtocolError) as exc:
-            better = self.declared(exc) if isinstance(exc, RemoteError) else None
-            if better is None and getattr(exc, "stage", "result") in ("request", "result"):
-                better = await self._changed(member, timeout)
+            better = await self._explained(exc, member, timeout)
             if better is None:
                 raise
             raise better from exc
@@ -210,26 +208,13 @@ class RemoteModule:
         *,
         timeout: float | None = None,
     ) -> Iterator[Any]:
-        """Call the generator ``member`` on the backend; yields its validated items."""
-        payload, target = self.request(member, arguments, constructor)
-        items = self.client.stream(
-            payload,
-            returns=target.returns,
-            timeout=timeout,
-            member=member,
-            fingerprint=self.fingerprints.get(member),
+        """Call the generator ``member`` on the backend; yields its validated items.
+
+        Raises what :meth:`call` raises.
+        """
+        yield from self.client.iterate(
+            self.astream(member, arguments, constructor, timeout=timeout)
         )
-        try:
-            yield from items
-        except (RemoteError, ProtocolError) as exc:
-            better = self.declared(exc) if isinstance(exc, RemoteError) else None
-            if better is None and getattr(exc, "stage", "result") in ("request", "result"):
-                better = self.client.run(self._changed(member, timeout))
-            if better is None:
-                raise
-            raise better from exc
-        finally:
-            items.close()
 
     async def astream(
         self,
@@ -252,14 +237,24 @@ class RemoteModule:
             async for item in items:
                 yield item
         except (RemoteError, ProtocolError) as exc:
-            better = self.declared(exc) if isinstance(exc, RemoteError) else None
-            if better is None and getattr(exc, "stage", "result") in ("request", "result"):
-                better = await self._changed(member, timeout)
+            better = await self._explained(exc, member, timeout)
             if better is None:
                 raise
             raise better from exc
         finally:
             await items.aclose()
+
+    async def _explained(
+        self, error: RemoteError | ProtocolError, member: str, timeout: float | None
+    ) -> Exception | None:
+        """The error as the module declares it, or as an API change; None if neither."""
+        if isinstance(error, RemoteError):
+            declared = self.declared(error)
+            if declared is not None:
+                return declared
+        if getattr(error, "stage", "result") in ("request", "result"):
+            return await self._changed(member, timeout)
+        return None
 
     @cached_property
     def shapes(self) -> dict[str, dict[str, Any]]:

@@ -334,7 +334,6 @@ class Client:
 
         Stopping early (``break``, closing the iterator) cancels the call in the backend.
         """
-        portal = self._get_portal()
         items = self.astream(
             request,
             returns=returns,
@@ -344,8 +343,16 @@ class Client:
             on_progress=on_progress,
             fingerprint=fingerprint,
         )
+        return self.iterate(items)
 
-        async def step() -> Any:
+    def iterate(self, items: AsyncGenerator[T, None]) -> Generator[T, None, None]:
+        """Iterate an async generator of the async face from synchronous code.
+
+        Closing the returned generator (or leaving a ``for`` loop early) closes ``items``.
+        """
+        portal = self._get_portal()
+
+        async def step() -> T:
             return await items.__anext__()
 
         async def stop() -> None:
