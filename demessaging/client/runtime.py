@@ -11,7 +11,6 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json as _json
 import logging
@@ -23,7 +22,6 @@ import uuid
 import warnings
 import weakref
 from asyncio import FIRST_COMPLETED as FIRST
-from asyncio import FIRST_EXCEPTION
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any, TypeVar
 
@@ -54,13 +52,8 @@ from ..protocol.envelope import (
 )
 from ..protocol.fragments import (
     DEFAULT_MAX_PAYLOAD,
-    FRAGMENT_SUBSCRIPTION,
     PIECE_PREFETCH,
     Reassembler,
-    abort_marker,
-    send_pieces,
-    side_topic,
-    split,
 )
 from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
@@ -68,6 +61,7 @@ from ..transport import connect
 from ..transport.base import Subscription, Transport
 from . import bars
 from .portal import Portal
+from .uploads import Uploads
 
 __all__ = ["Client", "Progress"]
 
@@ -169,9 +163,8 @@ class Client:
         self.max_payload = max_payload
         self._reassembler = Reassembler(max_payload)
         self._connecting: asyncio.Lock | None = None
-        #: A side topic for the next request in pieces, subscribed ahead of need: creating a
-        #: topic costs tens of milliseconds on Apache Pulsar.
-        self._spare_side: asyncio.Future[tuple[str, Subscription]] | None = None
+        #: Sends requests, in pieces where needed; made with the transport.
+        self._uploads: Uploads | None = None
         #: The encoding the backend's pong offered (for the ``auto`` setting).
         self._negotiated: str | None = None
         #: Request contexts: numbers, as dasf-broker-django stores them in an integer column.
@@ -585,7 +578,8 @@ class Client:
                 fingerprint=extras.fingerprint,
                 window=extras.window,
             )
-            await self._publish_request(message)
+            assert self._uploads is not None
+            await self._uploads.publish(message)
             sent.set()
             try:
                 return await future
@@ -598,62 +592,6 @@ class Client:
             self._watchers.pop(context, None)
             self._streams.pop(context, None)
             self._reassembler.discard(context)
-
-    async def _publish_request(self, message: Message) -> None:
-        """Publish a request, in pieces if the broker needs it (see protocol.fragments)."""
-        assert self._transport is not None
-        limit = self._transport.max_message_size
-        if limit is not None and len(message.payload) > limit:
-            side = await self._take_side_topic()
-            pieces = split(
-                message,
-                limit,
-                extra={Prop.FRAGMENTS_TOPIC: side},
-                piece_size=self._transport.piece_size,
-            )
-            head = asyncio.ensure_future(self._transport.publish(self.topic, pieces[0]))
-            upload = asyncio.ensure_future(
-                send_pieces(functools.partial(self._transport.publish, side), pieces, 1)
-            )
-            try:  # both at once; a refused head makes the rest of the upload pointless
-                done, _ = await asyncio.wait({head, upload}, return_when=FIRST_EXCEPTION)
-                for task in done:
-                    error = task.exception()
-                    if error is not None:
-                        raise error
-                await upload
-            except BaseException:  # cleaned up in the background: the caller is not kept
-                upload.cancel()
-                self._later(self._abandon_upload(side, head))
-                raise
-            self._later(self._transport.release(side))
-            return
-        await self._transport.publish(self.topic, message)
-
-    async def _new_side_topic(self) -> tuple[str, Subscription]:
-        assert self._transport is not None
-        name = side_topic(self.topic, uuid.uuid4().hex)
-        holder = await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
-        try:
-            await self._transport.prepare(name)
-        except TransportError as exc:  # publishing will try again
-            log.debug("could not prepare to publish to %s: %s", name, exc)
-        return name, holder
-
-    async def _abandon_upload(self, side: str, head: asyncio.Future[None]) -> None:
-        """After a failed upload: stop the backend reading ``side``, or delete the pieces."""
-        assert self._transport is not None
-        (sent,) = await asyncio.gather(head, return_exceptions=True)  # how the head fared
-        try:
-            if isinstance(sent, Exception):  # refused: no backend will come for the pieces
-                await self._delete_side_topic(side)
-                return
-            try:  # sent (or maybe): the backend that takes it deletes the side subscription
-                await self._transport.publish(side, abort_marker())
-            except TransportError as exc:
-                log.warning("could not tell the backend to stop waiting on %s: %s", side, exc)
-        finally:
-            await self._transport.release(side)
 
     async def _cancel(self, context: str) -> None:
         """Tell the backend that nobody waits for the call of ``context`` any more."""
@@ -678,25 +616,6 @@ class Client:
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
 
-    async def _delete_side_topic(self, name: str) -> None:
-        assert self._transport is not None
-        try:
-            holder = await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
-            await holder.unsubscribe()
-        except TransportError as exc:
-            log.warning("could not delete the side topic subscription of %s: %s", name, exc)
-
-    async def _take_side_topic(self) -> str:
-        """A side topic whose subscription exists; the next one is made in the background."""
-        spare, self._spare_side = self._spare_side, None
-        try:
-            name, holder = await spare if spare is not None else await self._new_side_topic()
-        except TransportError:  # the spare failed: try once more now
-            name, holder = await self._new_side_topic()
-        self._spare_side = asyncio.ensure_future(self._new_side_topic())
-        await holder.close()  # the subscription stays, and keeps the pieces for the backend
-        return name
-
     async def _connect(self) -> None:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
@@ -707,6 +626,8 @@ class Client:
                 self._transport = connect(
                     self.settings.broker_url, **self.settings.transport_options()
                 )
+            if self._uploads is None:
+                self._uploads = Uploads(self._transport, self.topic, self._later)
             if self._subscription is not None:  # a reader that stopped: drop its subscription
                 await self._drop_subscription()
             # Shared although this client is the topic's only consumer: replies in pieces are
@@ -768,11 +689,8 @@ class Client:
     async def _aclose(self) -> None:
         if self._cleanups:  # bounded: a broker that is gone does not keep close() waiting
             await asyncio.wait(self._cleanups, timeout=CLEANUP_TIMEOUT)
-        spare, self._spare_side = self._spare_side, None
-        if spare is not None:  # unused: delete its subscription
-            with contextlib.suppress(Exception):
-                _, holder = await spare
-                await holder.unsubscribe()
+        if self._uploads is not None:
+            await self._uploads.close()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
