@@ -63,7 +63,7 @@ __all__ = ["Listener", "ListenerThread", "serve_until_signal"]
 
 log = logging.getLogger("demessaging.backend")
 DEFAULT_SUBSCRIPTION = "demessaging-backend"
-#: Seconds a function waits for the broker to take one of its progress messages.
+#: Seconds a function waits for the broker to take one of its progress messages or items.
 PROGRESS_TIMEOUT = 10.0
 #: Seconds a request's deadline may seem past because the caller's clock is behind ours.
 CLOCK_SKEW = 1.0
@@ -133,8 +133,7 @@ class Listener:
 
     @cached_property
     def _fingerprints(self) -> dict[str, str]:
-        shapes = versions.shapes(api_info(self.dispatcher.models))
-        return {member: versions.fingerprint(shape) for member, shape in shapes.items()}
+        return versions.fingerprints(versions.shapes(api_info(self.dispatcher.models)))
 
     async def serve(self) -> None:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""

@@ -264,7 +264,7 @@ class RemoteModule:
     @cached_property
     def fingerprints(self) -> dict[str, str]:
         """The fingerprint of each member as this package knows it."""
-        return {member: versions.fingerprint(shape) for member, shape in self.shapes.items()}
+        return versions.fingerprints(self.shapes)
 
     async def _changed(self, member: str, timeout: float | None) -> APIChangedError | None:
         """What changed in the backend's ``member``, if anything did; None if unknown."""

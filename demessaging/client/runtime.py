@@ -46,7 +46,7 @@ from ..protocol.envelope import (
     Prop,
     Status,
     control_topic,
-    make_cancel,
+    make_control,
     make_request,
     parse_error,
 )
@@ -228,15 +228,15 @@ class Client:
 
     def ping(self, timeout: float | None = None) -> float:
         """Round-trip a ``ping``; returns the seconds it took."""
-        return self._get_portal().run(self.aping(timeout))
+        return self.run(self.aping(timeout))
 
     def info(self, timeout: float | None = None) -> dict[str, Any]:
         """The backend's module schema (DASF's ``info``)."""
-        return self._get_portal().run(self.ainfo(timeout))
+        return self.run(self.ainfo(timeout))
 
     def api_info(self, timeout: float | None = None) -> dict[str, Any]:
         """The backend's schemas in DASF's ``api_info`` layout."""
-        return self._get_portal().run(self.aapi_info(timeout))
+        return self.run(self.aapi_info(timeout))
 
     def close(self) -> None:
         """Close the response subscription, the transport and the background loop."""
@@ -404,10 +404,9 @@ class Client:
                     done, _ = await asyncio.wait({get, final}, timeout=idle, return_when=FIRST)
                     if get not in done:
                         get.cancel()
-                    if not done:
-                        raise CallTimeoutError(self.topic, idle, member)
-                    if get not in done:  # the call ended: items came before its reply
-                        if arrived.empty():
+                        if final not in done:
+                            raise CallTimeoutError(self.topic, idle, member)
+                        if arrived.empty():  # the call ended: items came before its reply
                             self._end_of_stream(final.result(), member, fingerprint)
                             return
                         continue
@@ -585,7 +584,7 @@ class Client:
                 return await future
             except asyncio.CancelledError:  # cancelled, Ctrl-C or the deadline: tell the backend
                 if kind is MessageType.REQUEST:
-                    self._later(self._cancel(context))
+                    self._later(self._send_control(context))
                 raise
         finally:
             self._pending.pop(context, None)
@@ -593,14 +592,10 @@ class Client:
             self._streams.pop(context, None)
             self._reassembler.discard(context)
 
-    async def _cancel(self, context: str) -> None:
-        """Tell the backend that nobody waits for the call of ``context`` any more."""
-        await self._send_control(context)
-
     async def _send_control(self, context: str, received: int | None = None) -> None:
         """Send ``cancel`` (or, with ``received``, ``more``) about a call to its backend."""
         assert self._transport is not None
-        message = make_cancel(
+        message = make_control(
             context=context, response_topic=self.response_topic, received=received
         )
         try:

@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["changes", "fingerprint", "member_name", "shapes"]
+__all__ = ["changes", "fingerprint", "fingerprints", "member_name", "shapes"]
 
 #: Schema keys that never make two versions differ: words for people, and defaults (a caller
 #: that passes the argument does not see them, one that does not gets the backend's).
@@ -52,6 +52,11 @@ def fingerprint(shape: Mapping[str, Any]) -> str:
     """A short hash of a member's shape."""
     text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprints(shapes: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The fingerprint of every member, by name, from their :func:`shapes`."""
+    return {member: fingerprint(shape) for member, shape in shapes.items()}
 
 
 def changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[str]:

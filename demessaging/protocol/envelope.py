@@ -90,7 +90,7 @@ __all__ = [
     "error_reply",
     "control_topic",
     "deadline_of",
-    "make_cancel",
+    "make_control",
     "make_request",
     "parse_error",
     "reply_to",
@@ -286,10 +286,10 @@ def control_topic(topic: str) -> str:
     return f"{topic}_control"
 
 
-def make_cancel(*, context: str, response_topic: str, received: int | None = None) -> Message:
-    """A ``cancel`` message for the call of ``context`` answered on ``response_topic``.
+def make_control(*, context: str, response_topic: str, received: int | None = None) -> Message:
+    """A control message about the call of ``context`` answered on ``response_topic``.
 
-    With ``received``, a ``more`` message instead: the caller has taken that many items.
+    ``cancel``; or, with ``received``, ``more``: the caller has taken that many items.
     """
     properties = {
         Prop.MESSAGE_TYPE: MessageType.CANCEL.value,
