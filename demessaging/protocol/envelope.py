@@ -66,18 +66,18 @@ extensions above stay compatible with DASF.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ProtocolError
+from ..message import JSON, Message, MessageType, Prop, Status
 
 __all__ = [
+    "JSON",
+    "MAX_STREAM_WINDOW",
     "ErrorInfo",
     "Message",
     "MessageType",
@@ -97,86 +97,8 @@ __all__ = [
     "request_context",
 ]
 
-
-class MessageType(str, enum.Enum):
-    """The ``messageType`` property."""
-
-    REQUEST = "request"
-    RESPONSE = "response"
-    PING = "ping"
-    PONG = "pong"
-    INFO = "info"
-    API_INFO = "api_info"
-    PROGRESS = "progress"
-    LOG = "log"
-    CANCEL = "cancel"
-    ITEM = "item"
-    MORE = "more"
-
-
-class Status(str, enum.Enum):
-    """The ``status`` property of replies."""
-
-    SUCCESS = "success"
-    ERROR = "error"
-    RUNNING = "running"
-
-
-class Prop:
-    """Property names."""
-
-    MESSAGE_TYPE = "messageType"
-    REQUEST_CONTEXT = "requestContext"
-    RESPONSE_TOPIC = "response_topic"
-    SOURCE_TOPIC = "source_topic"
-    STATUS = "status"
-    FRAGMENT = "fragment"
-    NUM_FRAGMENTS = "num_fragments"
-    FRAGMENT_OFFSET = "fragment_offset"
-    PAYLOAD_SIZE = "payload_size"
-    FRAGMENTS_TOPIC = "fragments_topic"
-    ABORTED = "aborted"
-    CONTENT_TYPES = "content_types"
-    INFO = "info"
-    API_INFO = "api_info"
-    ERROR = "error"
-    CONTENT_TYPE = "content_type"
-    DEADLINE = "deadline"
-    API_FINGERPRINT = "api_fingerprint"
-    CALLER = "caller"
-    STREAM = "stream"
-    SEQUENCE = "sequence"
-    RECEIVED = "received"
-
-
-JSON = "application/json"
 #: The most items of a stream on their way at once: a larger ``stream`` window is cut to it.
 MAX_STREAM_WINDOW = 1000
-
-
-@dataclass(frozen=True)
-class Message:
-    """A payload and its properties.
-
-    Attributes
-    ----------
-    payload
-        The message body.
-    properties
-        String properties (Pulsar's message properties).
-    message_id
-        The broker's id, set on received messages.
-    """
-
-    payload: bytes | bytearray
-    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    message_id: str | None = None
-
-    @property
-    def message_type(self) -> str | None:
-        """The ``messageType`` property, or None."""
-        return self.properties.get(Prop.MESSAGE_TYPE)
-
 
 Stage = Literal["request", "execution", "result"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 
-from ..protocol.envelope import Message
+from ..message import Message
 
 __all__ = ["Subscription", "Transport"]
 

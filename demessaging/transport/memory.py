@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing_extensions import override
 
 from ..errors import TransportError
-from ..protocol.envelope import Message
+from ..message import Message
 from .base import Subscription, Transport
 
 __all__ = ["MemoryBroker", "MemoryTransport"]

@@ -21,7 +21,7 @@ import pulsar.asyncio as pulsar_asyncio
 from typing_extensions import override
 
 from ..errors import AuthenticationError, TransportError
-from ..protocol.envelope import Message
+from ..message import Message
 from .base import Subscription, Transport
 from .handshake import check_credentials
 from .producers import ProducerPool

@@ -55,7 +55,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.protocol import State
 
 from ..errors import AuthenticationError, ConfigurationError, TransportError
-from ..protocol.envelope import Message
+from ..message import Message
 from .base import Subscription, Transport
 from .producers import ProducerPool
 
