@@ -2,7 +2,7 @@
 
 - ``pulsar-lite``: the embedded broker (:mod:`demessaging.embedded`), reached by demessaging
   as ``pulsar-lite://`` (with its work-arounds) and by raw pulsar-client as ``pulsar://``;
-- ``pulsar``: Apache Pulsar standalone (:mod:`demessaging.testing.pulsar`), which needs Java 17
+- ``pulsar``: Apache Pulsar standalone (:mod:`tools.pulsar`), which needs Java 17
   and Maven, and takes tens of seconds to start.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from demessaging import embedded
-from demessaging.testing import pulsar
+from tools import pulsar
 
 from .procs import BenchmarkError, progress
 

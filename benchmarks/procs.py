@@ -6,15 +6,15 @@ then stops its children by PID (SIGTERM, then SIGKILL) in ``finally`` blocks.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from demessaging._local import stop_process
 
 __all__ = [
     "ROOT",
@@ -100,15 +100,7 @@ class Child:
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop it by its PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                self.process.wait(timeout)
+        stop_process(self.process, timeout, name=self.name)
 
 
 def spawn(name: str, args: Sequence[str], folder: Path) -> Child:

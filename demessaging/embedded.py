@@ -12,14 +12,13 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._local import free_port, locked
+from ._local import free_port, locked, stop_process
 from .errors import ConfigurationError, TransportError
 
 __all__ = ["EmbeddedBroker", "data_dir", "find_running", "start"]
@@ -70,16 +69,7 @@ class EmbeddedBroker:
         """Stop the broker by its PID (SIGTERM, then SIGKILL), if this process started it."""
         if not self.owned:
             return
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
+        stop_process(self._process or self.pid, timeout, name="the embedded broker")
         with contextlib.suppress(FileNotFoundError, ValueError, OSError):
             if _read_state(self.folder).get("pid") == self.pid:
                 (self.folder / "broker.json").unlink()

@@ -1,4 +1,4 @@
-"""Fixtures shared by all tests."""
+"""Fixtures shared by all tests; the real brokers are in the plugin :mod:`tests.brokers`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 from demessaging.backend import Dispatcher, Listener, ListenerThread
 from demessaging.client import Client
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
+
+pytest_plugins = ["tests.brokers"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

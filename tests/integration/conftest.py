@@ -1,16 +1,8 @@
-"""Brokers and backend processes for the integration tests.
+"""Backend processes, and the session's broker, for the integration tests.
 
-Brokers are chosen with ``--brokers`` or ``$DEMESSAGING_TEST_BROKERS`` (comma-separated; all by
-default), each with the transport it is reached by:
-
-- ``pulsar-lite``: pulsar-lite, binary protocol;
-- ``pulsar``: Apache Pulsar standalone, binary protocol;
-- ``pulsar-ws``: the same Apache Pulsar standalone, through its WebSocket API;
-- ``dasf-broker``: dasf-broker-django (DASF's broker), through its WebSocket API. It gives
-  every message to every consumer of a topic: tests of backends sharing the work skip it.
-
-Each broker is started once per session on 127.0.0.1 and stopped by its PID; every test taking
-``broker`` or ``broker_url`` runs against each of them.
+The brokers (``--brokers``, ``$DEMESSAGING_TEST_BROKERS``) are in :mod:`tests.brokers`; every
+test taking ``broker`` or ``broker_url`` runs against each chosen broker. (``broker`` is
+defined here, not there, because the unit tests' ``broker`` is an in-process one.)
 """
 
 from __future__ import annotations
@@ -21,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 import venv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,99 +20,24 @@ from pathlib import Path
 
 import pytest
 
-from demessaging import embedded
-from demessaging._local import locked
+from demessaging._local import locked, stop_process
 from demessaging.client import Client
-from demessaging.testing import dasf_broker, pulsar
+from tests.brokers import Broker, Brokers
+from tools import pulsar
 
 ROOT = Path(__file__).resolve().parents[2]
-KNOWN = ("pulsar-lite", "pulsar", "pulsar-ws", "dasf-broker")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--brokers",
-        default=os.environ.get("DEMESSAGING_TEST_BROKERS", ",".join(KNOWN)),
-        help=f"comma-separated brokers for the integration tests, of: {', '.join(KNOWN)}",
-    )
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "broker_name" in metafunc.fixturenames:
-        names = selected_brokers(metafunc.config)
-        unknown = set(names) - set(KNOWN)
-        if unknown:
-            raise pytest.UsageError(f"unknown brokers {sorted(unknown)}; known: {KNOWN}")
-        metafunc.parametrize("broker_name", names, scope="session")
-
-
-def selected_brokers(config: pytest.Config) -> list[str]:
-    """The brokers chosen for this run."""
-    return [n.strip() for n in config.getoption("brokers").split(",") if n.strip()]
-
-
-@dataclass(frozen=True)
-class Broker:
-    """A broker running for the session: its name, URL and admin REST API (if it has one)."""
-
-    name: str
-    url: str
-    admin_url: str = ""
-    #: whether consumers of one subscription share its messages (each goes to one of them)
-    shared: bool = True
-    #: dasf-broker-django itself, on that broker
-    django: dasf_broker.DasfBroker | None = None
-
-    def needs_sharing(self) -> None:
-        """Skip the test on a broker that gives every message to every consumer."""
-        if not self.shared:
-            pytest.skip(f"{self.name} gives every message to every consumer of a topic")
 
 
 @pytest.fixture(scope="session")
-def pulsar_standalone(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[pulsar.PulsarStandalone]:
-    """Apache Pulsar standalone, for the whole session (shared by ``pulsar`` and ``pulsar-ws``)."""
-    with pulsar.start(tmp_path_factory.mktemp("pulsar")) as standalone:
-        yield standalone
-
-
-@pytest.fixture(scope="session")
-def broker(broker_name: str, request: pytest.FixtureRequest) -> Iterator[Broker]:
+def broker(broker_name: str, brokers: Brokers) -> Broker:
     """A broker running for the whole session."""
-    if broker_name in ("pulsar", "pulsar-ws"):
-        standalone = request.getfixturevalue("pulsar_standalone")
-        if broker_name == "pulsar":
-            yield Broker(broker_name, standalone.broker_url, standalone.admin_url)
-        else:
-            ws_url = f"ws://127.0.0.1:{standalone.web_port}"
-            yield Broker(broker_name, ws_url, standalone.admin_url)
-        return
-    folder = request.getfixturevalue("tmp_path_factory").mktemp(broker_name)
-    if broker_name == "dasf-broker":
-        with dasf_broker.start(folder) as django_broker:
-            yield Broker(broker_name, django_broker.url, shared=False, django=django_broker)
-        return
-    lite = embedded.start(folder)
-    assert lite.owned
-    try:
-        yield Broker(broker_name, lite.broker_url)
-    finally:
-        lite.stop()
-        assert embedded.find_running(folder) is None
+    return brokers.get(broker_name)
 
 
 @pytest.fixture(scope="session")
 def broker_url(broker: Broker) -> str:
     """The service URL of the session's broker."""
     return broker.url
-
-
-@pytest.fixture
-def topic() -> str:
-    """A topic no other test uses."""
-    return f"it-{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
@@ -139,13 +55,7 @@ class Backend:
         return self.log.read_text(errors="replace")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, 20, sig=sig, name="the backend")
         return self.process.returncode
 
 

@@ -18,8 +18,9 @@ import pytest
 from demessaging.client import Client
 from demessaging.config import Settings
 from demessaging.transport.admin import PulsarAdmin
+from tests.brokers import Broker
 
-from .conftest import Backend, Broker
+from .conftest import Backend
 from .test_calls import WORKERS
 
 

@@ -13,10 +13,11 @@ import pytest
 from demessaging.client import Client
 from demessaging.config import Settings
 from demessaging.errors import AuthenticationError
-from demessaging.testing import pulsar
-from demessaging.testing.tokens import create_token, new_secret
+from demessaging.tokens import create_token, new_secret
+from tests.brokers import selected_brokers
+from tools import pulsar
 
-from .conftest import Backend, selected_brokers
+from .conftest import Backend
 from .test_calls import WORKERS
 
 #: The broker answers a refused CONNECT at once; the library alone would retry for 30 s.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import importlib
 import os
 import signal
 import subprocess
@@ -19,10 +18,11 @@ import numpy as np
 import pytest
 
 from demessaging.client import Client, Progress
-from demessaging.client.generator import generate
 from demessaging.errors import APIChangedError, CallTimeoutError, RemoteError
+from tests.brokers import Broker
+from tests.helpers import generated_client
 
-from .conftest import ROOT, Backend, Broker
+from .conftest import ROOT, Backend
 
 CLIMATE = ROOT / "examples" / "climate.py"
 WORKERS = ROOT / "tests" / "data" / "workers.py"
@@ -32,12 +32,9 @@ def test_generated_client_calls_a_backend_in_another_process(
     broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
 ) -> None:
     backends(CLIMATE, topic)
-    package = generate(
+    with generated_client(
         CLIMATE, tmp_path / "client", name=f"climate-{topic}", topic=topic, broker_url=broker_url
-    )
-    sys.path.insert(0, str(package.root))
-    climate = importlib.import_module(package.package)
-    try:
+    ) as climate:
         assert climate.total(np.arange(10.0)) == 45.0
         stats = climate.summarize(np.array([1.0, 3.0]), how=climate.Aggregation.MEDIAN)
         assert stats == climate.Statistics(
@@ -52,9 +49,6 @@ def test_generated_client_calls_a_backend_in_another_process(
         with pytest.raises(RemoteError) as info:
             series.resample(0)
         assert (info.value.remote_type, info.value.stage) == ("ValueError", "execution")
-    finally:
-        climate._remote.close()
-        sys.modules.pop(package.package, None)
 
 
 SHOP = '''
@@ -80,20 +74,14 @@ def test_a_generated_client_gets_declared_errors_and_is_told_what_changed(
     old.write_text(SHOP.replace(", CURRENCY", ""))
     new.write_text(SHOP.replace("CURRENCY", "currency: str"))
     backends(new, topic)
-    package = generate(
+    with generated_client(
         old, tmp_path / "client", name=f"shop-{topic}", topic=topic, broker_url=broker_url
-    )
-    sys.path.insert(0, str(package.root))
-    shop = importlib.import_module(package.package)
-    try:
+    ) as shop:
         with pytest.raises(shop.SoldOutError, match="no flour left") as sold_out:
             shop.buy("flour")
         assert isinstance(sold_out.value, LookupError)
         with pytest.raises(APIChangedError, match="parameter 'currency' was added and is required"):
             shop.price("flour")
-    finally:
-        shop._remote.close()
-        sys.modules.pop(package.package, None)
 
 
 def test_a_cancelled_call_frees_the_backend_worker_within_a_second(

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from demessaging.client import Client
+from tests.brokers import Broker
 
-from .conftest import Backend, Broker, dasf_backend, old_options, wait_until_answering
+from .conftest import Backend, dasf_backend, old_options, wait_until_answering
 
 MODULE = '''\
 """A module both versions serve."""

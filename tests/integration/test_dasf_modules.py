@@ -17,8 +17,9 @@ import pytest
 
 from demessaging.client import Client, Progress
 from demessaging.errors import RemoteError
+from tests.brokers import Broker
 
-from .conftest import Backend, Broker, dasf_backend, old_options, wait_until_answering
+from .conftest import Backend, dasf_backend, old_options, wait_until_answering
 
 MODULE = Path(__file__).resolve().parents[1] / "data" / "dasf_module.py"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -15,8 +14,9 @@ import numpy as np
 import pytest
 
 from demessaging import embedded
-from demessaging.client.generator import generate
+from demessaging._local import stop_process
 from demessaging.errors import TransportError
+from tests.helpers import generated_client
 
 from .conftest import ROOT
 
@@ -58,15 +58,10 @@ def test_listen_starts_the_embedded_broker_and_clients_find_it(
         assert f"127.0.0.1:{state['port']}".encode() in cmdline  # loopback only
         assert "enabled = false" in (data_dir / "pulsar-lite.toml").read_text()  # no metrics port
 
-        package = generate(CLIMATE, tmp_path / "client", name="climate-embedded")  # no broker named
-        sys.path.insert(0, str(package.root))
-        climate = importlib.import_module(package.package)
-        try:
+        # no broker named
+        with generated_client(CLIMATE, tmp_path / "client", name="climate-embedded") as climate:
             assert climate._remote.settings.broker_url == "embedded://"
             assert climate.total(np.arange(4.0)) == 6.0
-        finally:
-            climate._remote.close()
-            sys.modules.pop(package.package, None)
 
         backend.send_signal(signal.SIGTERM)
         assert backend.wait(30) == 0
@@ -76,12 +71,10 @@ def test_listen_starts_the_embedded_broker_and_clients_find_it(
         assert not embedded._alive(state["pid"], state["port"])
         assert not (data_dir / "broker.json").exists()
     finally:
-        if backend.poll() is None:
-            backend.kill()
-            backend.wait(10)
+        stop_process(backend, 10)
         running = embedded.find_running(data_dir)
         if running is not None:
-            os.kill(running.pid, signal.SIGKILL)
+            stop_process(running.pid, 10)
 
 
 def test_a_second_start_reuses_the_running_broker(data_dir: Path) -> None:
@@ -131,10 +124,5 @@ def test_backend_and_client_reconnect_after_a_broker_restart(
             assert client.call({"func_name": "total", "values": [3, 4]}) == 7.0
         assert backend.poll() is None
     finally:
-        backend.send_signal(signal.SIGTERM)
-        try:
-            backend.wait(30)
-        except subprocess.TimeoutExpired:
-            backend.kill()
-            backend.wait(10)
+        stop_process(backend, 30)
         broker.stop()

@@ -1,4 +1,4 @@
-"""`python -m demessaging.testing.pulsar run`: Apache Pulsar on loopback only, stopped by Ctrl-C."""
+"""`python -m tools.pulsar run`: Apache Pulsar on loopback only, stopped by Ctrl-C."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from demessaging._local import free_port
-
-from .conftest import selected_brokers
+from demessaging._local import free_port, stop_process
+from tests.brokers import selected_brokers
 
 
 def _listening(pid: int) -> list[tuple[str, int]]:
@@ -54,7 +53,7 @@ def test_the_standalone_broker_listens_on_loopback_only_and_stops_on_ctrl_c(
         [
             sys.executable,
             "-m",
-            "demessaging.testing.pulsar",
+            "tools.pulsar",
             "run",
             "--folder",
             str(tmp_path / "broker"),
@@ -86,14 +85,8 @@ def test_the_standalone_broker_listens_on_loopback_only_and_stops_on_ctrl_c(
         with pytest.raises(ProcessLookupError):
             os.kill(java, 0)
     finally:  # after a failure: stop the command, and the JVM should it outlive it
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(90)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(30)
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-            os.kill(int((tmp_path / "broker" / "pid").read_text()), signal.SIGKILL)
+        stop_process(process, 90, sig=signal.SIGINT)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            stop_process(int((tmp_path / "broker" / "pid").read_text()), 30)
         if process.stdout is not None:
             process.stdout.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from demessaging._local import stop_process
 from demessaging.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,6 +167,4 @@ def test_listen_serves_until_signalled_then_stops_cleanly(sig: signal.Signals) -
         assert process.returncode == 0
         assert "stopped serving topic 'climate'" in rest
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        stop_process(process, 10)

@@ -15,6 +15,7 @@ import pytest
 
 import demessaging
 from demessaging import embedded
+from demessaging._local import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -81,7 +82,7 @@ def test_documentation_examples_run(doc: Path, tmp_path: Path) -> None:
     finally:  # a block that failed or timed out may leave its embedded broker running
         broker = embedded.find_running(tmp_path / "demessaging-data")
         if broker is not None:
-            os.kill(broker.pid, signal.SIGTERM)
+            stop_process(broker.pid, 10)
 
 
 def test_a_wrong_expectation_in_the_docs_fails(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import importlib
 import shutil
@@ -21,6 +22,7 @@ from demessaging.backend import serve
 from demessaging.client import RemoteModule
 from demessaging.client.generator import generate
 from demessaging.errors import GeneratorError, InvalidArgumentsError, RemoteError
+from tests.helpers import generated_client
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -35,28 +37,23 @@ from demessaging.core.loader import load_module  # noqa: E402
 @pytest.fixture
 def mirror(tmp_path: Path) -> Iterator[Callable[..., tuple[ModuleType, str]]]:
     """Generate a client with a unique name and broker, and import it."""
-    imported: list[str] = []
+    with contextlib.ExitStack() as imported:
 
-    def make(original: Path, **options: object) -> tuple[ModuleType, str]:
-        tag = uuid.uuid4().hex[:8]
-        broker_url = f"memory://{tag}"
-        package = generate(
-            original,
-            tmp_path / tag,
-            name=f"{original.stem}-{tag}",
-            broker_url=broker_url,
-            **options,
-        )
-        sys.path.insert(0, str(package.root))
-        module = importlib.import_module(package.package)
-        imported.append(package.package)
-        return module, broker_url
+        def make(original: Path, **options: object) -> tuple[ModuleType, str]:
+            tag = uuid.uuid4().hex[:8]
+            broker_url = f"memory://{tag}"
+            module = imported.enter_context(
+                generated_client(
+                    original,
+                    tmp_path / tag,
+                    name=f"{original.stem}-{tag}",
+                    broker_url=broker_url,
+                    **options,
+                )
+            )
+            return module, broker_url
 
-    yield make
-    for name in imported:
-        sys.modules[name]._remote.close()
-        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
-            sys.modules.pop(loaded)
+        yield make
 
 
 @pytest.mark.parametrize("original", [CLIMATE, KITCHEN], ids=["climate", "kitchen_sink"])

@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import importlib
 import inspect
-import sys
 import threading
 import time
 import uuid
@@ -20,21 +19,10 @@ import pytest
 from demessaging.backend import serve
 from demessaging.client.generator import generate
 from demessaging.errors import GeneratorError, InvalidArgumentsError, RemoteError
+from tests.helpers import generated_client
 
 ROOT = Path(__file__).resolve().parents[2]
 KITCHEN = ROOT / "tests" / "data" / "kitchen_sink.py"
-
-
-def _import(root: Path, package: str) -> tuple[ModuleType, ModuleType]:
-    sys.path.insert(0, str(root))
-    return importlib.import_module(package), importlib.import_module(f"{package}.aio")
-
-
-def _forget(root: Path, package: str) -> None:
-    sys.modules[package]._remote.close()
-    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
-        sys.modules.pop(name)
-    sys.path.remove(str(root))
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +30,13 @@ def kitchen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleTy
     """The kitchen_sink client and its aio face, with the backend served on a memory broker."""
     tag = uuid.uuid4().hex[:8]
     broker_url = f"memory://aio-{tag}"
-    package = generate(
-        KITCHEN, tmp_path_factory.mktemp("aio"), name=f"ks-aio-{tag}", broker_url=broker_url
-    )
-    with serve(KITCHEN, broker_url=broker_url, topic="kitchen_sink", workers=16):
-        yield _import(package.root, package.package)
-    _forget(package.root, package.package)
+    with (
+        generated_client(
+            KITCHEN, tmp_path_factory.mktemp("aio"), name=f"ks-aio-{tag}", broker_url=broker_url
+        ) as ks,
+        serve(KITCHEN, broker_url=broker_url, topic="kitchen_sink", workers=16),
+    ):
+        yield ks, importlib.import_module(f"{ks.__name__}.aio")
 
 
 def test_aio_calls_functions_and_instance_static_and_class_methods(
@@ -104,11 +93,10 @@ def test_aio_raises_declared_errors_as_the_packages_types(
 
 def test_aio_validates_arguments_before_anything_is_sent(tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]  # nobody serves this broker: a call that were sent would hang
-    package = generate(
+    with generated_client(
         KITCHEN, tmp_path, name=f"ks-unserved-{tag}", broker_url=f"memory://{tag}", timeout=30
-    )
-    _, aio = _import(package.root, package.package)
-    try:
+    ) as ks:
+        aio = importlib.import_module(f"{ks.__name__}.aio")
         start = time.monotonic()
         with pytest.raises(InvalidArgumentsError, match=r"Counter\(\).*start"):
             aio.Counter(start="many")  # the constructor checks, as the sync class's does
@@ -119,8 +107,6 @@ def test_aio_validates_arguments_before_anything_is_sent(tmp_path: Path) -> None
         with pytest.raises(InvalidArgumentsError, match=r"Counter.after\(\).*n"):
             asyncio.run(aio.Counter().after("three"))
         assert time.monotonic() - start < 5
-    finally:
-        _forget(package.root, package.package)
 
 
 def test_500_concurrent_aio_calls_on_one_loop(kitchen: tuple[ModuleType, ModuleType]) -> None:

@@ -16,8 +16,7 @@ import pytest
 
 from demessaging._local import free_port
 from demessaging.errors import AuthenticationError, ConfigurationError
-from demessaging.testing import pulsar
-from demessaging.testing.tokens import create_token, new_secret
+from demessaging.tokens import create_token, new_secret
 from demessaging.transport.handshake import (
     _field,
     _fields,
@@ -25,6 +24,7 @@ from demessaging.transport.handshake import (
     connect_frame,
     refusal,
 )
+from tools import pulsar
 
 
 def _frame(command: bytes) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,9 +17,9 @@ from demessaging.backend import serve as serve_in_thread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client, runtime
-from demessaging.client.generator import generate
 from demessaging.core.loader import load_module
 from demessaging.errors import APIChangedError, ProtocolError, RemoteError
+from tests.helpers import generated_client
 
 MODULE = '''
 import threading
@@ -148,18 +147,10 @@ def mirror(
     original = write_backend(MODULE)
     tag = uuid.uuid4().hex[:8]
     url = f"memory://{tag}"
-    package = generate(
+    with generated_client(
         original, tmp_path / tag, name=f"numbers-{tag}", topic="numbers", broker_url=url
-    )
-    sys.path.insert(0, str(package.root))
-    generated = importlib.import_module(package.package)
-    try:
+    ) as generated:
         yield generated, original, url
-    finally:
-        generated._remote.close()
-        for name in [n for n in sys.modules if n.split(".")[0] == package.package]:
-            sys.modules.pop(name)
-        sys.path.remove(str(package.root))
 
 
 def test_a_generated_client_mirrors_generators_in_both_faces(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 import textwrap
 import uuid
 import warnings
@@ -15,11 +13,11 @@ import pytest
 
 from demessaging import APIChangedError, DemessagingWarning, RemoteError
 from demessaging.backend import serve
-from demessaging.client.generator import generate
 from demessaging.core import inspect_module
 from demessaging.core.models import build_models
 from demessaging.core.schema import api_info
 from demessaging.core.versions import changes, fingerprint, shapes
+from tests.helpers import generated_client
 
 OLD = '''
 import enum
@@ -171,16 +169,10 @@ def old_client(modules: tuple[Path, Path], tmp_path: Path) -> Iterator[tuple[Mod
     """A client generated from the old module, for a backend serving the new one."""
     tag = uuid.uuid4().hex[:8]
     url = f"memory://{tag}"
-    package = generate(
+    with generated_client(
         modules[0], tmp_path / "client", name=f"shop-{tag}", topic="shop", broker_url=url
-    )
-    sys.path.insert(0, str(package.root))
-    try:
-        yield importlib.import_module(package.package), url
-    finally:
-        sys.modules[package.package]._remote.close()
-        sys.modules.pop(package.package, None)
-        sys.path.remove(str(package.root))
+    ) as shop:
+        yield shop, url
 
 
 def test_a_generated_client_is_told_what_changed(

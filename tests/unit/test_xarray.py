@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json as stdjson
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,11 @@ from pydantic import TypeAdapter, ValidationError
 from demessaging.backend import serve
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.client import Client
-from demessaging.client.generator import generate
 from demessaging.core import build_models, inspect_module
 from demessaging.core.arrays import prepare_annotation
 from demessaging.core.schema import module_schema
 from demessaging.serialization import json, msgpack
+from tests.helpers import generated_client
 
 xr = pytest.importorskip("xarray")
 pd = pytest.importorskip("pandas")
@@ -103,17 +101,12 @@ def test_the_schema_describes_xarray_parameters() -> None:
 
 
 def test_a_generated_client_keeps_the_xarray_annotations(tmp_path: Path) -> None:
-    package = generate(MODULE, tmp_path / "client", broker_url="memory://xarray-client")
-    assert "xarray" in (package.root / "pyproject.toml").read_text()
-    sys.path.insert(0, str(package.root))
-    try:
-        client = importlib.import_module(package.package)
+    with generated_client(
+        MODULE, tmp_path / "client", broker_url="memory://xarray-client"
+    ) as client:
+        assert "xarray" in (tmp_path / "client" / "pyproject.toml").read_text()
         assert client.anomaly.__annotations__["field"] in ("xarray.DataArray", xr.DataArray)
         with serve(MODULE, broker_url="memory://xarray-client"):
             result = client.anomaly(field())
         assert isinstance(result, xr.DataArray)
         assert result["t"].dtype.kind == "M"
-        client._remote.close()
-    finally:
-        sys.path.remove(str(package.root))
-        sys.modules.pop(package.package, None)

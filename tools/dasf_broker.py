@@ -15,8 +15,8 @@ permission every topic has to be made beforehand (:meth:`DasfBroker.create_topic
 
 From the command line::
 
-    python -m demessaging.testing.dasf_broker install   # prints the environment's folder
-    python -m demessaging.testing.dasf_broker run       # serves until Ctrl-C
+    python -m tools.dasf_broker install   # prints the environment's folder
+    python -m tools.dasf_broker run       # serves until Ctrl-C
 """
 
 from __future__ import annotations
@@ -33,14 +33,15 @@ import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._local import free_port, locked
-from ..errors import ConfigurationError, TransportError
-from . import _process as processes
+from demessaging._local import alive, free_port, locked, stop_process
+from demessaging.errors import ConfigurationError, TransportError
+
+from ._process import run_until_signal
 from .pulsar import cache_dir
 
 __all__ = ["REQUIREMENTS", "DasfBroker", "install", "start"]
 
-log = logging.getLogger("demessaging.testing")
+log = logging.getLogger("tools")
 
 #: What the broker's environment gets.
 REQUIREMENTS = ("dasf-broker-django==0.0.1.dev1", "daphne>=4", "djangorestframework>=3.14")
@@ -167,11 +168,11 @@ class DasfBroker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop it by its PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        processes.stop(self.pid, self._process, timeout, "dasf-broker-django")
+        stop_process(self._process or self.pid, timeout, name="dasf-broker-django")
         (self.folder / "pid").unlink(missing_ok=True)
 
     def _alive(self) -> bool:
-        return processes.alive(self.pid, self._process)
+        return alive(self._process or self.pid)
 
     def __enter__(self) -> DasfBroker:
         return self
@@ -290,8 +291,8 @@ def start(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m demessaging.testing.dasf_broker install|run``."""
-    parser = argparse.ArgumentParser(prog="python -m demessaging.testing.dasf_broker")
+    """``python -m tools.dasf_broker install|run``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.dasf_broker")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="make the broker's environment; print its folder")
     run = commands.add_parser("run", help="run the broker until Ctrl-C")
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"dasf-broker-django at {broker.url}; Ctrl-C stops it")
-    processes.run_until_signal(broker._alive)
+    run_until_signal(broker._alive)
     broker.stop()
     return 0
 

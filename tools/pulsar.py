@@ -12,14 +12,14 @@ configuration and logs in a folder of its own, and
   127.0.0.1, on free ports unless given;
 - a 512 MiB heap and as much direct memory (the defaults, 2 GiB and 4 GiB, are too much for a
   small machine; the bookie fails below 512 MiB);
-- optionally, token authentication (:mod:`.tokens`).
+- optionally, token authentication (:mod:`demessaging.tokens`).
 
 It is ready when its admin REST API lists the namespace ``public/default``.
 
 From the command line::
 
-    python -m demessaging.testing.pulsar install    # fetch and unpack; prints its folder
-    python -m demessaging.testing.pulsar run        # run a broker until Ctrl-C
+    python -m tools.pulsar install    # fetch and unpack; prints its folder
+    python -m tools.pulsar run        # run a broker until Ctrl-C
 """
 
 from __future__ import annotations
@@ -40,14 +40,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._local import free_port, locked
-from ..errors import ConfigurationError, TransportError
-from . import _process as processes
-from .tokens import create_token
+from demessaging._local import alive, free_port, locked, stop_process
+from demessaging.errors import ConfigurationError, TransportError
+from demessaging.tokens import create_token
+
+from ._process import run_until_signal
 
 __all__ = ["VERSION", "PulsarStandalone", "cache_dir", "install", "start"]
 
-log = logging.getLogger("demessaging.testing")
+log = logging.getLogger("tools")
 
 #: The Pulsar version fetched by default: the 4.0 LTS line, which runs on Java 17.
 VERSION = "4.0.8"
@@ -196,12 +197,12 @@ class PulsarStandalone:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Stop it by its PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
-        processes.stop(self.pid, self._process, timeout, "Apache Pulsar")
+        stop_process(self._process or self.pid, timeout, name="Apache Pulsar")
         (self.folder / "pid").unlink(missing_ok=True)
         log.info("stopped Apache Pulsar (pid %d)", self.pid)
 
     def _alive(self) -> bool:
-        return processes.alive(self.pid, self._process)
+        return alive(self._process or self.pid)
 
     def __enter__(self) -> PulsarStandalone:
         return self
@@ -232,8 +233,8 @@ def start(
     port, web_port
         Its ports on 127.0.0.1; free ones if 0.
     token_secret
-        Turn on token authentication with this HS256 key (see :mod:`.tokens`); clients then need
-        a token signed with it.
+        Turn on token authentication with this HS256 key (see :mod:`demessaging.tokens`);
+        clients then need a token signed with it.
     settings
         More ``standalone.conf`` settings.
     timeout
@@ -332,8 +333,8 @@ def start(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m demessaging.testing.pulsar install|run``."""
-    parser = argparse.ArgumentParser(prog="python -m demessaging.testing.pulsar")
+    """``python -m tools.pulsar install|run``."""
+    parser = argparse.ArgumentParser(prog="python -m tools.pulsar")
     parser.add_argument("--version", default=VERSION, help="Pulsar version (%(default)s)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("install", help="fetch and unpack the distribution; print its folder")
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"Apache Pulsar at {broker.broker_url}, admin API at {broker.admin_url}; Ctrl-C stops it")
-    processes.run_until_signal(broker._alive)
+    run_until_signal(broker._alive)
     broker.stop()
     return 0
 

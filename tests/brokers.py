@@ -1,0 +1,161 @@
+"""Real brokers for the integration and contract tests (a pytest plugin, see tests/conftest.py).
+
+Brokers are chosen with ``--brokers`` or ``$DEMESSAGING_TEST_BROKERS`` (comma-separated; all by
+default), each with the transport it is reached by:
+
+- ``pulsar-lite``: pulsar-lite, binary protocol;
+- ``pulsar``: Apache Pulsar standalone, binary protocol;
+- ``pulsar-ws``: the same Apache Pulsar standalone, through its WebSocket API;
+- ``dasf-broker``: dasf-broker-django (DASF's broker), through its WebSocket API. It gives
+  every message to every consumer of a topic: tests of backends sharing the work skip it.
+
+Each broker is started once per session, when a test first needs it, on 127.0.0.1, and stopped
+by its PID at the end of the session (:class:`Brokers`). A test taking ``broker_name`` runs
+once for each chosen broker.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from demessaging import embedded
+from tools import dasf_broker, pulsar
+
+KNOWN = ("pulsar-lite", "pulsar", "pulsar-ws", "dasf-broker")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--brokers",
+        default=os.environ.get("DEMESSAGING_TEST_BROKERS", ",".join(KNOWN)),
+        help=f"comma-separated brokers for the integration tests, of: {', '.join(KNOWN)}",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker_name" in metafunc.fixturenames:
+        metafunc.parametrize("broker_name", selected_brokers(metafunc.config), scope="session")
+
+
+def selected_brokers(config: pytest.Config) -> list[str]:
+    """The brokers chosen for this run.
+
+    Raises
+    ------
+    pytest.UsageError
+        If one of them is unknown.
+    """
+    names = [n.strip() for n in config.getoption("brokers").split(",") if n.strip()]
+    unknown = set(names) - set(KNOWN)
+    if unknown:
+        raise pytest.UsageError(f"unknown brokers {sorted(unknown)}; known: {KNOWN}")
+    return names
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A broker running for the session: its name, URL and admin REST API (if it has one)."""
+
+    name: str
+    url: str
+    admin_url: str = ""
+    #: whether consumers of one subscription share its messages (each goes to one of them)
+    shared: bool = True
+    #: dasf-broker-django itself, on that broker
+    django: dasf_broker.DasfBroker | None = None
+
+    def needs_sharing(self) -> None:
+        """Skip the test on a broker that gives every message to every consumer."""
+        if not self.shared:
+            pytest.skip(f"{self.name} gives every message to every consumer of a topic")
+
+
+class Brokers:
+    """The brokers of a session: each started when first asked for, all stopped by :meth:`stop`.
+
+    ``pulsar`` and ``pulsar-ws`` are one Apache Pulsar standalone, reached two ways.
+    """
+
+    def __init__(self, folders: pytest.TempPathFactory) -> None:
+        self._folders = folders
+        self._running: dict[str, Broker] = {}
+        self._standalone: pulsar.PulsarStandalone | None = None
+        self._stops: list[Callable[[], None]] = []
+
+    def get(self, name: str) -> Broker:
+        """The broker ``name`` (one of :data:`KNOWN`), started if it does not run yet."""
+        if name not in self._running:
+            self._running[name] = self._start(name)
+        return self._running[name]
+
+    def standalone(self) -> pulsar.PulsarStandalone:
+        """Apache Pulsar standalone, started if it does not run yet."""
+        if self._standalone is None:
+            self._standalone = pulsar.start(self._folders.mktemp("pulsar"))
+            self._stops.append(self._standalone.stop)
+        return self._standalone
+
+    def _start(self, name: str) -> Broker:
+        if name == "pulsar":
+            standalone = self.standalone()
+            return Broker(name, standalone.broker_url, standalone.admin_url)
+        if name == "pulsar-ws":
+            standalone = self.standalone()
+            return Broker(name, f"ws://127.0.0.1:{standalone.web_port}", standalone.admin_url)
+        folder = self._folders.mktemp(name)
+        if name == "dasf-broker":
+            django = dasf_broker.start(folder)
+            self._stops.append(django.stop)
+            return Broker(name, django.url, shared=False, django=django)
+        if name == "pulsar-lite":
+            lite = embedded.start(folder)
+            assert lite.owned
+
+            def stop_lite() -> None:
+                lite.stop()
+                assert embedded.find_running(folder) is None
+
+            self._stops.append(stop_lite)
+            return Broker(name, lite.broker_url)
+        raise pytest.UsageError(f"unknown broker {name!r}; known: {KNOWN}")
+
+    def stop(self) -> None:
+        """Stop every broker started, by its PID."""
+        stops, self._stops = self._stops, []
+        self._running.clear()
+        self._standalone = None
+        failures: list[Exception] = []
+        for stop in stops:  # all of them, even if one fails
+            try:
+                stop()
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+
+@pytest.fixture(scope="session")
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brokers]:
+    """The session's brokers: ``brokers.get(name)``."""
+    running = Brokers(tmp_path_factory)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def pulsar_standalone(brokers: Brokers) -> pulsar.PulsarStandalone:
+    """Apache Pulsar standalone, for the whole session (``pulsar`` and ``pulsar-ws`` use it)."""
+    return brokers.standalone()
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic no other test uses."""
+    return f"it-{uuid.uuid4().hex[:10]}"
