@@ -65,6 +65,7 @@ def test_the_standalone_broker_listens_on_loopback_only_and_stops_on_ctrl_c(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        cwd=Path(__file__).resolve().parents[2],  # tools/ is imported from the repository root
     )
     try:
         assert process.stdout is not None
