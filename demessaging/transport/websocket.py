@@ -44,7 +44,6 @@ import logging
 import ssl
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -56,16 +55,13 @@ from websockets.protocol import State
 
 from ..errors import AuthenticationError, ConfigurationError, TransportError
 from ..message import Message
-from .base import Subscription, Transport
+from .base import Subscription, Transport, TransportOptions
 from .producers import ProducerPool
 
-__all__ = ["WebSocketOptions", "WebSocketTransport", "payload_limit"]
+__all__ = ["WebSocketTransport", "payload_limit"]
 
 log = logging.getLogger("demessaging.transport")
 
-#: The frame limit of both brokers by default (Pulsar's webSocketMaxTextFrameSize, daphne's
-#: --websocket-max-message-size).
-DEFAULT_FRAME_SIZE = 1024 * 1024
 #: Room kept in a frame for properties and the JSON around the payload.
 _FRAME_RESERVE = 64 * 1024
 
@@ -76,45 +72,10 @@ def payload_limit(frame_size: int) -> int:
     return room * 3 // 4 // 3 * 3
 
 
-@dataclass(frozen=True)
-class WebSocketOptions:
-    """How to reach a broker's WebSocket API.
-
-    Attributes
-    ----------
-    tenant, namespace, persistent
-        Where short topic names live (Apache Pulsar's layout only).
-    token
-        A token, sent as ``Authorization: Bearer <token>``.
-    headers
-        More handshake headers, such as ``{"authorization": "Token <key>"}`` for
-        dasf-broker-django.
-    tls_trust_certs
-        A CA bundle to verify the broker with (``wss://``).
-    operation_timeout
-        Seconds to wait for a connection, and for the broker's answer to each message sent.
-    frame_size
-        The broker's frame limit, in bytes.
-    max_producers
-        Producer connections kept open, one per topic; the least recently used idle ones are
-        closed beyond.
-    """
-
-    tenant: str = "public"
-    namespace: str = "default"
-    persistent: bool = True
-    token: str = field(default="", repr=False)
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    tls_trust_certs: str = ""
-    operation_timeout: float = 30.0
-    frame_size: int = DEFAULT_FRAME_SIZE
-    max_producers: int = 64
-
-
 class _Layout:
     """Where a topic's producer and consumer sockets are."""
 
-    def __init__(self, url: str, options: WebSocketOptions) -> None:
+    def __init__(self, url: str, options: TransportOptions) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.netloc:
             raise ConfigurationError(f"not a WebSocket URL: {url!r}; expected ws://HOST:PORT")
@@ -358,9 +319,9 @@ class WebSocketTransport(Transport):
         Topics, authentication, timeouts and limits.
     """
 
-    def __init__(self, url: str, options: WebSocketOptions | None = None) -> None:
+    def __init__(self, url: str, options: TransportOptions | None = None) -> None:
         self.url = url
-        self.options = options or WebSocketOptions()
+        self.options = options or TransportOptions()
         self.layout = _Layout(url, self.options)
         self.max_message_size = payload_limit(self.options.frame_size)
         self._producers = ProducerPool(
