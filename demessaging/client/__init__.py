@@ -1,4 +1,4 @@
-"""The client: the runtime that calls backends, and the generator of client packages."""
+"""The client runtime: calls backends, from synchronous and asynchronous code alike."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from demessaging.backend import serve as serve_in_thread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client, runtime
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.core.loader import load_module
 from demessaging.errors import APIChangedError, ProtocolError, RemoteError
 
