@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from .bars import Progress
 from .remote import RemoteModule
-from .runtime import Client, Progress
+from .runtime import Client
 
 __all__ = ["Client", "Progress", "RemoteModule"]
