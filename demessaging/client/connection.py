@@ -120,7 +120,7 @@ class Connection:
                 atexit.register(lambda: (method := close()) is not None and method())
             return self._portal
 
-    async def on_portal(self, coro: Coroutine[Any, Any, T]) -> T:
+    async def _on_portal(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the portal's loop, from whichever loop runs this."""
         portal = self.portal()
         if asyncio.get_running_loop() is portal.loop:
@@ -152,11 +152,11 @@ class Connection:
         exchange = self._exchange(
             kind, payload, timeout, member, content_type, deadline=deadline, extras=extras
         )
-        return await self.on_portal(exchange)
+        return await self._on_portal(exchange)
 
     async def send_control(self, context: str, received: int | None = None) -> None:
         """Send ``cancel`` (or, with ``received``, ``more``) about a call to its backend."""
-        await self.on_portal(self._send_control(context, received))
+        await self._on_portal(self._send_control(context, received))
 
     def close(self) -> None:
         """Close the response subscription, the transport and the background loop."""
