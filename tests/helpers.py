@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 
 __all__ = ["forget_package", "generated_client"]
 
@@ -19,7 +19,7 @@ __all__ = ["forget_package", "generated_client"]
 def generated_client(target: Path, output: Path, **options: Any) -> Iterator[ModuleType]:
     """Generate a client package of ``target`` into ``output`` and import it.
 
-    ``options`` go to :func:`~demessaging.client.generator.generate` (``name``, ``topic``,
+    ``options`` go to :func:`~demessaging.codegen.generate` (``name``, ``topic``,
     ``broker_url``...). On leaving, the package's connection is closed, and it and its
     submodules are removed from ``sys.modules`` and its folder from ``sys.path``.
     """

@@ -20,7 +20,7 @@ import pytest
 
 from demessaging.backend import serve
 from demessaging.client import RemoteModule
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.errors import GeneratorError, InvalidArgumentsError, RemoteError
 from tests.helpers import generated_client
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from demessaging.backend import serve
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.errors import GeneratorError, InvalidArgumentsError, RemoteError
 from tests.helpers import generated_client
 
