@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from .core.arrays import ArraySpec
 from .core.configure import configure
+from .core.reporter import Reporter
+from .dasf import progress as _dasf_progress  # noqa: F401  (DASF's reports join Reporter)
 from .errors import (
     APIChangedError,
     AuthenticationError,
@@ -27,7 +29,6 @@ from .errors import (
     SignatureError,
     TransportError,
 )
-from .progress import Reporter
 
 __version__ = "0.1.0.dev0"
 
@@ -55,12 +56,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .dasf import main
+    from .dasf.main import main
 
 
 def __getattr__(name: str) -> Any:
     if name == "main":  # DASF's entry point of backend modules; loaded when asked for
-        from .dasf import main
+        from .dasf.main import main
 
         return main
     raise AttributeError(f"module 'demessaging' has no attribute {name!r}")

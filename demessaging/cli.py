@@ -9,9 +9,9 @@ import logging
 import signal
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -19,7 +19,11 @@ from . import __version__
 from .config import Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 
-__all__ = ["cli", "main"]
+if TYPE_CHECKING:
+    from .backend.dispatcher import Dispatcher
+    from .core.models import ModuleModels
+
+__all__ = ["cli", "dump_json", "main", "print_schema", "run_request", "serve_dispatcher"]
 
 MODULE = click.argument("module", metavar="MODULE")
 
@@ -40,9 +44,52 @@ def _errors() -> Iterator[None]:
             raise click.ClickException(str(exc)) from exc
 
 
-def _dump(data: Any, out: TextIO, indent: int | None) -> None:
+def dump_json(data: Any, out: TextIO, indent: int | None) -> None:
+    """Write ``data`` as JSON (UTF-8 as it is, not escaped), then a newline."""
     json.dump(data, out, indent=indent, ensure_ascii=False)
     out.write("\n")
+
+
+# -- the bodies of the commands, shared with DASF's command line (demessaging.dasf.main) --------
+
+
+def print_schema(models: ModuleModels, indent: int | None, *, api_info: bool = False) -> None:
+    """Print the JSON Schema of a module's requests, or DASF's ``api_info`` layout."""
+    from .core import schema as schemas
+
+    data = schemas.api_info(models) if api_info else schemas.module_schema(models)
+    dump_json(data, sys.stdout, indent)
+
+
+def serve_dispatcher(
+    dispatcher: Dispatcher, broker_url: str, settings: Settings, topic: str, workers: int
+) -> None:
+    """Serve a module on ``topic`` until SIGINT or SIGTERM, then finish the calls in flight."""
+    from .backend.listener import Listener, serve_until_signal
+    from .transport import connect
+
+    transport = connect(broker_url, **settings.transport_options())
+    listener = Listener(dispatcher, transport, topic, workers=workers)
+    asyncio.run(serve_until_signal(listener))
+
+
+def run_request(dispatcher: Dispatcher, request: str | bytes | Mapping[str, Any]) -> None:
+    """Run one request in this process and print its result as JSON.
+
+    Raises
+    ------
+    click.ClickException
+        With the error's text, if the request is invalid or the call fails.
+    """
+    from .serialization import json as codec
+
+    try:
+        parsed = dispatcher.parse(request)
+        value = dispatcher.execute(parsed)
+    except DispatchError as exc:
+        raise click.ClickException(dispatcher.error_info(exc).text()) from exc
+    sys.stdout.write(codec.encode(value, parsed.target.returns).decode())
+    sys.stdout.write("\n")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,16 +137,13 @@ def schema(module: str | None, api_info: bool, envelope: Path | None, indent: in
             envelope.mkdir(parents=True, exist_ok=True)
             for name, content in envelope_schemas().items():
                 with (envelope / name).open("w", encoding="utf-8") as out:
-                    _dump(content, out, indent)
+                    dump_json(content, out, indent)
             return
         if module is None:
             raise click.UsageError("give a MODULE, or --envelope DIR")
         from .core import build_models, inspect_module
-        from .core import schema as schemas
 
-        models = build_models(inspect_module(module))
-        data = schemas.api_info(models) if api_info else schemas.module_schema(models)
-        _dump(data, sys.stdout, indent)
+        print_schema(build_models(inspect_module(module)), indent, api_info=api_info)
 
 
 @cli.command()
@@ -210,17 +254,13 @@ def listen(
     requests and finishes those in flight.
     """
     from .backend.dispatcher import Dispatcher
-    from .backend.listener import Listener, serve_until_signal
-    from .transport import connect
 
     with _errors():
         dispatcher = Dispatcher.from_module(module, debug=debug)
         name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
         settings = Settings.from_env(broker_url=broker_url, topic=topic or None)
         with _broker(settings, start=True) as url:
-            transport = connect(url, **settings.transport_options())
-            listener = Listener(dispatcher, transport, settings.topic or name, workers=workers)
-            asyncio.run(serve_until_signal(listener))
+            serve_dispatcher(dispatcher, url, settings, settings.topic or name, workers)
 
 
 @cli.command()
@@ -288,7 +328,7 @@ def info(
 ) -> None:
     """Print the JSON Schema of the module a backend serves on TOPIC."""
     with _errors(), _client(topic, broker_url, timeout) as client:
-        _dump(client.api_info() if api_info else client.info(), sys.stdout, indent)
+        dump_json(client.api_info() if api_info else client.info(), sys.stdout, indent)
 
 
 ADMIN_URL = click.option(
@@ -328,7 +368,7 @@ def status(topic: str, broker_url: str | None, admin_url: str | None, as_json: b
         )
         found = _admin(settings).topic_status(name, DEFAULT_SUBSCRIPTION)
         if as_json:
-            _dump(dataclasses.asdict(found), sys.stdout, 2)
+            dump_json(dataclasses.asdict(found), sys.stdout, 2)
         else:
             click.echo(found.text())
 
@@ -389,22 +429,13 @@ def call(
       echo '{"func_name": "total", "values": [1, 2, 3]}' | demessaging call examples/climate.py -
     """
     from .backend.dispatcher import Dispatcher
-    from .serialization import json as codec
 
     if remote:
         with _errors(), _client(module, broker_url, timeout) as client:
-            _dump(client.call(request.read().encode()), sys.stdout, None)
+            dump_json(client.call(request.read().encode()), sys.stdout, None)
         return
     with _errors():
-        dispatcher = Dispatcher.from_module(module, debug=debug)
-        try:
-            parsed = dispatcher.parse(request.read())
-            value = dispatcher.execute(parsed)
-        except DispatchError as exc:
-            info = dispatcher.error_info(exc)
-            raise click.ClickException(info.text()) from exc
-        sys.stdout.write(codec.encode(value, parsed.target.returns).decode())
-        sys.stdout.write("\n")
+        run_request(Dispatcher.from_module(module, debug=debug), request.read())
 
 
 def main(argv: list[str] | None = None) -> None:

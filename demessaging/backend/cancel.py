@@ -7,7 +7,7 @@ on a subscription of its own, so the instance that runs the call hears of it whe
 went:
 
 - a call that runs has its cancellation event set: the function's
-  :class:`~demessaging.progress.Reporter` raises
+  :class:`~demessaging.core.reporter.Reporter` raises
   :class:`~demessaging.errors.CallCancelled` at its next cancellation point;
 - a call not started yet is remembered (a bounded number of them), and skipped when its
   request arrives.

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from ..core import versions
+from ..core.reporter import SendProgress
 from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..protocol.envelope import (
@@ -57,7 +58,6 @@ from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
 from .cancel import CallControl, Cancellations, call_key
 from .dispatcher import Dispatcher, type_name
-from .progress import SendProgress
 
 __all__ = ["Listener", "ListenerThread", "serve_until_signal"]
 

@@ -24,7 +24,8 @@ from types import ModuleType
 
 from .. import __version__
 from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT
-from ..core.specs import ClassSpec, FunctionSpec, ModuleSpec, inspect_module
+from ..core.introspection import inspect_module
+from ..core.specs import ClassSpec, FunctionSpec, ModuleSpec
 from ..errors import GeneratorError
 from .render import Renderer, docstring_literal
 
