@@ -37,13 +37,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import click
@@ -51,34 +49,20 @@ import click
 from .. import cli
 from ..config import Settings
 from ..errors import ConfigurationError, DemessagingError
+from .options import (
+    Options,
+    defaults,
+    dispatcher_of,
+    module_of,
+    settings_of,
+    setup_logging,
+    split_config,
+)
 
 __all__ = ["argparse_style", "command_line", "main"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-#: DASF's messaging settings, their defaults and the keywords of ``main()`` that hold them.
-_MESSAGING: dict[str, Any] = {
-    "topic": "",
-    "header": "",
-    "host": "localhost",
-    "port": "8080",
-    "persistent": "non-persistent",
-    "tenant": "public",
-    "namespace": "default",
-    "max_workers": None,
-    "websocket_url": "",
-    "producer_url": "",
-    "consumer_url": "",
-    "queue_size": None,
-    "max_payload_size": None,
-    "producer_keep_alive": None,
-    "producer_connection_timeout": None,
-}
-#: The messaging settings that are options as they are.
-_AS_GIVEN = ("header", "host", "port", "persistent", "tenant", "namespace")
-_AS_GIVEN_URLS = ("websocket_url", "producer_url", "consumer_url")
-_LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
-_IGNORED_CONFIG = frozenset({"log_config", "json_schema_extra", "imports", "template", "registry"})
 #: What argparse takes for a negative number, a value rather than an option.
 _NEGATIVE = re.compile(r"^-\d+$|^-\d*\.\d+$")
 
@@ -99,11 +83,11 @@ def main(module_name: str = "__main__", *args: str, **config: Any) -> None:
         (``main(topic=...)``, deprecated in DASF) are taken too.
     """
     try:
-        messaging, module_config = _split_config(config)
-        defaults = _defaults(module_name, messaging, module_config)
+        messaging, module_config = split_config(config)
+        default_map = defaults(module_name, messaging, module_config)
         try:
             argv = argparse_style(list(args) or sys.argv[1:])
-            code = command_line.main(argv, default_map=defaults, standalone_mode=False)
+            code = command_line.main(argv, default_map=default_map, standalone_mode=False)
         except click.ClickException as exc:  # usage errors (status 2) and failed calls (1)
             exc.show()
             sys.exit(exc.exit_code)
@@ -115,75 +99,7 @@ def main(module_name: str = "__main__", *args: str, **config: Any) -> None:
         sys.exit(f"Error: {exc}")
 
 
-def _split_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(messaging settings from the environment and ``main()``, the module settings)."""
-    messaging = dict(_MESSAGING)
-    for name in _MESSAGING:
-        value = os.environ.get(f"DE_BACKEND_{name.upper()}")
-        if value:
-            messaging[name] = value
-    given = dict(config)
-    if "config" in given:
-        raise ConfigurationError("main(config=ModuleConfig(...)) is not supported; pass keywords")
-    raw = given.pop("messaging_config", None) or {}
-    if hasattr(raw, "model_dump"):
-        raw = raw.model_dump()
-    raw = {**{k: given.pop(k) for k in list(given) if k in _MESSAGING}, **raw}
-    unknown = set(raw) - set(_MESSAGING)
-    if unknown:
-        raise ConfigurationError(f"unknown messaging_config settings: {', '.join(sorted(unknown))}")
-    messaging.update({k: v for k, v in raw.items() if v is not None})
-    if isinstance(messaging["header"], Mapping):
-        messaging["header"] = json.dumps(messaging["header"])
-    module_config = {k: v for k, v in given.items() if k not in _IGNORED_CONFIG}
-    if module_config.pop("listen_config", None):
-        raise ConfigurationError("main(listen_config=...) is not supported")
-    unknown = set(module_config) - {"debug", "members", "doc"}
-    if unknown:
-        raise ConfigurationError(f"unknown settings of main(): {', '.join(sorted(unknown))}")
-    if module_config.get("members"):  # names, functions or classes
-        module_config["members"] = [getattr(m, "__name__", m) for m in module_config["members"]]
-    return messaging, module_config
-
-
-def _defaults(
-    module_name: str, messaging: Mapping[str, Any], config: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The defaults of the options (click's ``default_map``): what the command line changes."""
-    defaults: dict[str, Any] = {name: messaging[name] for name in _AS_GIVEN + _AS_GIVEN_URLS}
-    defaults |= {"module_name": module_name, "debug": bool(config.get("debug"))}
-    if messaging["topic"]:  # else --topic is required
-        defaults["topic"] = messaging["topic"]
-    if messaging["max_workers"] is not None:
-        defaults["max_workers"] = messaging["max_workers"]
-    for name in ("doc", "members"):
-        if config.get(name):
-            defaults[name] = config[name]
-    return defaults
-
-
 # -- the command line ---------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Options:
-    """DASF's options before the command."""
-
-    topic: str
-    header: str
-    module_name: str
-    doc: str | None
-    debug: bool
-    members: tuple[str, ...]
-    host: str
-    port: str
-    persistent: str
-    tenant: str
-    namespace: str
-    max_workers: int | None
-    websocket_url: str
-    producer_url: str
-    consumer_url: str
 
 
 def _hidden(*decls: str, flag: bool = False) -> Callable[[_F], _F]:
@@ -225,9 +141,9 @@ def command_line(
     ctx: click.Context, /, log_level: str | None, log_file: str | None, **options: Any
 ) -> None:
     """DASF's options: set up logging, keep the others for the command."""
-    _logging(log_level, log_file)
-    fields = {f.name for f in dataclasses.fields(_Options)}
-    ctx.obj = _Options(**{k: v for k, v in options.items() if k in fields})
+    setup_logging(log_level, log_file)
+    fields = {f.name for f in dataclasses.fields(Options)}
+    ctx.obj = Options(**{k: v for k, v in options.items() if k in fields})
 
 
 @command_line.command(help="Serve the module on the topic.")
@@ -236,13 +152,13 @@ def command_line(
 @_hidden("-c", "refused_c")
 @_hidden("--cmd", "refused_cmd")
 @click.pass_obj
-def listen(options: _Options, /, **refused: str | None) -> None:
+def listen(options: Options, /, **refused: str | None) -> None:
     for name in ("refused_dump_to", "refused_dump_tool", "refused_c", "refused_cmd"):
         if refused[name] is not None:  # the first in this order, as DASF's argparse names it
             option = name.removeprefix("refused_").replace("_", "-")
             raise ConfigurationError(f"listen --{option} is not supported")
-    config = _settings(options)
-    dispatcher = _dispatcher(options)
+    config = settings_of(options)
+    dispatcher = dispatcher_of(options)
     workers = options.max_workers or (os.cpu_count() or 1) * 5
     cli.serve_dispatcher(dispatcher, config.broker_url, config, options.topic, workers)
 
@@ -250,18 +166,18 @@ def listen(options: _Options, /, **refused: str | None) -> None:
 @command_line.command(help="Print the module's JSON Schema.")
 @click.option("-i", "--indent", type=int)
 @click.pass_obj
-def schema(options: _Options, indent: int | None) -> None:
-    cli.print_schema(_dispatcher(options).models, indent)
+def schema(options: Options, indent: int | None) -> None:
+    cli.print_schema(dispatcher_of(options).models, indent)
 
 
 @command_line.command(help="Print a client module.")
 @click.pass_obj
-def generate(options: _Options) -> None:
+def generate(options: Options) -> None:
     from ..client.generator import render_module
 
-    config = _settings(options)
-    spec = _dispatcher(options).models.spec
-    module = _module(options)
+    config = settings_of(options)
+    spec = dispatcher_of(options).models.spec
+    module = module_of(options)
     stem = Path(getattr(module, "__file__", None) or spec.name).stem
     source, _ = render_module(
         spec,
@@ -275,8 +191,8 @@ def generate(options: _Options) -> None:
 
 @command_line.command("test-connect", help="Check that the broker takes the subscription.")
 @click.pass_obj
-def test_connect(options: _Options) -> None:
-    config = _settings(options)
+def test_connect(options: Options) -> None:
+    config = settings_of(options)
     asyncio.run(_test_connect(config))
     print(f"connected to {config.broker_url}, topic {options.topic!r}")
 
@@ -303,10 +219,10 @@ def _load_request(ctx: click.Context, param: click.Parameter, text: str) -> Any:
 @command_line.command("send-request", help="Send a request (JSON or YAML, text or file).")
 @click.argument("request", callback=_load_request)
 @click.pass_obj
-def send_request(options: _Options, request: Any) -> None:
+def send_request(options: Options, request: Any) -> None:
     from ..client import Client
 
-    config = dataclasses.replace(_settings(options), encoding="json")
+    config = dataclasses.replace(settings_of(options), encoding="json")
     with Client(options.topic, settings=config) as client:
         cli.dump_json(client.call(request), sys.stdout, None)
 
@@ -314,8 +230,8 @@ def send_request(options: _Options, request: Any) -> None:
 @command_line.command(help="Run a request here (JSON or YAML, text or file).")
 @click.argument("request", callback=_load_request)
 @click.pass_obj
-def compute(options: _Options, request: Any) -> None:
-    cli.run_request(_dispatcher(options), request)
+def compute(options: Options, request: Any) -> None:
+    cli.run_request(dispatcher_of(options), request)
 
 
 @command_line.command(help="Not supported.")
@@ -386,74 +302,6 @@ def _spelled_out(command: click.Command, name: str) -> str:
         return name
     matches = [o for o in known if o.startswith(name)]
     return matches[0] if len(matches) == 1 else name
-
-
-# -- what the commands share ------------------------------------------------------------------
-
-
-def _logging(log_level: str | None, log_file: str | None) -> None:
-    level: Any = log_level or logging.INFO
-    if isinstance(level, str) and level.isdigit():
-        level = int(level)
-    elif isinstance(level, str):
-        level = level.upper()
-    kwargs: dict[str, Any] = {"filename": log_file} if log_file else {}
-    try:
-        logging.basicConfig(level=level, format=_LOG_FORMAT, **kwargs)
-    except ValueError as exc:
-        raise ConfigurationError(f"--log-level: {exc}") from None
-
-
-def _settings(options: _Options) -> Settings:
-    """Our settings for DASF's connection options."""
-    url = options.websocket_url
-    for other in (options.producer_url, options.consumer_url):
-        if other and other != url:
-            raise ConfigurationError(
-                "--producer-url and --consumer-url must equal --websocket-url: demessaging "
-                "produces and consumes through one broker URL"
-            )
-    if options.persistent not in ("persistent", "non-persistent"):
-        raise ConfigurationError(
-            f"--persistent must be persistent or non-persistent, not {options.persistent!r}"
-        )
-    return Settings.from_env(
-        broker_url=url or f"ws://{options.host}:{options.port}",
-        topic=options.topic,
-        tenant=options.tenant,
-        namespace=options.namespace,
-        persistent=options.persistent == "persistent",
-        headers=options.header or None,
-    )
-
-
-def _module(options: _Options) -> ModuleType:
-    from ..core.loader import load_module
-
-    if options.module_name == "__main__":
-        return sys.modules["__main__"]
-    return load_module(options.module_name)
-
-
-def _dispatcher(options: _Options) -> Any:
-    from ..backend.dispatcher import Dispatcher
-    from ..core.introspection import inspect_module
-    from ..core.models import build_models
-
-    spec = inspect_module(_module(options))
-    if options.members:
-        wanted = set(options.members)
-        missing = wanted - {m.name for m in spec.members}
-        if missing:
-            raise ConfigurationError(f"--members: no member named {', '.join(sorted(missing))}")
-        spec = dataclasses.replace(
-            spec,
-            functions=tuple(f for f in spec.functions if f.name in wanted),
-            classes=tuple(c for c in spec.classes if c.name in wanted),
-        )
-    if options.doc:
-        spec = dataclasses.replace(spec, doc=options.doc)
-    return Dispatcher(build_models(spec), debug=options.debug)
 
 
 async def _test_connect(config: Settings) -> None:
