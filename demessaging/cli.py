@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -61,15 +62,11 @@ def print_schema(models: ModuleModels, indent: int | None, *, api_info: bool = F
     dump_json(data, sys.stdout, indent)
 
 
-def serve_dispatcher(
-    dispatcher: Dispatcher, broker_url: str, settings: Settings, topic: str, workers: int
-) -> None:
+def serve_dispatcher(dispatcher: Dispatcher, settings: Settings, topic: str, workers: int) -> None:
     """Serve a module on ``topic`` until SIGINT or SIGTERM, then finish the calls in flight."""
     from .backend.listener import Listener, serve_until_signal
-    from .transport import connect
 
-    transport = connect(broker_url, **settings.transport_options())
-    listener = Listener(dispatcher, transport, topic, workers=workers)
+    listener = Listener(dispatcher, settings.connect(), topic, workers=workers)
     asyncio.run(serve_until_signal(listener))
 
 
@@ -185,7 +182,7 @@ def generate(
       demessaging generate examples/climate.py --output climate-client
       pip install ./climate-client
     """
-    from .client.generator import generate as write
+    from .codegen import generate as write
 
     with _errors():
         package = write(
@@ -260,7 +257,8 @@ def listen(
         name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
         settings = Settings.from_env(broker_url=broker_url, topic=topic or None)
         with _broker(settings, start=True) as url:
-            serve_dispatcher(dispatcher, url, settings, settings.topic or name, workers)
+            there = dataclasses.replace(settings, broker_url=url)
+            serve_dispatcher(dispatcher, there, settings.topic or name, workers)
 
 
 @cli.command()
@@ -342,7 +340,8 @@ def _admin(settings: Settings) -> Any:
     from .transport.admin import PulsarAdmin, admin_url_for
 
     url = settings.admin_url or admin_url_for(settings.broker_url)
-    return PulsarAdmin(url, token=settings.token, tls_trust_certs=settings.tls_trust_certs)
+    options = settings.transport
+    return PulsarAdmin(url, token=options.token, tls_trust_certs=options.tls_trust_certs)
 
 
 @cli.command()
@@ -356,16 +355,13 @@ def status(topic: str, broker_url: str | None, admin_url: str | None, as_json: b
     Reads the broker's admin REST API: one line per backend process connected to the topic's
     shared subscription, with the requests it is working on, then the requests waiting.
     """
-    import dataclasses
-
     from .backend.listener import DEFAULT_SUBSCRIPTION
     from .transport.pulsar import full_topic
 
     with _errors():
         settings = Settings.from_env(broker_url=broker_url, admin_url=admin_url)
-        name = full_topic(
-            topic, settings.tenant, settings.namespace, persistent=settings.persistent
-        )
+        options = settings.transport
+        name = full_topic(topic, options.tenant, options.namespace, persistent=options.persistent)
         found = _admin(settings).topic_status(name, DEFAULT_SUBSCRIPTION)
         if as_json:
             dump_json(dataclasses.asdict(found), sys.stdout, 2)

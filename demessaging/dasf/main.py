@@ -160,7 +160,7 @@ def listen(options: Options, /, **refused: str | None) -> None:
     config = settings_of(options)
     dispatcher = dispatcher_of(options)
     workers = options.max_workers or (os.cpu_count() or 1) * 5
-    cli.serve_dispatcher(dispatcher, config.broker_url, config, options.topic, workers)
+    cli.serve_dispatcher(dispatcher, config, options.topic, workers)
 
 
 @command_line.command(help="Print the module's JSON Schema.")
@@ -173,7 +173,7 @@ def schema(options: Options, indent: int | None) -> None:
 @command_line.command(help="Print a client module.")
 @click.pass_obj
 def generate(options: Options) -> None:
-    from ..client.generator import render_module
+    from ..codegen.generator import render_module
 
     config = settings_of(options)
     spec = dispatcher_of(options).models.spec
@@ -306,9 +306,8 @@ def _spelled_out(command: click.Command, name: str) -> str:
 
 async def _test_connect(config: Settings) -> None:
     from ..backend.listener import DEFAULT_SUBSCRIPTION
-    from ..transport import connect
 
-    transport = connect(config.broker_url, **config.transport_options())
+    transport = config.connect()
     try:
         subscription = await transport.subscribe(config.topic, DEFAULT_SUBSCRIPTION, shared=True)
         await subscription.close()
