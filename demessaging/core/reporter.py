@@ -210,7 +210,7 @@ class ReportType:
     make
         A fresh report for one call: ``make(annotation, default, send)``, with the
         parameter's default (``inspect.Parameter.empty`` if none) and where its messages go
-        (None: to nobody).
+        (a function that logs its failures, never raises them; None: to nobody).
     """
 
     recognises: Callable[[type], bool]
