@@ -85,7 +85,7 @@ def schema(module: str | None, api_info: bool, envelope: Path | None, indent: in
     """
     with _errors():
         if envelope is not None:
-            from .protocol.envelope import envelope_schemas
+            from .protocol.schemas import envelope_schemas
 
             envelope.mkdir(parents=True, exist_ok=True)
             for name, content in envelope_schemas().items():
@@ -209,8 +209,8 @@ def listen(
     uses the one already running on this machine). On a signal the backend stops taking
     requests and finishes those in flight.
     """
+    from .backend import Listener, serve_until_signal
     from .backend.dispatcher import Dispatcher
-    from .backend.listener import Listener, serve_until_signal
     from .transport import connect
 
     with _errors():

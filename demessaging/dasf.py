@@ -296,7 +296,7 @@ def _compute(options: argparse.Namespace) -> None:
 
 
 def _listen(options: argparse.Namespace) -> None:
-    from .backend.listener import Listener, serve_until_signal
+    from .backend import Listener, serve_until_signal
     from .transport import connect
 
     config = _settings(options)

@@ -38,6 +38,7 @@ from ..errors import (
     RemoteError,
     TransportError,
 )
+from ..protocol.control import control_topic, make_control
 from ..protocol.envelope import (
     JSON,
     MAX_STREAM_WINDOW,
@@ -45,9 +46,6 @@ from ..protocol.envelope import (
     MessageType,
     Prop,
     Status,
-    control_topic,
-    make_control,
-    make_request,
     parse_error,
 )
 from ..protocol.fragments import (
@@ -55,13 +53,14 @@ from ..protocol.fragments import (
     PIECE_PREFETCH,
     Reassembler,
 )
+from ..protocol.outgoing import make_request
+from ..protocol.pieces import Uploads
 from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
 from ..transport import connect
 from ..transport.base import Subscription, Transport
 from . import bars
 from .portal import Portal
-from .uploads import Uploads
 
 __all__ = ["Client", "Progress"]
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demessaging.backend import ListenerThread
 from demessaging.backend import listener as listener_module
 from demessaging.backend.dispatcher import Dispatcher, Outcome
-from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener, ListenerThread
+from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener
 from demessaging.client import Client, runtime
 from demessaging.client.portal import Portal
 from demessaging.config import Settings
