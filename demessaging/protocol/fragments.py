@@ -46,6 +46,7 @@ __all__ = [
     "Reassembler",
     "Reassembly",
     "abort_marker",
+    "is_abort_marker",
     "send_pieces",
     "side_topic",
     "split",
@@ -70,6 +71,11 @@ def side_topic(topic: str, name: str) -> str:
 def abort_marker() -> Message:
     """What a client sends to a side topic when it gives up sending the pieces there."""
     return Message(b"", {Prop.ABORTED: "true"})
+
+
+def is_abort_marker(message: Message) -> bool:
+    """Whether a message of a side topic says that the client gave up sending the pieces."""
+    return Prop.ABORTED in message.properties
 
 
 class Pieces(Sequence[Message]):

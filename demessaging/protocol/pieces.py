@@ -32,6 +32,7 @@ from .fragments import (
     PIECE_PREFETCH,
     Reassembly,
     abort_marker,
+    is_abort_marker,
     send_pieces,
     side_topic,
     split,
@@ -220,7 +221,7 @@ async def gather(
     try:
         while not whole.complete:
             piece = await asyncio.wait_for(side.receive(), timeout)
-            if Prop.ABORTED in piece.properties:
+            if is_abort_marker(piece):
                 raise ProtocolError("the caller gave up sending the request")
             whole.add(piece)
             pieces.append(Message(b"", message_id=piece.message_id))  # to acknowledge it
