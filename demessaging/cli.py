@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import signal
@@ -211,14 +212,13 @@ def listen(
     """
     from .backend import Listener, serve_until_signal
     from .backend.dispatcher import Dispatcher
-    from .transport import connect
 
     with _errors():
         dispatcher = Dispatcher.from_module(module, debug=debug)
         name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
         settings = Settings.from_env(broker_url=broker_url, topic=topic or None)
         with _broker(settings, start=True) as url:
-            transport = connect(url, **settings.transport_options())
+            transport = dataclasses.replace(settings, broker_url=url).connect()
             listener = Listener(dispatcher, transport, settings.topic or name, workers=workers)
             asyncio.run(serve_until_signal(listener))
 
@@ -302,7 +302,8 @@ def _admin(settings: Settings) -> Any:
     from .transport.admin import PulsarAdmin, admin_url_for
 
     url = settings.admin_url or admin_url_for(settings.broker_url)
-    return PulsarAdmin(url, token=settings.token, tls_trust_certs=settings.tls_trust_certs)
+    options = settings.transport
+    return PulsarAdmin(url, token=options.token, tls_trust_certs=options.tls_trust_certs)
 
 
 @cli.command()
@@ -316,16 +317,13 @@ def status(topic: str, broker_url: str | None, admin_url: str | None, as_json: b
     Reads the broker's admin REST API: one line per backend process connected to the topic's
     shared subscription, with the requests it is working on, then the requests waiting.
     """
-    import dataclasses
-
     from .backend.listener import DEFAULT_SUBSCRIPTION
     from .transport.pulsar import full_topic
 
     with _errors():
         settings = Settings.from_env(broker_url=broker_url, admin_url=admin_url)
-        name = full_topic(
-            topic, settings.tenant, settings.namespace, persistent=settings.persistent
-        )
+        options = settings.transport
+        name = full_topic(topic, options.tenant, options.namespace, persistent=options.persistent)
         found = _admin(settings).topic_status(name, DEFAULT_SUBSCRIPTION)
         if as_json:
             _dump(dataclasses.asdict(found), sys.stdout, 2)

@@ -10,19 +10,26 @@ written into generated packages.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .embedded import resolve
 from .errors import ConfigurationError
+from .transport import Transport, TransportOptions
+from .transport import connect as connect_transport
 
-__all__ = ["DEFAULT_BROKER_URL", "DEFAULT_TIMEOUT", "ENV_PREFIX", "Settings"]
+__all__ = ["DEFAULT_BROKER_URL", "DEFAULT_TIMEOUT", "ENV_PREFIX", "Settings", "setting_names"]
 
 ENV_PREFIX = "DEMESSAGING_"
 DEFAULT_BROKER_URL = "embedded://"
 DEFAULT_TIMEOUT = 60.0
+#: Transport options that only code sets (``TransportOptions(...)``), no environment variable.
+_CODE_ONLY = frozenset({"operation_timeout", "max_producers"})
 
 
 @dataclass(frozen=True)
@@ -32,38 +39,26 @@ class Settings:
     Attributes
     ----------
     broker_url
-        The broker: ``pulsar://HOST:PORT``, ``pulsar+ssl://HOST:PORT``, ``embedded://`` (the
-        pulsar-lite broker of this machine, the default) or ``memory://`` (in-process).
+        The broker: ``pulsar://HOST:PORT``, ``pulsar+ssl://HOST:PORT``, ``ws://HOST:PORT[/PATH]``,
+        ``embedded://`` (the pulsar-lite broker of this machine, the default) or ``memory://``
+        (in-process); see :func:`demessaging.transport.connect`.
     topic
-        The backend's request topic; a short name lives in ``tenant``/``namespace``.
+        The backend's request topic; a short name lives in the transport's ``tenant`` and
+        ``namespace``.
     timeout
         Default deadline of a call, in seconds.
-    tenant, namespace
-        Where short topic names live on Pulsar.
-    persistent
-        Whether short topic names are persistent topics.
-    token
-        A JWT for Pulsar's token authentication.
-    oauth2
-        JSON parameters of Pulsar's OAuth2 client-credentials authentication.
-    tls_trust_certs
-        A CA bundle that verifies the broker (``pulsar+ssl://``).
-    tls_certificate, tls_key
-        A client certificate and key, for TLS authentication.
+    transport
+        Topics, credentials and limits of the transport. Its fields are settings too
+        (``DEMESSAGING_TOKEN``, ``DEMESSAGING_TENANT``...; ``DEMESSAGING_HEADERS`` as a JSON
+        object), except ``operation_timeout`` and ``max_producers``, which only code sets.
+    admin_url
+        Apache Pulsar's web service (admin REST API), for ``demessaging status`` and
+        ``demessaging namespace``; the broker's host on port 8080 (8443 with TLS) if empty.
     encoding
         How clients encode requests: ``msgpack`` (numpy arrays as raw buffers; demessaging
         backends), ``json`` (what DASF backends understand), or ``auto`` (the default):
         msgpack if the backend's pong offers it, else JSON, asked once per client. Backends
         answer in the encoding of each request.
-    headers
-        HTTP headers for the WebSocket handshake (``ws://``, ``wss://``), as a JSON object,
-        such as ``{"authorization": "Token <key>"}`` for dasf-broker-django.
-    frame_size
-        The largest WebSocket frame the broker takes, in bytes (``ws://``, ``wss://``);
-        larger payloads go in pieces.
-    admin_url
-        Apache Pulsar's web service (admin REST API), for ``demessaging status`` and
-        ``demessaging namespace``; the broker's host on port 8080 (8443 with TLS) if empty.
     progress
         Whether clients show a progress bar for calls whose backend reports progress (and
         that have no ``on_progress`` callback): ``auto`` (the default: in terminals and
@@ -73,62 +68,26 @@ class Settings:
     broker_url: str = DEFAULT_BROKER_URL
     topic: str = ""
     timeout: float = DEFAULT_TIMEOUT
-    tenant: str = "public"
-    namespace: str = "default"
-    persistent: bool = True
-    token: str = field(default="", repr=False)
-    oauth2: str = field(default="", repr=False)
-    tls_trust_certs: str = ""
-    tls_certificate: str = ""
-    tls_key: str = field(default="", repr=False)
-    headers: str = field(default="", repr=False)
-    frame_size: int = 1024 * 1024
+    transport: TransportOptions = field(default_factory=TransportOptions)
     admin_url: str = ""
     encoding: str = "auto"
     progress: str = "auto"
 
-    def transport_options(self) -> dict[str, Any]:
-        """The keyword arguments of :func:`demessaging.transport.connect`."""
-        names = (
-            "tenant",
-            "persistent",
-            "namespace",
-            "token",
-            "oauth2",
-            "tls_trust_certs",
-            "tls_certificate",
-            "tls_key",
-            "frame_size",
-        )
-        options = {name: getattr(self, name) for name in names}
-        options["headers"] = self.header_dict()
-        return options
-
-    def header_dict(self) -> dict[str, str]:
-        """``headers`` as a dict.
+    def connect(self) -> Transport:
+        """A transport to the broker; ``embedded://`` is the embedded broker running here.
 
         Raises
         ------
         ConfigurationError
-            If ``headers`` is not a JSON object.
+            If the broker URL's scheme names no known transport.
+        TransportError
+            For ``embedded://`` when no embedded broker runs on this machine.
         """
-        if not self.headers.strip():
-            return {}
-        try:
-            headers = json.loads(self.headers)
-        except ValueError:
-            headers = None
-        if not isinstance(headers, dict):
-            raise ConfigurationError(
-                'headers must be a JSON object, such as {"authorization": "Token KEY"}'
-            )
-        return {str(k): str(v) for k, v in headers.items()}
+        return connect_transport(resolve(self.broker_url), self.transport)
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise ConfigurationError(f"timeout must be positive, got {self.timeout!r}")
-        if self.frame_size < 4096:
-            raise ConfigurationError(f"frame_size must be at least 4096, got {self.frame_size}")
         if self.encoding not in ("auto", "msgpack", "json"):
             raise ConfigurationError(
                 f"encoding must be auto, msgpack or json, got {self.encoding!r}"
@@ -155,7 +114,8 @@ class Settings:
         defaults
             What unset settings fall back to; the class defaults if None.
         **values
-            Explicit settings (None means unset); they win over the environment.
+            Explicit settings by the names of :func:`setting_names`, transport options among
+            them (None means unset); they win over the environment.
 
         Raises
         ------
@@ -163,37 +123,88 @@ class Settings:
             If a value has the wrong type or an unknown name.
         """
         env = os.environ if environ is None else environ
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(values) - set(known)
+        kinds = _kinds()
+        unknown = set(values) - set(kinds)
         if unknown:
             raise ConfigurationError(f"unknown settings: {', '.join(sorted(unknown))}")
-        chosen = dataclasses.asdict(defaults or cls())
-        for name, spec in known.items():
+        base = defaults or cls()
+        own = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)}
+        transport = {
+            f.name: getattr(base.transport, f.name) for f in dataclasses.fields(TransportOptions)
+        }
+        for name, kind in kinds.items():
+            target = transport if name in transport else own
+            # an empty transport option is unset: the transports always took an empty one for
+            # their default
+            unset = (None, "") if target is transport else (None,)
             for prefix in prefixes:
                 key = f"{prefix}{name.upper()}"
                 if key in env:
-                    chosen[name] = _parse(key, env[key], spec.type)
+                    value = _parse(key, env[key], kind)
+                    if value not in unset:
+                        target[name] = value
                     break
-            if values.get(name) is not None:
-                chosen[name] = values[name]
-        return cls(**chosen)
+            explicit: Any = values.get(name)
+            if explicit not in unset:
+                target[name] = _headers(name, explicit) if kind == _HEADERS else explicit
+        own["transport"] = TransportOptions(**transport)
+        return cls(**own)
 
 
-def _parse(key: str, text: str, kind: Any) -> Any:
-    if kind in (bool, "bool"):
+def setting_names() -> tuple[str, ...]:
+    """The name of every setting: ``DEMESSAGING_<NAME>`` (``<PREFIX>_<NAME>``) sets it."""
+    return tuple(_kinds())
+
+
+_HEADERS = Mapping[str, str]
+
+
+@functools.cache
+def _kinds() -> dict[str, Any]:
+    """Every setting's type, by name: those of :class:`Settings`, then transport options."""
+    kinds = typing.get_type_hints(Settings)
+    del kinds["transport"]
+    options = typing.get_type_hints(TransportOptions)
+    kinds.update((name, kind) for name, kind in options.items() if name not in _CODE_ONLY)
+    return kinds
+
+
+def _parse(key: str, text: Any, kind: Any) -> Any:
+    """``text``, a variable's value, as a setting of type ``kind``."""
+    if kind == _HEADERS:
+        return _headers(key, text)
+    if kind is bool:
         if text.strip().lower() in ("1", "true", "yes", "on"):
             return True
         if text.strip().lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigurationError(f"{key}={text!r} is not a yes or no (true/false, 1/0)")
-    if kind in (int, "int"):
+    if kind is int:
         try:
             return int(text)
         except ValueError:
             raise ConfigurationError(f"{key}={text!r} is not a whole number") from None
-    if kind in (float, "float"):
+    if kind is float:
         try:
             return float(text)
         except ValueError:
             raise ConfigurationError(f"{key}={text!r} is not a number") from None
     return text
+
+
+def _headers(key: str, value: str | Mapping[str, str]) -> dict[str, str]:
+    """HTTP headers from a JSON object (or a mapping already); blank text is none."""
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    if not value.strip():
+        return {}
+    try:
+        headers = json.loads(value)
+    except ValueError:
+        headers = None
+    if not isinstance(headers, dict):
+        # not the value itself: headers hold credentials
+        raise ConfigurationError(
+            f'{key} must be a JSON object, such as {{"authorization": "Token KEY"}}'
+        )
+    return {str(k): str(v) for k, v in headers.items()}

@@ -297,12 +297,11 @@ def _compute(options: argparse.Namespace) -> None:
 
 def _listen(options: argparse.Namespace) -> None:
     from .backend import Listener, serve_until_signal
-    from .transport import connect
 
     config = _settings(options)
     dispatcher = _dispatcher(options)
     workers = options.max_workers or (os.cpu_count() or 1) * 5
-    transport = connect(config.broker_url, **config.transport_options())
+    transport = config.connect()
     listener = Listener(dispatcher, transport, options.topic, workers=workers)
     asyncio.run(serve_until_signal(listener))
 
@@ -326,9 +325,8 @@ def _generate(options: argparse.Namespace) -> None:
 
 async def _test_connect(config: Settings) -> None:
     from .backend.listener import DEFAULT_SUBSCRIPTION
-    from .transport import connect
 
-    transport = connect(config.broker_url, **config.transport_options())
+    transport = config.connect()
     try:
         subscription = await transport.subscribe(config.topic, DEFAULT_SUBSCRIPTION, shared=True)
         await subscription.close()

@@ -18,11 +18,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ._local import free_port, locked
 from .errors import ConfigurationError, TransportError
 
-__all__ = ["EmbeddedBroker", "data_dir", "find_running", "start"]
+__all__ = ["EmbeddedBroker", "data_dir", "find_running", "resolve", "start"]
 
 log = logging.getLogger("demessaging.embedded")
 CONFIG = """# written by demessaging: loopback only, no metrics endpoint
@@ -120,6 +121,28 @@ def find_running(folder: Path | None = None) -> EmbeddedBroker | None:
     if not _alive(pid, port):
         return None
     return EmbeddedBroker(url=f"pulsar://127.0.0.1:{port}", pid=pid, folder=folder)
+
+
+def resolve(broker_url: str) -> str:
+    """``broker_url``, with ``embedded://`` turned into the running embedded broker's URL.
+
+    Other URLs are returned as they are.
+
+    Raises
+    ------
+    TransportError
+        For ``embedded://`` when no embedded broker runs on this machine.
+    """
+    if urlsplit(broker_url).scheme != "embedded":
+        return broker_url
+    broker = find_running()
+    if broker is None:
+        raise TransportError(
+            f"no embedded broker is running on this machine (looked in {data_dir()}); start "
+            "a backend with `demessaging listen`, or the broker with `demessaging broker`, "
+            "or set DEMESSAGING_BROKER_URL"
+        )
+    return broker.broker_url
 
 
 def _binary() -> str:

@@ -6,7 +6,6 @@ from pathlib import Path
 from types import ModuleType
 
 from ..config import Settings
-from ..transport import connect
 from .dispatcher import Dispatcher, Outcome
 from .listener import Listener
 from .thread import ListenerThread, serve_until_signal
@@ -50,6 +49,6 @@ def serve(
     dispatcher = Dispatcher.from_module(module, debug=debug)
     settings = Settings.from_env(broker_url=broker_url, topic=topic)
     name = settings.topic or dispatcher.models.spec.name.rsplit(".", 1)[-1]
-    transport = connect(settings.broker_url, **settings.transport_options())
+    transport = settings.connect()
     listener = Listener(dispatcher, transport, name, workers=workers)
     return ListenerThread(listener).start()

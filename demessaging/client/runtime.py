@@ -57,7 +57,6 @@ from ..protocol.outgoing import make_request
 from ..protocol.pieces import Uploads
 from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
-from ..transport import connect
 from ..transport.base import Subscription, Transport
 from . import bars
 from .portal import Portal
@@ -617,9 +616,7 @@ class Client:
             if self._reader is not None and not self._reader.done():
                 return
             if self._transport is None:
-                self._transport = connect(
-                    self.settings.broker_url, **self.settings.transport_options()
-                )
+                self._transport = self.settings.connect()
             if self._uploads is None:
                 self._uploads = Uploads(self._transport, self.topic, self._later)
             if self._subscription is not None:  # a reader that stopped: drop its subscription

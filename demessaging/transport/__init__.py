@@ -6,81 +6,66 @@
   (:mod:`.pulsar`);
 - ``ws://HOST:PORT[/PATH]`` and ``wss://...``: the WebSocket API of Apache Pulsar or of
   dasf-broker-django (:mod:`.websocket`);
-- ``pulsar-lite://HOST:PORT``: a pulsar-lite broker, with the work-around its shared
-  subscriptions need (see :class:`.pulsar.PulsarOptions`);
-- ``embedded://``: the embedded pulsar-lite broker of this machine (:mod:`demessaging.embedded`),
-  which must be running (``demessaging listen`` and ``demessaging broker`` start it);
+- ``pulsar-lite://HOST:PORT``: a pulsar-lite broker, with the work-arounds it needs (see
+  :class:`.pulsar.PulsarTransport`);
 - ``memory://`` or ``memory://NAME``: the in-process broker (:mod:`.memory`).
+
+``embedded://``, the pulsar-lite broker of this machine, is not a transport of its own:
+:meth:`demessaging.config.Settings.connect` finds that broker and connects to its
+``pulsar-lite://`` URL.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigurationError, TransportError
-from .base import Subscription, Transport
+from ..errors import ConfigurationError
+from .base import Subscription, Transport, TransportOptions
 
-__all__ = ["Subscription", "Transport", "connect"]
+__all__ = ["Subscription", "Transport", "TransportOptions", "connect"]
 
 
-def connect(url: str, **options: Any) -> Transport:
+def connect(url: str, options: TransportOptions | None = None) -> Transport:
     """A transport for the broker at ``url``.
 
     Parameters
     ----------
     url
         The broker URL.
-    **options
-        Options of the transport (:class:`.pulsar.PulsarOptions`,
-        :class:`.websocket.WebSocketOptions`), such as ``tenant``, ``namespace``, ``token``,
-        ``tls_trust_certs``; each transport ignores those it does not have, and empty ones.
+    options
+        Topics, credentials and limits; each transport uses those that apply to it. The
+        defaults if None.
 
     Raises
     ------
     ConfigurationError
         If the URL's scheme names no known transport.
-    TransportError
-        For ``embedded://`` when no embedded broker runs on this machine.
     """
+    options = options or TransportOptions()
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from .memory import MemoryBroker, MemoryTransport
 
         return MemoryTransport(MemoryBroker.named(urlsplit(url).netloc))
-    if scheme == "embedded":
-        from ..embedded import data_dir, find_running
+    if scheme in ("pulsar", "pulsar+ssl"):
+        from .pulsar import PulsarTransport
 
-        broker = find_running()
-        if broker is None:
-            raise TransportError(
-                f"no embedded broker is running on this machine (looked in {data_dir()}); start "
-                "a backend with `demessaging listen`, or the broker with `demessaging broker`, "
-                "or set DEMESSAGING_BROKER_URL"
-            )
-        url = broker.broker_url
-        scheme = "pulsar-lite"
-    if scheme in ("pulsar", "pulsar+ssl", "pulsar-lite"):
-        from .pulsar import PulsarOptions, PulsarTransport
+        return PulsarTransport(url, options)
+    if scheme == "pulsar-lite":
+        from .pulsar import PulsarTransport
 
-        known = _known(PulsarOptions, options)
-        if scheme == "pulsar-lite":
-            url = "pulsar" + url[len("pulsar-lite") :]
-            known["pulsar_lite"] = True
-        return PulsarTransport(url, PulsarOptions(**known))
+        return PulsarTransport("pulsar" + url[len("pulsar-lite") :], options, pulsar_lite=True)
     if scheme in ("ws", "wss"):
-        from .websocket import WebSocketOptions, WebSocketTransport
+        from .websocket import WebSocketTransport
 
-        return WebSocketTransport(url, WebSocketOptions(**_known(WebSocketOptions, options)))
+        return WebSocketTransport(url, options)
+    if scheme == "embedded":
+        raise ConfigurationError(
+            "embedded:// names the embedded broker of this machine; connect to it with "
+            "demessaging.config.Settings.connect(), which finds it"
+        )
     raise ConfigurationError(
         f"unknown broker URL {url!r}; expected pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, "
         "pulsar-lite://HOST:PORT, ws://HOST:PORT[/PATH], wss://..., embedded:// or "
         "memory://[NAME]"
     )
-
-
-def _known(options_class: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """The options ``options_class`` has, leaving out empty ones."""
-    names = {f.name for f in dataclasses.fields(options_class)}
-    return {k: v for k, v in options.items() if k in names and v not in (None, "", {})}

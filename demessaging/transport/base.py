@@ -1,17 +1,90 @@
 """The transport interface: publish to a topic, subscribe to one, acknowledge, close.
 
-A transport moves :class:`~demessaging.protocol.Message` objects and nothing else; it knows no
+A transport moves :class:`~demessaging.message.Message` objects and nothing else; it knows no
 request models and no dispatcher. Errors of the library underneath are raised as
-:class:`~demessaging.errors.TransportError` at this boundary.
+:class:`~demessaging.errors.TransportError` at this boundary. :class:`TransportOptions` says
+how to reach a broker, for every transport.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from ..errors import ConfigurationError
 from ..message import Message
 
-__all__ = ["Subscription", "Transport"]
+__all__ = ["DEFAULT_FRAME_SIZE", "Subscription", "Transport", "TransportOptions"]
+
+#: The frame limit of both WebSocket brokers by default (Pulsar's webSocketMaxTextFrameSize,
+#: daphne's --websocket-max-message-size).
+DEFAULT_FRAME_SIZE = 1024 * 1024
+#: The smallest frame limit taken: room for a message's properties and some payload.
+MIN_FRAME_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class TransportOptions:
+    """How to reach a broker: where short topic names live, credentials, limits.
+
+    Each transport uses the options that apply to it and leaves the others; empty credentials
+    mean none.
+
+    Attributes
+    ----------
+    tenant, namespace
+        Where short topic names live on Pulsar; full names (``persistent://t/n/topic``) are
+        used as they are. dasf-broker-django has neither.
+    persistent
+        Whether short topic names are persistent topics.
+    token
+        A JWT for Pulsar's token authentication; over WebSocket it is sent as
+        ``Authorization: Bearer <token>``.
+    oauth2
+        JSON parameters of Pulsar's OAuth2 client-credentials authentication (``pulsar://``,
+        ``pulsar+ssl://``).
+    tls_trust_certs
+        A CA bundle that verifies the broker (``pulsar+ssl://``, ``wss://``).
+    tls_certificate, tls_key
+        A client certificate and key, for TLS authentication (``pulsar+ssl://``).
+    headers
+        HTTP headers for the WebSocket handshake (``ws://``, ``wss://``), such as
+        ``{"authorization": "Token <key>"}`` for dasf-broker-django.
+    frame_size
+        The largest WebSocket frame the broker takes, in bytes (``ws://``, ``wss://``), at
+        least 4096; larger payloads go in pieces.
+    operation_timeout
+        Seconds to wait for the broker: for a connection, and for each operation (Pulsar) or
+        for the broker's answer to each message sent (WebSocket).
+    max_producers
+        Producers kept open, one per topic; the least recently used idle ones are closed
+        beyond (a backend publishes to one reply topic per client).
+
+    Raises
+    ------
+    ConfigurationError
+        If ``frame_size`` is below 4096.
+    """
+
+    tenant: str = "public"
+    namespace: str = "default"
+    persistent: bool = True
+    token: str = field(default="", repr=False)
+    oauth2: str = field(default="", repr=False)
+    tls_trust_certs: str = ""
+    tls_certificate: str = ""
+    tls_key: str = field(default="", repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    frame_size: int = DEFAULT_FRAME_SIZE
+    operation_timeout: float = 30.0
+    max_producers: int = 64
+
+    def __post_init__(self) -> None:
+        if self.frame_size < MIN_FRAME_SIZE:
+            raise ConfigurationError(
+                f"frame_size must be at least {MIN_FRAME_SIZE}, got {self.frame_size}"
+            )
 
 
 class Subscription(abc.ABC):

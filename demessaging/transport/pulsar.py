@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pulsar
@@ -22,11 +22,11 @@ from typing_extensions import override
 
 from ..errors import AuthenticationError, TransportError
 from ..message import Message
-from .base import Subscription, Transport
+from .base import Subscription, Transport, TransportOptions
 from .handshake import check_credentials
 from .producers import ProducerPool
 
-__all__ = ["PulsarOptions", "PulsarTransport", "full_topic"]
+__all__ = ["PulsarTransport", "authentication", "full_topic"]
 
 log = logging.getLogger("demessaging.transport")
 #: pulsar.asyncio raises an exception class of its own, unrelated to pulsar.PulsarException.
@@ -43,85 +43,34 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 DEFAULT_PIECE_SIZE = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class PulsarOptions:
-    """How to reach a Pulsar broker.
+def authentication(options: TransportOptions) -> Any:
+    """The pulsar-client authentication object of ``options``' credentials, or None."""
+    if options.token:
+        return pulsar.AuthenticationToken(options.token)
+    if options.oauth2:
+        return pulsar.AuthenticationOauth2(options.oauth2)
+    if options.tls_certificate:
+        return pulsar.AuthenticationTLS(options.tls_certificate, options.tls_key)
+    return None
 
-    Attributes
-    ----------
-    tenant, namespace
-        Where short topic names live.
-    persistent
-        Whether short topic names are persistent topics.
-    token
-        A JWT for Pulsar's token authentication.
-    oauth2
-        JSON parameters of Pulsar's OAuth2 client-credentials authentication.
-    tls_trust_certs
-        A CA bundle to verify the broker with (``pulsar+ssl://`` URLs).
-    tls_certificate, tls_key
-        A client certificate and key, for TLS authentication.
-    operation_timeout
-        Seconds the library waits for the broker in each operation.
-    max_producers
-        Producers kept open, one per topic; the least recently used ones are closed beyond
-        (a backend publishes to one reply topic per client).
-    max_message_size
-        The largest payload sent in one message, in bytes; larger ones go in pieces.
-    piece_size
-        The size of those pieces, in bytes.
-    pulsar_lite
-        Work around two faults of pulsar-lite 0.2. It refuses a consumer of a shared
-        subscription whose id another process's consumer already has ("Consumer 0 already
-        exists"), while every pulsar-client process numbers its consumers from 0: before its
-        first shared subscription, the transport creates and closes ``pid % 1024`` consumers of
-        a scratch topic (about 0.5 ms each), so that backends on one machine get distinct ids.
-        And deleting a subscription redelivers messages of other consumers whose
-        acknowledgement is still on its way: subscriptions are closed instead of deleted
-        (pulsar-lite never deletes data anyway).
+
+async def _check(url: str, options: TransportOptions) -> None:
+    """Raise :class:`AuthenticationError` at once if the broker refuses the credentials.
+
+    Only for no credentials or a token: OAuth2 and TLS authentication are left to the
+    library (see :mod:`.handshake`).
     """
-
-    tenant: str = "public"
-    namespace: str = "default"
-    persistent: bool = True
-    token: str = ""
-    oauth2: str = ""
-    tls_trust_certs: str = ""
-    tls_certificate: str = ""
-    tls_key: str = ""
-    operation_timeout: int = 30
-    max_producers: int = 64
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    piece_size: int = DEFAULT_PIECE_SIZE
-    pulsar_lite: bool = False
-
-    def authentication(self) -> Any:
-        """The pulsar-client authentication object, or None."""
-        if self.token:
-            return pulsar.AuthenticationToken(self.token)
-        if self.oauth2:
-            return pulsar.AuthenticationOauth2(self.oauth2)
-        if self.tls_certificate:
-            return pulsar.AuthenticationTLS(self.tls_certificate, self.tls_key)
-        return None
-
-    async def check(self, url: str) -> None:
-        """Raise :class:`AuthenticationError` at once if the broker refuses the credentials.
-
-        Only for no credentials or a token: OAuth2 and TLS authentication are left to the
-        library (see :mod:`.handshake`).
-        """
-        if self.oauth2 or self.tls_certificate:
+    if options.oauth2 or options.tls_certificate:
+        return
+    tls = None
+    if url.startswith("pulsar+ssl://"):
+        try:
+            tls = ssl.create_default_context(cafile=options.tls_trust_certs or None)
+        except (OSError, ssl.SSLError):  # a bad CA bundle: the library reports it
             return
-        tls = None
-        if url.startswith("pulsar+ssl://"):
-            try:
-                tls = ssl.create_default_context(cafile=self.tls_trust_certs or None)
-            except (OSError, ssl.SSLError):  # a bad CA bundle: the library reports it
-                return
-            tls.check_hostname = False  # as pulsar-client, which does not validate host names
-        token = ("token", self.token.encode()) if self.token else ("", b"")
-        await check_credentials(url, *token, tls=tls, timeout=min(10, self.operation_timeout))
+        tls.check_hostname = False  # as pulsar-client, which does not validate host names
+    token = ("token", options.token.encode()) if options.token else ("", b"")
+    await check_credentials(url, *token, tls=tls, timeout=min(10, options.operation_timeout))
 
 
 def full_topic(name: str, tenant: str, namespace: str, *, persistent: bool = True) -> str:
@@ -206,19 +155,41 @@ class PulsarTransport(Transport):
         The broker's service URL.
     options
         Topics, authentication and limits.
+    pulsar_lite
+        Work around two faults of pulsar-lite 0.2. It refuses a consumer of a shared
+        subscription whose id another process's consumer already has ("Consumer 0 already
+        exists"), while every pulsar-client process numbers its consumers from 0: before its
+        first shared subscription, the transport creates and closes ``pid % 1024`` consumers of
+        a scratch topic (about 0.5 ms each), so that backends on one machine get distinct ids.
+        And deleting a subscription redelivers messages of other consumers whose
+        acknowledgement is still on its way: subscriptions are closed instead of deleted
+        (pulsar-lite never deletes data anyway).
+    max_message_size
+        The largest payload sent in one message, in bytes; larger ones go in pieces.
+    piece_size
+        The size of those pieces, in bytes.
     """
 
-    def __init__(self, url: str, options: PulsarOptions | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        options: TransportOptions | None = None,
+        *,
+        pulsar_lite: bool = False,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        piece_size: int = DEFAULT_PIECE_SIZE,
+    ) -> None:
         self.url = url
-        self.options = options or PulsarOptions()
-        self.max_message_size = self.options.max_message_size
-        self.piece_size = self.options.piece_size
+        self.options = options or TransportOptions()
+        self.pulsar_lite = pulsar_lite
+        self.max_message_size = max_message_size
+        self.piece_size = piece_size
         self._client: pulsar_asyncio.Client | None = None
         self._producers = ProducerPool(
             self._new_producer, _close_producer, self.options.max_producers
         )
         self._subscriptions: set[_PulsarSubscription] = set()
-        self._ids_spread = not self.options.pulsar_lite
+        self._ids_spread = not pulsar_lite
 
     def topic(self, name: str) -> str:
         """The full name of a topic."""
@@ -227,14 +198,14 @@ class PulsarTransport(Transport):
 
     async def _connect(self) -> pulsar_asyncio.Client:
         if self._client is None:
-            await self.options.check(self.url)
+            await _check(self.url, self.options)
         if self._client is None:
             o = self.options
             self._client = pulsar_asyncio.Client(
                 self.url,
-                authentication=o.authentication(),
-                operation_timeout_seconds=o.operation_timeout,
-                connection_timeout_ms=min(10_000, o.operation_timeout * 1000),
+                authentication=authentication(o),
+                operation_timeout_seconds=max(1, math.ceil(o.operation_timeout)),
+                connection_timeout_ms=min(10_000, int(o.operation_timeout * 1000)),
                 tls_trust_certs_file_path=o.tls_trust_certs or None,
                 logger=_quiet_logger(),
             )
@@ -246,7 +217,7 @@ class PulsarTransport(Transport):
                 topic,
                 batching_enabled=False,
                 block_if_queue_full=True,
-                send_timeout_millis=self.options.operation_timeout * 1000,
+                send_timeout_millis=int(self.options.operation_timeout * 1000),
             ),
             f"creating a producer on {topic}",
         )
@@ -304,9 +275,7 @@ class PulsarTransport(Transport):
             ),
             f"subscribing to {full}",
         )
-        sub = _PulsarSubscription(
-            consumer, full, not self.options.pulsar_lite, self._subscriptions.discard
-        )
+        sub = _PulsarSubscription(consumer, full, not self.pulsar_lite, self._subscriptions.discard)
         self._subscriptions.add(sub)
         return sub
 

@@ -38,34 +38,27 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import itertools
 import json
 import logging
 import ssl
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 import websockets
 from typing_extensions import override
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
-from websockets.protocol import State
 
 from ..errors import AuthenticationError, ConfigurationError, TransportError
 from ..message import Message
-from .base import Subscription, Transport
+from .base import Subscription, Transport, TransportOptions
 from .producers import ProducerPool
+from .websocket_producer import Producer
 
-__all__ = ["WebSocketOptions", "WebSocketTransport", "payload_limit"]
+__all__ = ["WebSocketTransport", "payload_limit"]
 
 log = logging.getLogger("demessaging.transport")
 
-#: The frame limit of both brokers by default (Pulsar's webSocketMaxTextFrameSize, daphne's
-#: --websocket-max-message-size).
-DEFAULT_FRAME_SIZE = 1024 * 1024
 #: Room kept in a frame for properties and the JSON around the payload.
 _FRAME_RESERVE = 64 * 1024
 
@@ -76,45 +69,10 @@ def payload_limit(frame_size: int) -> int:
     return room * 3 // 4 // 3 * 3
 
 
-@dataclass(frozen=True)
-class WebSocketOptions:
-    """How to reach a broker's WebSocket API.
-
-    Attributes
-    ----------
-    tenant, namespace, persistent
-        Where short topic names live (Apache Pulsar's layout only).
-    token
-        A token, sent as ``Authorization: Bearer <token>``.
-    headers
-        More handshake headers, such as ``{"authorization": "Token <key>"}`` for
-        dasf-broker-django.
-    tls_trust_certs
-        A CA bundle to verify the broker with (``wss://``).
-    operation_timeout
-        Seconds to wait for a connection, and for the broker's answer to each message sent.
-    frame_size
-        The broker's frame limit, in bytes.
-    max_producers
-        Producer connections kept open, one per topic; the least recently used idle ones are
-        closed beyond.
-    """
-
-    tenant: str = "public"
-    namespace: str = "default"
-    persistent: bool = True
-    token: str = field(default="", repr=False)
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    tls_trust_certs: str = ""
-    operation_timeout: float = 30.0
-    frame_size: int = DEFAULT_FRAME_SIZE
-    max_producers: int = 64
-
-
 class _Layout:
     """Where a topic's producer and consumer sockets are."""
 
-    def __init__(self, url: str, options: WebSocketOptions) -> None:
+    def __init__(self, url: str, options: TransportOptions) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss") or not parts.netloc:
             raise ConfigurationError(f"not a WebSocket URL: {url!r}; expected ws://HOST:PORT")
@@ -148,92 +106,6 @@ class _Layout:
 
 class _DisconnectedError(TransportError):
     """A producer socket closed while idle (retired by the pool, then made again)."""
-
-
-class _Producer:
-    """One producer socket: frames out, the broker's answers matched to them by context."""
-
-    def __init__(self, socket: ClientConnection, topic: str, timeout: float) -> None:
-        self.socket = socket
-        self.topic = topic
-        self.timeout = timeout
-        self._numbers = itertools.count()
-        self._first = asyncio.Lock()
-        self._confirmed = False
-        self._waiting: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        reason = "the broker closed the producer connection"
-        try:
-            async for frame in self.socket:
-                try:
-                    answer = json.loads(frame)
-                    context = str(answer.get("context", ""))
-                except (ValueError, AttributeError):
-                    log.warning("ignoring a malformed answer on %s: %.200r", self.topic, frame)
-                    continue
-                # an answer without a known context (some refusals) is for the oldest message
-                waiter = self._waiting.pop(context, None)
-                if waiter is None and self._waiting:
-                    waiter = self._waiting.popitem(last=False)[1]
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(answer)
-        except websockets.ConnectionClosed as exc:
-            reason = f"the producer connection closed ({exc})"
-        finally:
-            for waiter in self._waiting.values():
-                if not waiter.done():
-                    waiter.set_exception(TransportError(f"publishing to {self.topic}: {reason}"))
-            self._waiting.clear()
-
-    @property
-    def alive(self) -> bool:
-        """Open, and not being closed by either side."""
-        return not self._reader.done() and self.socket.state is State.OPEN
-
-    async def send(self, payload: str, properties: Mapping[str, str]) -> None:
-        """Send one message (its payload base64-encoded) and wait for the broker's answer.
-
-        Until the broker has confirmed one message, messages go one at a time:
-        dasf-broker-django creates a topic on its first message, and fails on others sent
-        at the same time.
-        """
-        if self._confirmed:
-            return await self._send(payload, properties)
-        async with self._first:
-            await self._send(payload, properties)
-            self._confirmed = True
-
-    async def _send(self, payload: str, properties: Mapping[str, str]) -> None:
-        context = str(next(self._numbers))
-        frame = json.dumps({"payload": payload, "properties": properties, "context": context})
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiting[context] = waiter
-        try:  # sending counts too: a socket being closed holds send() for its close timeout
-            answer = await asyncio.wait_for(self._exchange(frame, waiter), self.timeout)
-        except asyncio.TimeoutError:
-            raise TransportError(
-                f"the broker did not confirm a message to {self.topic} within {self.timeout:g} s"
-            ) from None
-        except websockets.ConnectionClosed as exc:
-            raise TransportError(
-                f"publishing to {self.topic}: the connection closed ({exc})"
-            ) from None
-        finally:
-            self._waiting.pop(context, None)
-        if answer.get("result") != "ok":
-            reason = answer.get("errorMsg") or answer.get("result") or answer
-            raise TransportError(f"the broker refused a message to {self.topic}: {reason}")
-
-    async def _exchange(self, frame: str, waiter: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
-        await self.socket.send(frame)
-        return await waiter
-
-    async def close(self) -> None:
-        await self.socket.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
 
 
 class _WebSocketSubscription(Subscription):
@@ -358,13 +230,13 @@ class WebSocketTransport(Transport):
         Topics, authentication, timeouts and limits.
     """
 
-    def __init__(self, url: str, options: WebSocketOptions | None = None) -> None:
+    def __init__(self, url: str, options: TransportOptions | None = None) -> None:
         self.url = url
-        self.options = options or WebSocketOptions()
+        self.options = options or TransportOptions()
         self.layout = _Layout(url, self.options)
         self.max_message_size = payload_limit(self.options.frame_size)
         self._producers = ProducerPool(
-            self._new_producer, _Producer.close, self.options.max_producers
+            self._new_producer, Producer.close, self.options.max_producers
         )
         self._subscriptions: set[_WebSocketSubscription] = set()
         self._ssl: ssl.SSLContext | None = None
@@ -407,10 +279,10 @@ class WebSocketTransport(Transport):
         except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
             raise TransportError(f"{what} failed: cannot reach {url} ({exc!r})") from None
 
-    async def _new_producer(self, topic: str) -> _Producer:
+    async def _new_producer(self, topic: str) -> Producer:
         url = self.layout.producer(topic)
         socket = await self.open_socket(url, f"creating a producer on {topic}")
-        return _Producer(socket, topic, self.options.operation_timeout)
+        return Producer(socket, topic, self.options.operation_timeout)
 
     @override
     async def publish(self, topic: str, message: Message) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from demessaging.client import Client
 from demessaging.config import Settings
+from demessaging.transport import TransportOptions
 from demessaging.transport.admin import PulsarAdmin
 
 from .conftest import Backend, Broker
@@ -115,7 +116,8 @@ def test_namespace_creates_tenant_and_namespace_with_a_message_ttl(
     assert again.stdout.strip() == f"namespace {tenant}/{space} exists; message TTL: 120 s"
     env = {"DEMESSAGING_TENANT": tenant, "DEMESSAGING_NAMESPACE": space}
     launch(WORKERS, topic, broker.url, env=env)
-    settings = Settings(broker_url=broker.url, tenant=tenant, namespace=space)
+    options = TransportOptions(tenant=tenant, namespace=space)
+    settings = Settings(broker_url=broker.url, transport=options)
     with Client(topic, settings=settings, timeout=30) as client:
         assert client.call({"func_name": "echo_sum", "values": [2, 3]}) == 5.0
     status = _status(broker, topic, env=env)

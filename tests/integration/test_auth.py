@@ -15,6 +15,7 @@ from demessaging.config import Settings
 from demessaging.errors import AuthenticationError
 from demessaging.testing import pulsar
 from demessaging.testing.tokens import create_token, new_secret
+from demessaging.transport import TransportOptions
 
 from .conftest import Backend, selected_brokers
 from .test_calls import WORKERS
@@ -40,7 +41,8 @@ def test_a_client_with_the_right_token_is_served(
 ) -> None:
     broker, secret = secured
     launch(WORKERS, topic, broker.broker_url, env={"DEMESSAGING_TOKEN": create_token(secret, "b")})
-    settings = Settings(broker_url=broker.broker_url, token=create_token(secret, "partner"))
+    token = TransportOptions(token=create_token(secret, "partner"))
+    settings = Settings(broker_url=broker.broker_url, transport=token)
     with Client(topic, settings=settings, timeout=30) as client:
         assert client.call({"func_name": "echo_sum", "values": [1, 2]}) == 3.0
 
@@ -55,7 +57,8 @@ def test_a_client_without_a_valid_token_gets_an_authentication_error_at_once(
         "wrong-key": create_token(new_secret(), "partner"),
         "expired": create_token(secret, "partner", expires_in=-60),
     }
-    settings = Settings(broker_url=broker.broker_url, token=tokens[token])
+    options = TransportOptions(token=tokens[token])
+    settings = Settings(broker_url=broker.broker_url, transport=options)
     with Client(topic, settings=settings, timeout=30) as client:
         start = time.monotonic()
         with pytest.raises(AuthenticationError, match="refused") as info:

@@ -327,12 +327,12 @@ def test_ping_info_and_remote_call_from_the_command_line(
 
 def test_a_transport_keeps_a_bounded_number_of_producers(broker_url: str, topic: str) -> None:
     from demessaging.protocol import Message
-    from demessaging.transport import connect
+    from demessaging.transport import TransportOptions, connect
 
     topics = [f"{topic}-{i}" for i in range(10)]
 
     async def run() -> list[bytes]:
-        transport = connect(broker_url, max_producers=4)
+        transport = connect(broker_url, TransportOptions(max_producers=4))
         try:
             subs = [await transport.subscribe(t, "s", prefetch=10) for t in topics]
             await asyncio.gather(*(transport.publish(t, Message(t.encode())) for t in topics))

@@ -16,6 +16,7 @@ import pytest
 
 from demessaging import embedded
 from demessaging.client.generator import generate
+from demessaging.config import Settings
 from demessaging.errors import TransportError
 
 from .conftest import ROOT
@@ -94,10 +95,8 @@ def test_a_second_start_reuses_the_running_broker(data_dir: Path) -> None:
 
 
 def test_clients_get_a_clear_error_when_no_embedded_broker_runs(data_dir: Path) -> None:
-    from demessaging.transport import connect
-
     with pytest.raises(TransportError, match="no embedded broker is running"):
-        connect("embedded://")
+        Settings(broker_url="embedded://").connect()
 
 
 def test_a_stale_state_file_is_ignored(data_dir: Path) -> None:

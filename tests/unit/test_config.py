@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulsar
 import pytest
 
 from demessaging.config import Settings
-from demessaging.errors import ConfigurationError
-from demessaging.transport import connect
-from demessaging.transport.pulsar import PulsarTransport
+from demessaging.errors import ConfigurationError, TransportError
+from demessaging.transport import TransportOptions, connect
+from demessaging.transport.pulsar import PulsarTransport, authentication
 
 
 def test_arguments_win_over_the_environment_which_wins_over_defaults() -> None:
@@ -25,7 +27,8 @@ def test_arguments_win_over_the_environment_which_wins_over_defaults() -> None:
     ("text", "value"), [("yes", True), ("0", False), ("FALSE", False), ("on", True)]
 )
 def test_yes_no_settings(text: str, value: bool) -> None:
-    assert Settings.from_env(environ={"DEMESSAGING_PERSISTENT": text}).persistent is value
+    settings = Settings.from_env(environ={"DEMESSAGING_PERSISTENT": text})
+    assert settings.transport.persistent is value
 
 
 @pytest.mark.parametrize(
@@ -47,52 +50,121 @@ def test_unknown_settings_are_refused() -> None:
 
 
 def test_secrets_stay_out_of_repr() -> None:
-    settings = Settings(token="secret-jwt", oauth2='{"client_secret": "s"}', tls_key="/k.pem")
+    env = {
+        "DEMESSAGING_TOKEN": "secret-jwt",
+        "DEMESSAGING_OAUTH2": '{"client_secret": "s"}',
+        "DEMESSAGING_TLS_KEY": "/k.pem",
+        "DEMESSAGING_HEADERS": '{"authorization": "Token secret-key"}',
+    }
+    settings = Settings.from_env(environ=env)
+    assert settings.transport.headers == {"authorization": "Token secret-key"}
     assert "secret" not in repr(settings)
     assert "/k.pem" not in repr(settings)
 
 
-def transport(url: str, settings: Settings) -> PulsarTransport:
-    made = connect(url, **settings.transport_options())
+def test_every_transport_option_but_the_tuning_is_a_variable() -> None:
+    env = {
+        "DEMESSAGING_TENANT": "geo",
+        "DEMESSAGING_NAMESPACE": "ocean",
+        "DEMESSAGING_TLS_TRUST_CERTS": "/ca.pem",
+        "DEMESSAGING_TLS_CERTIFICATE": "/c.pem",
+        "DEMESSAGING_FRAME_SIZE": "65536",
+        "DEMESSAGING_OPERATION_TIMEOUT": "1",
+        "DEMESSAGING_MAX_PRODUCERS": "2",
+    }
+    options = Settings.from_env(environ=env).transport
+    assert (options.tenant, options.namespace) == ("geo", "ocean")
+    assert (options.tls_trust_certs, options.tls_certificate) == ("/ca.pem", "/c.pem")
+    assert options.frame_size == 65536
+    assert (options.operation_timeout, options.max_producers) == (30.0, 64)
+    with pytest.raises(ConfigurationError, match="unknown settings: max_producers"):
+        Settings.from_env(environ={}, max_producers=2)
+
+
+def test_explicit_transport_options_win_over_the_environment() -> None:
+    env = {"DEMESSAGING_TENANT": "geo", "DEMESSAGING_HEADERS": '{"a": "1"}'}
+    settings = Settings.from_env(environ=env, tenant="lab", headers='{"b": "2"}')
+    assert (settings.transport.tenant, dict(settings.transport.headers)) == ("lab", {"b": "2"})
+
+
+def test_empty_transport_options_are_unset() -> None:
+    env = {"DEMESSAGING_TENANT": "", "DEMESSAGING_HEADERS": " "}
+    options = Settings.from_env(environ=env, namespace="").transport
+    assert (options.tenant, options.namespace, options.headers) == ("public", "default", {})
+
+
+@pytest.mark.parametrize(
+    ("env", "values", "message"),
+    [
+        ({"DEMESSAGING_HEADERS": "Token k"}, {}, "DEMESSAGING_HEADERS must be a JSON object"),
+        ({}, {"headers": '["a"]'}, "headers must be a JSON object"),
+        ({"DEMESSAGING_FRAME_SIZE": "100"}, {}, "frame_size must be at least 4096, got 100"),
+    ],
+)
+def test_bad_transport_options_are_clear_errors(
+    env: dict[str, str], values: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message) as info:
+        Settings.from_env(environ=env, headers=values.get("headers"))
+    assert "Token k" not in str(info.value)  # headers hold credentials
+
+
+def transport(url: str, options: TransportOptions | None = None) -> PulsarTransport:
+    made = connect(url, options)
     assert isinstance(made, PulsarTransport)
     return made
 
 
 def test_short_topic_names_live_in_the_configured_namespace() -> None:
-    made = transport(
-        "pulsar://127.0.0.1:6650", Settings(tenant="geo", namespace="ocean", persistent=False)
-    )
+    options = TransportOptions(tenant="geo", namespace="ocean", persistent=False)
+    made = transport("pulsar://127.0.0.1:6650", options)
     assert made.topic("climate") == "non-persistent://geo/ocean/climate"
     assert made.topic("persistent://a/b/c") == "persistent://a/b/c"
-    assert transport("pulsar://h:1", Settings()).topic("t") == "persistent://public/default/t"
+    assert transport("pulsar://h:1").topic("t") == "persistent://public/default/t"
 
 
 @pytest.mark.parametrize(
-    ("settings", "kind"),
+    ("options", "kind"),
     [
-        (Settings(token="jwt"), pulsar.AuthenticationToken),
+        (TransportOptions(token="jwt"), pulsar.AuthenticationToken),
         (
-            Settings(oauth2='{"issuer_url": "https://id.example", "private_key": "/k.json"}'),
+            TransportOptions(
+                oauth2='{"issuer_url": "https://id.example", "private_key": "/k.json"}'
+            ),
             pulsar.AuthenticationOauth2,
         ),
-        (Settings(tls_certificate="/c.pem", tls_key="/k.pem"), pulsar.AuthenticationTLS),
+        (TransportOptions(tls_certificate="/c.pem", tls_key="/k.pem"), pulsar.AuthenticationTLS),
     ],
 )
-def test_credentials_become_pulsar_authentication(settings: Settings, kind: type) -> None:
-    assert isinstance(
-        transport("pulsar+ssl://broker:6651", settings).options.authentication(), kind
-    )
+def test_credentials_become_pulsar_authentication(options: TransportOptions, kind: type) -> None:
+    assert isinstance(authentication(transport("pulsar+ssl://broker:6651", options).options), kind)
 
 
 def test_no_credentials_no_authentication() -> None:
-    assert transport("pulsar://h:1", Settings()).options.authentication() is None
+    assert authentication(transport("pulsar://h:1").options) is None
 
 
 def test_pulsar_lite_urls_switch_on_its_work_arounds() -> None:
-    lite = transport("pulsar-lite://127.0.0.1:6650", Settings())
+    lite = transport("pulsar-lite://127.0.0.1:6650")
     assert lite.url == "pulsar://127.0.0.1:6650"
-    assert lite.options.pulsar_lite
-    assert not transport("pulsar://127.0.0.1:6650", Settings()).options.pulsar_lite
+    assert lite.pulsar_lite
+    assert not transport("pulsar://127.0.0.1:6650").pulsar_lite
+
+
+def test_settings_resolve_embedded_urls_and_pass_their_transport_options(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DEMESSAGING_DATA_DIR", str(tmp_path))
+    embedded = Settings(broker_url="embedded://")
+    with pytest.raises(TransportError, match="no embedded broker is running on this machine"):
+        embedded.connect()
+    with pytest.raises(ConfigurationError, match=r"Settings\.connect"):
+        connect("embedded://")
+    options = TransportOptions(tenant="geo")
+    made = Settings(broker_url="pulsar-lite://127.0.0.1:1", transport=options).connect()
+    assert isinstance(made, PulsarTransport)
+    assert made.pulsar_lite
+    assert made.options is options
 
 
 @pytest.mark.parametrize("error", [pulsar.PulsarException, "asyncio"])
@@ -101,7 +173,6 @@ def test_library_errors_of_both_pulsar_apis_become_ours(error: object) -> None:
 
     import pulsar.asyncio as pulsar_asyncio
 
-    from demessaging.errors import TransportError
     from demessaging.transport.pulsar import _guard
 
     async def failing() -> None:

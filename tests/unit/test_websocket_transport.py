@@ -29,13 +29,9 @@ from websockets.http11 import Request, Response
 
 from demessaging.errors import AuthenticationError, ConfigurationError, TransportError
 from demessaging.protocol import Message
-from demessaging.transport import connect
-from demessaging.transport.websocket import (
-    DEFAULT_FRAME_SIZE,
-    WebSocketOptions,
-    WebSocketTransport,
-    payload_limit,
-)
+from demessaging.transport import TransportOptions, connect
+from demessaging.transport.base import DEFAULT_FRAME_SIZE
+from demessaging.transport.websocket import WebSocketTransport, payload_limit
 
 T = TypeVar("T")
 
@@ -287,7 +283,7 @@ def test_pulsar_layout_paths(
 ) -> None:
     async def scenario() -> list[str]:
         async with fake_broker() as broker:
-            transport = connect(broker.url(url_path), **options)
+            transport = connect(broker.url(url_path), TransportOptions(**options))
             assert isinstance(transport, WebSocketTransport)
             assert transport.layout.pulsar
             await transport.publish(topic, message())
@@ -466,7 +462,7 @@ def test_a_broker_that_never_answers_times_out_within_operation_timeout() -> Non
 
     async def scenario() -> tuple[TransportError, float]:
         async with fake_broker(silent) as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(operation_timeout=0.3))
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=0.3))
             start = time.monotonic()
             with pytest.raises(TransportError) as info:
                 await within(transport.publish("t", message()))
@@ -516,7 +512,7 @@ def test_a_producer_closed_by_the_broker_while_idle_is_made_again() -> None:
 def test_publish_while_the_broker_closes_the_producer_is_bounded() -> None:
     async def scenario() -> bool:
         async with fake_broker() as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(operation_timeout=0.3))
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=0.3))
             await transport.publish("t", message(n="0"))
             (ws,) = broker.connections
             async with closing_slowly(ws):
@@ -534,7 +530,7 @@ def test_publish_while_the_broker_closes_the_producer_is_bounded() -> None:
 def test_a_producer_the_broker_is_closing_is_made_again() -> None:
     async def scenario() -> tuple[bool, int]:
         async with fake_broker() as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(operation_timeout=0.3))
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=0.3))
             await transport.publish("t", message(n="0"))
             (ws,) = broker.connections
             async with closing_slowly(ws):
@@ -566,7 +562,7 @@ def test_prepare_opens_a_producer_and_release_closes_it() -> None:
 def test_producers_beyond_max_producers_are_closed() -> None:
     async def scenario() -> None:
         async with fake_broker() as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(max_producers=1))
+            transport = WebSocketTransport(broker.url(), TransportOptions(max_producers=1))
             await transport.publish("a", message())
             await transport.publish("b", message())
             await until(lambda: broker.finished == ["/ws/v2/producer/persistent/public/default/a"])
@@ -582,7 +578,7 @@ def test_producers_beyond_max_producers_are_closed() -> None:
 def test_token_and_headers_go_in_every_handshake() -> None:
     async def scenario() -> list[Request]:
         async with fake_broker() as broker:
-            options = WebSocketOptions(token="s3cret", headers={"X-Backend": "climate"})
+            options = TransportOptions(token="s3cret", headers={"X-Backend": "climate"})
             transport = WebSocketTransport(broker.url(), options)
             await transport.publish("t", message())
             await transport.subscribe("t", "sub")
@@ -613,7 +609,7 @@ def test_without_a_token_no_authorization_header_is_sent() -> None:
 def test_a_refused_handshake_is_an_authentication_error(status: int, action: str) -> None:
     async def scenario() -> AuthenticationError:
         async with fake_broker(refuse=lambda request: status) as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(token="wrong"))
+            transport = WebSocketTransport(broker.url(), TransportOptions(token="wrong"))
             attempt: Awaitable[object] = (
                 transport.publish("t", message())
                 if action == "publish"
@@ -655,7 +651,7 @@ def test_a_broker_that_never_completes_the_handshake_times_out() -> None:
         server = await asyncio.start_server(mute, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
-            options = WebSocketOptions(operation_timeout=0.3)
+            options = TransportOptions(operation_timeout=0.3)
             transport = WebSocketTransport(f"ws://127.0.0.1:{port}", options)
             start = time.monotonic()
             with pytest.raises(TransportError) as info:
@@ -828,7 +824,7 @@ def test_close_closes_every_producer_and_consumer() -> None:
 def test_a_consumer_closed_by_the_broker_subscribes_again() -> None:
     async def scenario() -> tuple[Message, list[str], list[Frame]]:
         async with fake_broker() as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(operation_timeout=2))
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=2))
             sub = await transport.subscribe("t", "sub", prefetch=3)
             first = await within(broker.consumers.get())
             await within(first.close())  # a broker restart, say
@@ -857,7 +853,7 @@ def test_reconnecting_retries_while_the_broker_refuses() -> None:
             return 503 if 2 <= len(broker.requests) <= 3 else None
 
         async with fake_broker(refuse=refuse) as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(operation_timeout=3))
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=3))
             sub = await transport.subscribe("t", "sub")
             first = await within(broker.consumers.get())
             await within(first.close())
@@ -878,7 +874,7 @@ def test_reconnecting_gives_up_after_operation_timeout() -> None:
             return 503 if len(broker.requests) > 1 else None
 
         async with fake_broker(refuse=refuse) as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(operation_timeout=0.5))
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=0.5))
             sub = await transport.subscribe("t", "sub")
             first = await within(broker.consumers.get())
             await within(first.close())
@@ -901,7 +897,7 @@ def test_reconnecting_with_refused_credentials_raises_at_once() -> None:
             return 401 if len(broker.requests) > 1 else None
 
         async with fake_broker(refuse=refuse) as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(operation_timeout=3))
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=3))
             sub = await transport.subscribe("t", "sub")
             first = await within(broker.consumers.get())
             await within(first.close())
@@ -921,7 +917,7 @@ def test_reconnecting_with_refused_credentials_raises_at_once() -> None:
 
 @pytest.mark.parametrize("frame_size", [4096, 65536, 200_000, DEFAULT_FRAME_SIZE, 16 * 2**20])
 def test_max_message_size_fits_a_frame(frame_size: int) -> None:
-    transport = WebSocketTransport("ws://127.0.0.1:1", WebSocketOptions(frame_size=frame_size))
+    transport = WebSocketTransport("ws://127.0.0.1:1", TransportOptions(frame_size=frame_size))
     limit = transport.max_message_size
     assert limit == payload_limit(frame_size)
     assert limit % 3 == 0  # base64 without padding
@@ -935,7 +931,7 @@ def test_a_payload_of_max_message_size_is_sent_and_its_frame_fits() -> None:
 
     async def scenario() -> str:
         async with fake_broker() as broker:
-            options = WebSocketOptions(frame_size=frame_size)
+            options = TransportOptions(frame_size=frame_size)
             transport = WebSocketTransport(broker.url(), options)
             assert transport.max_message_size is not None
             payload = b"\xff" * transport.max_message_size
@@ -957,7 +953,7 @@ def test_a_message_over_frame_size_is_refused_before_sending(
 ) -> None:
     async def scenario() -> TransportError:
         async with fake_broker() as broker:
-            transport = WebSocketTransport(broker.url(), WebSocketOptions(frame_size=4096))
+            transport = WebSocketTransport(broker.url(), TransportOptions(frame_size=4096))
             with pytest.raises(TransportError) as info:
                 await within(transport.publish("t", message(b"x" * payload_size, **properties)))
             await transport.close()
