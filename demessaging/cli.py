@@ -142,7 +142,7 @@ def generate(
       demessaging generate examples/climate.py --output climate-client
       pip install ./climate-client
     """
-    from .client.generator import generate as write
+    from .codegen import generate as write
 
     with _errors():
         package = write(

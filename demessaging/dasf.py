@@ -307,7 +307,7 @@ def _listen(options: argparse.Namespace) -> None:
 
 
 def _generate(options: argparse.Namespace) -> None:
-    from .client.generator import render_module
+    from .codegen.generator import render_module
 
     config = _settings(options)
     spec = _dispatcher(options).models.spec

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from demessaging.backend import serve
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,8 +1,9 @@
-"""The client: the runtime that calls backends, and the generator of client packages."""
+"""The client runtime: calls backends, from synchronous and asynchronous code alike."""
 
 from __future__ import annotations
 
+from .bars import Progress
 from .remote import RemoteModule
-from .runtime import Client, Progress
+from .runtime import Client
 
 __all__ = ["Client", "Progress", "RemoteModule"]

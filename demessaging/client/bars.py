@@ -1,4 +1,4 @@
-"""Progress bars (tqdm) for calls whose backend reports progress.
+"""Progress messages about running calls, and the bars (tqdm) that show them.
 
 A call without an ``on_progress`` callback shows a bar once the backend sends its first
 progress message, in terminals and in Jupyter notebooks (``progress = "auto"``), always
@@ -9,13 +9,33 @@ sub-task running now; it closes when the report or the call ends.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .runtime import Progress
+__all__ = ["Bar", "Progress", "wanted"]
 
-__all__ = ["Bar", "wanted"]
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """A progress message about a running call.
+
+    Attributes
+    ----------
+    status
+        ``running``, ``success`` or ``error``: where the reported step stands.
+    payload
+        What the backend sent: for DASF progress reports, the JSON of the whole report tree.
+    """
+
+    status: str
+    payload: bytes
+
+    @property
+    def report(self) -> Any:
+        """The payload decoded from JSON (a DASF report: ``step_message``, ``children``...)."""
+        return json.loads(self.payload)
 
 
 def wanted(setting: str) -> bool:

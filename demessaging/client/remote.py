@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -33,6 +33,7 @@ from ..errors import (
     ProtocolError,
     RemoteError,
 )
+from .portal import Portal, blocking, blocking_iterator
 from .runtime import Client
 
 __all__ = ["RemoteModule"]
@@ -155,7 +156,7 @@ class RemoteModule:
             ) from None
         return validated, target
 
-    def call(
+    async def acall(
         self,
         member: str,
         arguments: Mapping[str, Any],
@@ -174,17 +175,6 @@ class RemoteModule:
             The package's copy of an exception type the module declares, when the backend
             raised it; other errors as :class:`~demessaging.errors.RemoteError`.
         """
-        return self.client.run(self.acall(member, arguments, constructor, timeout=timeout))
-
-    async def acall(
-        self,
-        member: str,
-        arguments: Mapping[str, Any],
-        constructor: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Any:
-        """Async version of :meth:`call`."""
         payload, target = self.request(member, arguments, constructor)
         try:
             return await self.client.acall(
@@ -200,22 +190,6 @@ class RemoteModule:
                 raise
             raise better from exc
 
-    def stream(
-        self,
-        member: str,
-        arguments: Mapping[str, Any],
-        constructor: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Iterator[Any]:
-        """Call the generator ``member`` on the backend; yields its validated items.
-
-        Raises what :meth:`call` raises.
-        """
-        yield from self.client.iterate(
-            self.astream(member, arguments, constructor, timeout=timeout)
-        )
-
     async def astream(
         self,
         member: str,
@@ -224,7 +198,10 @@ class RemoteModule:
         *,
         timeout: float | None = None,
     ) -> AsyncGenerator[Any, None]:
-        """Async version of :meth:`stream`."""
+        """Call the generator ``member`` on the backend; yields its validated items.
+
+        Raises what :meth:`acall` raises.
+        """
         payload, target = self.request(member, arguments, constructor)
         items = self.client.astream(
             payload,
@@ -243,6 +220,13 @@ class RemoteModule:
             raise better from exc
         finally:
             await items.aclose()
+
+    # the functions of a generated package call these
+    call = blocking(acall)
+    stream = blocking_iterator(astream)
+
+    def _portal(self) -> Portal:
+        return self.client._portal()
 
     async def _explained(
         self, error: RemoteError | ProtocolError, member: str, timeout: float | None

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from demessaging.client import Client, Progress
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.errors import APIChangedError, CallTimeoutError, RemoteError
 
 from .conftest import ROOT, Backend, Broker

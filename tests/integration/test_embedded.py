@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from demessaging import embedded
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.config import Settings
 from demessaging.errors import TransportError
 

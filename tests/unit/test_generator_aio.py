@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from demessaging.backend import serve
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.errors import GeneratorError, InvalidArgumentsError, RemoteError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from demessaging.backend import ListenerThread
 from demessaging.backend import listener as listener_module
 from demessaging.backend.dispatcher import Dispatcher, Outcome
 from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener
-from demessaging.client import Client, runtime
+from demessaging.client import Client, connection
 from demessaging.client.portal import Portal
 from demessaging.config import Settings
 from demessaging.core.loader import load_module
@@ -217,7 +217,7 @@ def test_calls_from_many_threads_share_one_event_loop(
             super().__init__()
             portals.append(self)
 
-    monkeypatch.setattr(runtime, "Portal", CountedPortal)
+    monkeypatch.setattr(connection, "Portal", CountedPortal)
     serve(CLIMATE)
     c = client()
     results: dict[int, float] = {}
@@ -306,9 +306,9 @@ def test_a_request_whose_caller_stopped_waiting_is_not_run(
     assert slow_module.RUNNING == 0  # type: ignore[attr-defined]
     assert slow_module.CALLS == [0.6]  # type: ignore[attr-defined]
     # a caller whose clock runs far behind is still told
-    request = runtime.make_request
+    request = connection.make_request
     monkeypatch.setattr(
-        runtime, "make_request", lambda *a, **k: request(*a, **{**k, "deadline": 1.0})
+        connection, "make_request", lambda *a, **k: request(*a, **{**k, "deadline": 1.0})
     )
     with pytest.raises(RemoteError, match="DeadlineExceeded: the call's deadline passed"):
         c.call({"func_name": "slow", "seconds": 0.01})

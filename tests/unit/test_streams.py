@@ -18,8 +18,8 @@ from demessaging.backend import ListenerThread
 from demessaging.backend import replies as replies_module
 from demessaging.backend import serve as serve_in_thread
 from demessaging.backend.dispatcher import Dispatcher
-from demessaging.client import Client, runtime
-from demessaging.client.generator import generate
+from demessaging.client import Client, streams
+from demessaging.codegen import generate
 from demessaging.core.loader import load_module
 from demessaging.errors import APIChangedError, ProtocolError, RemoteError
 from demessaging.message import Message, Prop
@@ -227,7 +227,7 @@ def test_a_slow_caller_is_not_taken_for_a_gone_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(replies_module, "STREAM_IDLE", 0.3)  # the backend's patience
-    monkeypatch.setattr(runtime, "STREAM_KEEPALIVE", 0.1)  # the caller says it is there
+    monkeypatch.setattr(streams, "STREAM_KEEPALIVE", 0.1)  # the caller says it is there
     serve(module)
     taken = []
     for item in client(timeout=0.5).stream({"func_name": "numbers", "n": 3}, window=1):

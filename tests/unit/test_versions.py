@@ -15,7 +15,7 @@ import pytest
 
 from demessaging import APIChangedError, DemessagingWarning, RemoteError
 from demessaging.backend import serve
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.core import inspect_module
 from demessaging.core.models import build_models
 from demessaging.core.schema import api_info

@@ -15,7 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from demessaging.backend import serve
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.client import Client
-from demessaging.client.generator import generate
+from demessaging.codegen import generate
 from demessaging.core import build_models, inspect_module
 from demessaging.core.arrays import prepare_annotation
 from demessaging.core.schema import module_schema

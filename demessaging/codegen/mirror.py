@@ -1,160 +1,57 @@
-"""The client generator: a backend module in, a pip-installable client package out.
+"""The source of a mirror module: the backend's functions and classes, calling the backend.
 
-The package mirrors the backend module: the same functions and classes with the same
-signatures, defaults, type hints and docstrings, whose bodies send the call through a
-:class:`~demessaging.client.remote.RemoteModule`. The types the signatures use are imported
-from their libraries or, when the backend defines them, reproduced. Its submodule ``aio`` has
-the same functions and classes again with every function and method a coroutine; it imports
-the reproduced types and the connection from the package rather than repeating them.
+Every function and method keeps the backend's signature, defaults, type hints and docstring;
+its body sends the call through the package's
+:class:`~demessaging.client.remote.RemoteModule` (``_remote``): ``call`` or, for generator
+functions, ``stream``. The ``aio`` submodule has the same members again, every function and
+method a coroutine (``acall``) or an async generator (``astream``); it imports the reproduced
+types and ``_remote`` from the package rather than repeating them.
 """
 
 from __future__ import annotations
 
 import collections.abc
-import importlib.metadata
 import inspect
 import json
-import re
-import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 from .. import __version__
-from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT
-from ..core.specs import ClassSpec, FunctionSpec, ModuleSpec, inspect_module
+from ..core.specs import ClassSpec, FunctionSpec, ModuleSpec
 from ..errors import GeneratorError
 from .render import Renderer, docstring_literal
 
-__all__ = ["GeneratedPackage", "generate", "render_module"]
+__all__ = ["render_sources"]
 
 _WIDTH = 100
 _P = inspect.Parameter
 
 
-@dataclass(frozen=True)
-class GeneratedPackage:
-    """What :func:`generate` wrote.
-
-    Attributes
-    ----------
-    root
-        The directory to ``pip install``.
-    distribution
-        The distribution name (``pip install`` and ``pyproject.toml``).
-    package
-        The import name.
-    dependencies
-        The requirements written into ``pyproject.toml``.
-    """
-
-    root: Path
-    distribution: str
-    package: str
-    dependencies: tuple[str, ...]
-
-
-def generate(
-    target: str | Path | ModuleType,
-    output: str | Path,
-    *,
-    name: str | None = None,
-    topic: str | None = None,
-    broker_url: str | None = None,
-    timeout: float | None = None,
-    version: str = "0.1.0",
-    force: bool = False,
-) -> GeneratedPackage:
-    """Write a client package for a backend module.
+def render_sources(
+    spec: ModuleSpec, *, topic: str, broker_url: str, timeout: float, env_prefix: str
+) -> tuple[str, str, set[str]]:
+    """The sources of the mirror module and of its ``aio`` submodule, and their imports.
 
     Parameters
     ----------
-    target
-        The backend module: a file path, a dotted name or a module.
-    output
-        The directory to write the package into.
-    name
-        The distribution name; ``<module>-client`` by default. The import name is the same
-        with ``-`` and ``.`` replaced by ``_``.
-    topic
-        The backend's topic; the module's name by default.
-    broker_url
-        The broker the client connects to by default.
-    timeout
-        The default deadline of a call, in seconds.
-    version
-        The package's version.
-    force
-        Overwrite ``output`` if it exists and is not empty.
+    spec
+        The backend module.
+    topic, broker_url, timeout, env_prefix
+        What the package connects to by default, and the prefix of its own settings.
 
     Returns
     -------
-    GeneratedPackage
-        Where it went and what it is called.
+    tuple[str, str, set[str]]
+        The package's ``__init__.py``, its ``aio.py``, and the top-level modules their
+        annotations import.
 
     Raises
     ------
     GeneratorError
-        If ``output`` is not empty (without ``force``), the name is invalid, or a type or
-        default value in a signature cannot be written as source.
+        If a type or default value in a signature cannot be written as source, or the
+        backend exports the name ``aio``.
     """
-    spec = inspect_module(target)
-    distribution = name or f"{spec.name.rsplit('.', 1)[-1]}-client"
-    package = re.sub(r"[-.]", "_", distribution).lower()
-    if not package.isidentifier():
-        raise GeneratorError(f"{distribution!r} does not give a valid import name")
-    root = Path(output)
-    if root.exists() and any(root.iterdir()):
-        if not force:
-            raise GeneratorError(
-                f"{str(root)!r} is not empty; pass force=True (--force) to overwrite"
-            )
-        shutil.rmtree(root / package, ignore_errors=True)
-    source, aio, modules = _render(
-        spec,
-        topic=topic or spec.name.rsplit(".", 1)[-1],
-        broker_url=broker_url or DEFAULT_BROKER_URL,
-        timeout=timeout or DEFAULT_TIMEOUT,
-        env_prefix=f"{package.upper()}_",
-    )
-    dependencies = _dependencies(modules)
-    (root / package).mkdir(parents=True, exist_ok=True)
-    (root / package / "__init__.py").write_text(source, encoding="utf-8")
-    (root / package / "aio.py").write_text(aio, encoding="utf-8")
-    (root / package / "py.typed").write_text("", encoding="utf-8")
-    (root / "pyproject.toml").write_text(
-        _pyproject(distribution, package, version, spec.name, dependencies), encoding="utf-8"
-    )
-    (root / "README.md").write_text(_readme(distribution, package, spec), encoding="utf-8")
-    return GeneratedPackage(root, distribution, package, dependencies)
-
-
-def render_module(
-    spec: ModuleSpec,
-    *,
-    topic: str,
-    broker_url: str,
-    timeout: float,
-    env_prefix: str,
-    aio: bool = False,
-) -> tuple[str, set[str]]:
-    """The source of the mirror module, and the top-level modules its annotations import.
-
-    With ``aio``, the source of its submodule ``aio`` instead, whose functions and methods
-    are coroutines.
-    """
-    source, aio_source, modules = _render(
-        spec, topic=topic, broker_url=broker_url, timeout=timeout, env_prefix=env_prefix
-    )
-    return aio_source if aio else source, modules
-
-
-def _render(
-    spec: ModuleSpec, *, topic: str, broker_url: str, timeout: float, env_prefix: str
-) -> tuple[str, str, set[str]]:
-    """The sources of the mirror module and of its ``aio`` submodule, and their imports."""
     renderer = Renderer(_local_checker(spec))
     members = [_function(f, renderer) for f in spec.functions]
     members += [_class(c, renderer) for c in spec.classes]
@@ -414,64 +311,3 @@ def _class(spec: ClassSpec, renderer: Renderer, *, aio: bool = False) -> str:
         else:
             lines.append(_function(method, renderer, "    ", "self", member, aio=aio))
     return "\n".join(lines)
-
-
-def _dependencies(modules: set[str]) -> tuple[str, ...]:
-    found = {f"demessaging>={__version__}"}
-    owners = importlib.metadata.packages_distributions()
-    for module in modules:
-        if module in sys.stdlib_module_names or module == "demessaging":
-            continue
-        distributions = owners.get(module)
-        if not distributions:
-            raise GeneratorError(f"no installed distribution provides the module {module!r}")
-        found.add(distributions[0])
-    return tuple(sorted(found))
-
-
-def _pyproject(
-    distribution: str, package: str, version: str, module: str, dependencies: tuple[str, ...]
-) -> str:
-    deps = "".join(f'    "{d}",\n' for d in dependencies)
-    return f"""[build-system]
-requires = ["hatchling>=1.18"]
-build-backend = "hatchling.build"
-
-[project]
-name = "{distribution}"
-version = "{version}"
-description = "Client of the {module} backend, generated by demessaging"
-readme = "README.md"
-requires-python = ">=3.10"
-dependencies = [
-{deps}]
-
-[tool.hatch.build.targets.wheel]
-packages = ["{package}"]
-
-[tool.ruff]
-line-length = 100
-"""
-
-
-def _readme(distribution: str, package: str, spec: ModuleSpec) -> str:
-    prefix = f"{package.upper()}_"
-    names = ", ".join(f"`{m.name}`" for m in spec.members)
-    return f"""# {distribution}
-
-Client of the demessaging backend `{spec.name}`: {names}.
-
-```
-pip install .
-```
-
-```python
-import {package}
-from {package} import aio  # the same functions and classes, every call awaited
-```
-
-Every function and class has the signature and docstring of the backend's; calls run on the
-backend. Settings come from the environment, else from what the package was generated with:
-`{prefix}BROKER_URL`, `{prefix}TOPIC`, `{prefix}TIMEOUT` (seconds), then the same with
-`DEMESSAGING_`, except the topic, which only `{prefix}TOPIC` changes.
-"""

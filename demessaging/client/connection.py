@@ -1,0 +1,352 @@
+"""A client's connection: its event loop, its response topic and the calls waiting on it.
+
+Each client listens on a response topic of its own (``<topic>_<8 random letters>``, as DASF
+clients do). A reader task routes every reply arriving there to its call by
+``requestContext``: it puts replies in pieces together, hands progress messages to the call's
+``on_progress`` and stream items to the stream. A call that is given up on (cancelled, Ctrl-C,
+its deadline) tells the backend with a ``cancel`` message; a stream tells it, with ``more``,
+how many items its caller took.
+
+Everything here runs on the loop of the connection's :class:`~.portal.Portal`; the public
+coroutines of :class:`Connection` can be awaited from any event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from ..config import Settings
+from ..errors import (
+    CallTimeoutError,
+    DemessagingError,
+    PayloadTooLargeError,
+    ProtocolError,
+    TransportError,
+)
+from ..message import JSON, Message, MessageType, Prop, Status
+from ..protocol.control import control_topic, make_control
+from ..protocol.fragments import PIECE_PREFETCH, Reassembler
+from ..protocol.outgoing import make_request
+from ..protocol.pieces import Uploads
+from ..transport.base import Subscription, Transport
+from .bars import Progress
+from .portal import Portal
+
+__all__ = ["CANCEL_TIMEOUT", "CLEANUP_TIMEOUT", "Connection", "Extras"]
+
+log = logging.getLogger("demessaging.client")
+#: Seconds closing a client waits for the clean-up after failed uploads.
+CLEANUP_TIMEOUT = 10.0
+#: Seconds a client tries to tell a backend that it cancelled a call.
+CANCEL_TIMEOUT = 5.0
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Extras:
+    """What a call may add to its request and reply handling."""
+
+    on_progress: Callable[[Progress], None] | None = None
+    fingerprint: str | None = None
+    window: int | None = None  # a stream: this many items on their way at most
+    on_item: Callable[[Message], None] | None = None
+
+
+class Connection:
+    """Sends a client's requests and routes the replies to the calls waiting for them.
+
+    Parameters
+    ----------
+    settings
+        The client's settings (its topic, broker, default deadline and transport options).
+    response_topic
+        The topic the backend sends replies to.
+    transport
+        A transport to use instead of connecting to the broker.
+    max_payload
+        The largest request sent and the most memory held for replies arriving in pieces,
+        in bytes.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        response_topic: str,
+        *,
+        transport: Transport | None,
+        max_payload: int,
+    ) -> None:
+        self.settings = settings
+        self.topic = settings.topic
+        self.response_topic = response_topic
+        self.max_payload = max_payload
+        self._transport = transport
+        self._portal: Portal | None = None
+        self._portal_lock = threading.Lock()
+        self._subscription: Subscription | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._watchers: dict[str, Callable[[Progress], None]] = {}
+        self._streams: dict[str, Callable[[Message], None]] = {}
+        self._reassembler = Reassembler(max_payload)
+        self._connecting: asyncio.Lock | None = None
+        #: Sends requests, in pieces where needed; made with the transport.
+        self._uploads: Uploads | None = None
+        #: Request contexts: numbers, as dasf-broker-django stores them in an integer column.
+        self._contexts = itertools.count(1)
+        #: What is left to do after failed uploads; finished before closing.
+        self._cleanups: set[asyncio.Future[None]] = set()
+
+    # -- from any thread or event loop -------------------------------------------------------
+
+    def portal(self) -> Portal:
+        """The event loop everything runs on, started on first use."""
+        # one loop per client, even when many threads make their first call at once
+        with self._portal_lock:
+            if self._portal is None:
+                self._portal = Portal()
+                close = weakref.WeakMethod(self.close)
+                atexit.register(lambda: (method := close()) is not None and method())
+            return self._portal
+
+    async def _on_portal(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the portal's loop, from whichever loop runs this."""
+        portal = self.portal()
+        if asyncio.get_running_loop() is portal.loop:
+            return await coro
+        return await portal.arun(coro)
+
+    async def exchange(
+        self,
+        kind: MessageType,
+        payload: bytes | bytearray,
+        timeout: float | None,
+        member: str,
+        content_type: str = JSON,
+        *,
+        deadline: float | None = None,
+        extras: Extras | None = None,
+    ) -> Message:
+        """Send a request and wait for its reply, ``timeout`` seconds at most.
+
+        ``deadline`` is the call's whole deadline, for the error message, when part of it has
+        been spent already. A stream (``extras.window``) has no overall limit: its items are
+        awaited one by one.
+
+        Raises
+        ------
+        CallTimeoutError
+            If no reply arrives in time.
+        """
+        exchange = self._exchange(
+            kind, payload, timeout, member, content_type, deadline=deadline, extras=extras
+        )
+        return await self._on_portal(exchange)
+
+    async def send_control(self, context: str, received: int | None = None) -> None:
+        """Send ``cancel`` (or, with ``received``, ``more``) about a call to its backend."""
+        await self._on_portal(self._send_control(context, received))
+
+    def close(self) -> None:
+        """Close the response subscription, the transport and the background loop."""
+        with self._portal_lock:
+            portal, self._portal = self._portal, None
+        if portal is not None:
+            with contextlib.suppress(RuntimeError):
+                portal.run(self._aclose())
+            portal.close()
+
+    # -- on the portal's loop ----------------------------------------------------------------
+
+    async def _exchange(
+        self,
+        kind: MessageType,
+        payload: bytes | bytearray,
+        timeout: float | None,
+        member: str,
+        content_type: str,
+        *,
+        deadline: float | None,
+        extras: Extras | None,
+    ) -> Message:
+        extras = extras or Extras()
+        limit = timeout if timeout is not None else self.settings.timeout
+        sent = asyncio.Event()
+        expires = time.time() + limit  # travels with the request: late work is not started
+        waiting = self._send_and_wait(kind, payload, content_type, sent, expires, extras)
+        try:
+            return await asyncio.wait_for(waiting, None if extras.window else limit)
+        except asyncio.TimeoutError:
+            broker = "" if sent.is_set() else self.settings.broker_url
+            raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
+
+    async def _send_and_wait(
+        self,
+        kind: MessageType,
+        payload: bytes | bytearray,
+        content_type: str,
+        sent: asyncio.Event,
+        expires: float,
+        extras: Extras,
+    ) -> Message:
+        await self._connect()
+        assert self._transport is not None
+        if len(payload) > self.max_payload:
+            raise PayloadTooLargeError(
+                f"the request has {len(payload)} bytes, more than this client sends "
+                f"({self.max_payload} bytes; see max_payload)"
+            )
+        context = str(next(self._contexts))
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[context] = future
+        if extras.on_progress is not None:
+            self._watchers[context] = extras.on_progress
+        if extras.on_item is not None:
+            self._streams[context] = extras.on_item
+        try:
+            message = make_request(
+                payload,
+                context=context,
+                response_topic=self.response_topic,
+                message_type=kind,
+                content_type=content_type,
+                deadline=expires,
+                fingerprint=extras.fingerprint,
+                window=extras.window,
+            )
+            assert self._uploads is not None
+            await self._uploads.publish(message)
+            sent.set()
+            try:
+                return await future
+            except asyncio.CancelledError:  # cancelled, Ctrl-C or the deadline: tell the backend
+                if kind is MessageType.REQUEST:
+                    self._later(self._send_control(context))
+                raise
+        finally:
+            self._pending.pop(context, None)
+            self._watchers.pop(context, None)
+            self._streams.pop(context, None)
+            self._reassembler.discard(context)
+
+    async def _send_control(self, context: str, received: int | None = None) -> None:
+        assert self._transport is not None
+        message = make_control(
+            context=context, response_topic=self.response_topic, received=received
+        )
+        try:
+            await asyncio.wait_for(
+                self._transport.publish(control_topic(self.topic), message), CANCEL_TIMEOUT
+            )
+        except (DemessagingError, asyncio.TimeoutError) as exc:  # best effort: a DASF backend
+            log.debug("could not tell the backend about call %s: %s", context, exc)
+
+    def _later(self, work: Awaitable[None]) -> None:
+        """Run ``work`` in the background; closing the client waits for it (a while)."""
+        task = asyncio.ensure_future(work)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _connect(self) -> None:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._reader is not None and not self._reader.done():
+                return
+            if self._transport is None:
+                self._transport = self.settings.connect()
+            if self._uploads is None:
+                self._uploads = Uploads(self._transport, self.topic, self._later)
+            if self._subscription is not None:  # a reader that stopped: drop its subscription
+                await self._drop_subscription()
+            # Shared although this client is the topic's only consumer: replies in pieces are
+            # put together by offset, so order does not matter, and shared subscriptions are
+            # the ones every broker gets right (pulsar-lite's exclusive ones repeat messages).
+            self._subscription = await self._transport.subscribe(
+                self.response_topic,
+                f"demessaging-client-{uuid.uuid4().hex[:12]}",
+                shared=True,
+                prefetch=PIECE_PREFETCH,
+            )
+            self._reader = asyncio.ensure_future(self._read(self._subscription))
+
+    async def _read(self, subscription: Subscription) -> None:
+        try:
+            while True:
+                message = await subscription.receive()
+                context = message.properties.get(Prop.REQUEST_CONTEXT)
+                future = self._pending.get(str(context))
+                if Prop.RESPONSE_TOPIC in message.properties:  # a request, not a reply
+                    log.debug("ignoring a %s request on the reply topic", message.message_type)
+                elif future is None or future.done():
+                    log.debug("dropping a reply for no pending call (context %r)", context)
+                elif message.message_type == MessageType.PROGRESS.value:
+                    self._tell(str(context), message)
+                else:
+                    try:
+                        whole = self._reassembler.add(str(context), message)
+                    except ProtocolError as exc:
+                        future.set_exception(exc)
+                    else:
+                        on_item = self._streams.get(str(context))
+                        if whole is None:
+                            pass
+                        elif whole.message_type == MessageType.ITEM.value and on_item:
+                            on_item(whole)
+                        else:
+                            future.set_result(whole)
+                # after the caller has its reply: the acknowledgement is not on its path
+                await subscription.ack(message)
+        except Exception as exc:  # the next call reconnects; pending ones learn why
+            log.warning("the reply reader stopped: %s", exc)
+            error = exc if isinstance(exc, TransportError) else TransportError(str(exc))
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(error)
+
+    def _tell(self, context: str, message: Message) -> None:
+        """Hand a progress message to the call's ``on_progress``."""
+        watcher = self._watchers.get(context)
+        if watcher is None:
+            return
+        status = message.properties.get(Prop.STATUS, Status.RUNNING.value)
+        try:
+            watcher(Progress(status, bytes(message.payload)))
+        except Exception:  # the caller's bug: the call goes on
+            log.exception("on_progress raised")
+
+    async def _aclose(self) -> None:
+        if self._cleanups:  # bounded: a broker that is gone does not keep close() waiting
+            await asyncio.wait(self._cleanups, timeout=CLEANUP_TIMEOUT)
+        if self._uploads is not None:
+            await self._uploads.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._subscription is not None:
+            await self._drop_subscription()
+        if self._transport is not None:
+            await self._transport.close()
+
+    async def _drop_subscription(self) -> None:
+        """Delete the response subscription, so that the broker can delete the topic."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is None:
+            return
+        try:
+            await subscription.unsubscribe()
+        except TransportError as exc:  # the broker is gone; it keeps the subscription
+            log.debug("could not delete the response subscription: %s", exc)
+            await subscription.close()
