@@ -64,7 +64,7 @@ def print_schema(models: ModuleModels, indent: int | None, *, api_info: bool = F
 
 def serve_dispatcher(dispatcher: Dispatcher, settings: Settings, topic: str, workers: int) -> None:
     """Serve a module on ``topic`` until SIGINT or SIGTERM, then finish the calls in flight."""
-    from .backend.listener import Listener, serve_until_signal
+    from .backend import Listener, serve_until_signal
 
     listener = Listener(dispatcher, settings.connect(), topic, workers=workers)
     asyncio.run(serve_until_signal(listener))
@@ -129,7 +129,7 @@ def schema(module: str | None, api_info: bool, envelope: Path | None, indent: in
     """
     with _errors():
         if envelope is not None:
-            from .protocol.envelope import envelope_schemas
+            from .protocol.schemas import envelope_schemas
 
             envelope.mkdir(parents=True, exist_ok=True)
             for name, content in envelope_schemas().items():

@@ -13,8 +13,8 @@ import pytest
 from pydantic import field_validator
 
 from demessaging import configure
+from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
-from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client, Progress
 from demessaging.core import inspect_module
 from demessaging.core.schema import module_schema
