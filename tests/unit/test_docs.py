@@ -117,6 +117,7 @@ def test_public_api() -> None:
         "ArraySpec",
         "AuthenticationError",
         "CallError",
+        "Client",
         "CallTimeoutError",
         "ConfigurationError",
         "configure",
@@ -125,7 +126,9 @@ def test_public_api() -> None:
         "GeneratorError",
         "InvalidArgumentsError",
         "ModuleLoadError",
+        "generate",
         "main",
+        "serve",
         "PayloadTooLargeError",
         "ProtocolError",
         "RemoteError",
@@ -135,6 +138,15 @@ def test_public_api() -> None:
     }
     for name in demessaging.__all__:
         assert getattr(demessaging, name) is not None
+    from demessaging.backend import serve
+    from demessaging.client import Client
+    from demessaging.codegen import generate
+
+    assert (demessaging.Client, demessaging.serve, demessaging.generate) == (
+        Client,
+        serve,
+        generate,
+    )
     assert issubclass(demessaging.CallTimeoutError, TimeoutError)
     assert issubclass(demessaging.SignatureError, demessaging.ModuleLoadError)
     assert all(
