@@ -1,24 +1,5 @@
-"""DASF's message constants under the module name DASF's progress reports import.
+"""DASF's module name for its message constants: :mod:`demessaging.dasf.constants`."""  # noqa: N999
 
-``deprogressapi`` (the progress reports of DASF backend modules) imports
-``demessaging.PulsarMessageConstants`` when a report is submitted; see
-:mod:`demessaging.backend.progress`.
-"""  # noqa: N999
-
-from __future__ import annotations
-
-from .protocol.envelope import MessageType, Prop
+from .dasf.constants import MessageType, PropertyKeys
 
 __all__ = ["MessageType", "PropertyKeys"]
-
-
-class PropertyKeys:
-    """DASF's names of message properties."""
-
-    MESSAGE_TYPE = Prop.MESSAGE_TYPE
-    REQUEST_CONTEXT = Prop.REQUEST_CONTEXT
-    RESPONSE_TOPIC = Prop.RESPONSE_TOPIC
-    SOURCE_TOPIC = Prop.SOURCE_TOPIC
-    STATUS = Prop.STATUS
-    FRAGMENT = Prop.FRAGMENT
-    NUM_FRAGMENTS = Prop.NUM_FRAGMENTS

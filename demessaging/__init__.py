@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from .core.arrays import ArraySpec
 from .core.configure import configure
+from .core.reporter import Reporter
+from .dasf import progress as _dasf_progress  # noqa: F401  (DASF's reports join Reporter)
 from .errors import (
     APIChangedError,
     AuthenticationError,
@@ -27,7 +29,6 @@ from .errors import (
     SignatureError,
     TransportError,
 )
-from .progress import Reporter
 
 __version__ = "0.1.0.dev0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "APIChangedError",
     "ArraySpec",
     "AuthenticationError",
+    "Client",
     "CallError",
     "CallTimeoutError",
     "ConfigurationError",
@@ -51,16 +53,30 @@ __all__ = [
     "TransportError",
     "__version__",
     "configure",
+    "generate",
     "main",
+    "serve",
 ]
 
 if TYPE_CHECKING:
-    from .dasf import main
+    from .backend import serve
+    from .client import Client
+    from .codegen import generate
+    from .dasf.main import main
+
+#: What is loaded when first asked for: the client, the backend and the generator import
+#: transports and broker libraries, which ``import demessaging`` alone does not.
+_LAZY = {
+    "Client": ".client",
+    "serve": ".backend",
+    "generate": ".codegen",
+    "main": ".dasf.main",  # DASF's entry point of backend modules
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "main":  # DASF's entry point of backend modules; loaded when asked for
-        from .dasf import main
+    if name in _LAZY:
+        import importlib
 
-        return main
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'demessaging' has no attribute {name!r}")

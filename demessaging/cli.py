@@ -10,9 +10,9 @@ import logging
 import signal
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -20,7 +20,11 @@ from . import __version__
 from .config import Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 
-__all__ = ["cli", "main"]
+if TYPE_CHECKING:
+    from .backend.dispatcher import Dispatcher
+    from .core.models import ModuleModels
+
+__all__ = ["cli", "dump_json", "main", "print_schema", "run_request", "serve_dispatcher"]
 
 MODULE = click.argument("module", metavar="MODULE")
 
@@ -41,9 +45,48 @@ def _errors() -> Iterator[None]:
             raise click.ClickException(str(exc)) from exc
 
 
-def _dump(data: Any, out: TextIO, indent: int | None) -> None:
+def dump_json(data: Any, out: TextIO, indent: int | None) -> None:
+    """Write ``data`` as JSON (UTF-8 as it is, not escaped), then a newline."""
     json.dump(data, out, indent=indent, ensure_ascii=False)
     out.write("\n")
+
+
+# -- the bodies of the commands, shared with DASF's command line (demessaging.dasf.main) --------
+
+
+def print_schema(models: ModuleModels, indent: int | None, *, api_info: bool = False) -> None:
+    """Print the JSON Schema of a module's requests, or DASF's ``api_info`` layout."""
+    from .core import schema as schemas
+
+    data = schemas.api_info(models) if api_info else schemas.module_schema(models)
+    dump_json(data, sys.stdout, indent)
+
+
+def serve_dispatcher(dispatcher: Dispatcher, settings: Settings, topic: str, workers: int) -> None:
+    """Serve a module on ``topic`` until SIGINT or SIGTERM, then finish the calls in flight."""
+    from .backend import Listener, serve_until_signal
+
+    listener = Listener(dispatcher, settings.connect(), topic, workers=workers)
+    asyncio.run(serve_until_signal(listener))
+
+
+def run_request(dispatcher: Dispatcher, request: str | bytes | Mapping[str, Any]) -> None:
+    """Run one request in this process and print its result as JSON.
+
+    Raises
+    ------
+    click.ClickException
+        With the error's text, if the request is invalid or the call fails.
+    """
+    from .serialization import json as codec
+
+    try:
+        parsed = dispatcher.parse(request)
+        value = dispatcher.execute(parsed)
+    except DispatchError as exc:
+        raise click.ClickException(dispatcher.error_info(exc).text()) from exc
+    sys.stdout.write(codec.encode(value, parsed.target.returns).decode())
+    sys.stdout.write("\n")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -86,21 +129,18 @@ def schema(module: str | None, api_info: bool, envelope: Path | None, indent: in
     """
     with _errors():
         if envelope is not None:
-            from .protocol.envelope import envelope_schemas
+            from .protocol.schemas import envelope_schemas
 
             envelope.mkdir(parents=True, exist_ok=True)
             for name, content in envelope_schemas().items():
                 with (envelope / name).open("w", encoding="utf-8") as out:
-                    _dump(content, out, indent)
+                    dump_json(content, out, indent)
             return
         if module is None:
             raise click.UsageError("give a MODULE, or --envelope DIR")
         from .core import build_models, inspect_module
-        from .core import schema as schemas
 
-        models = build_models(inspect_module(module))
-        data = schemas.api_info(models) if api_info else schemas.module_schema(models)
-        _dump(data, sys.stdout, indent)
+        print_schema(build_models(inspect_module(module)), indent, api_info=api_info)
 
 
 @cli.command()
@@ -211,16 +251,14 @@ def listen(
     requests and finishes those in flight.
     """
     from .backend.dispatcher import Dispatcher
-    from .backend.listener import Listener, serve_until_signal
 
     with _errors():
         dispatcher = Dispatcher.from_module(module, debug=debug)
         name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
         settings = Settings.from_env(broker_url=broker_url, topic=topic or None)
         with _broker(settings, start=True) as url:
-            transport = dataclasses.replace(settings, broker_url=url).connect()
-            listener = Listener(dispatcher, transport, settings.topic or name, workers=workers)
-            asyncio.run(serve_until_signal(listener))
+            there = dataclasses.replace(settings, broker_url=url)
+            serve_dispatcher(dispatcher, there, settings.topic or name, workers)
 
 
 @cli.command()
@@ -288,7 +326,7 @@ def info(
 ) -> None:
     """Print the JSON Schema of the module a backend serves on TOPIC."""
     with _errors(), _client(topic, broker_url, timeout) as client:
-        _dump(client.api_info() if api_info else client.info(), sys.stdout, indent)
+        dump_json(client.api_info() if api_info else client.info(), sys.stdout, indent)
 
 
 ADMIN_URL = click.option(
@@ -326,7 +364,7 @@ def status(topic: str, broker_url: str | None, admin_url: str | None, as_json: b
         name = full_topic(topic, options.tenant, options.namespace, persistent=options.persistent)
         found = _admin(settings).topic_status(name, DEFAULT_SUBSCRIPTION)
         if as_json:
-            _dump(dataclasses.asdict(found), sys.stdout, 2)
+            dump_json(dataclasses.asdict(found), sys.stdout, 2)
         else:
             click.echo(found.text())
 
@@ -387,22 +425,13 @@ def call(
       echo '{"func_name": "total", "values": [1, 2, 3]}' | demessaging call examples/climate.py -
     """
     from .backend.dispatcher import Dispatcher
-    from .serialization import json as codec
 
     if remote:
         with _errors(), _client(module, broker_url, timeout) as client:
-            _dump(client.call(request.read().encode()), sys.stdout, None)
+            dump_json(client.call(request.read().encode()), sys.stdout, None)
         return
     with _errors():
-        dispatcher = Dispatcher.from_module(module, debug=debug)
-        try:
-            parsed = dispatcher.parse(request.read())
-            value = dispatcher.execute(parsed)
-        except DispatchError as exc:
-            info = dispatcher.error_info(exc)
-            raise click.ClickException(info.text()) from exc
-        sys.stdout.write(codec.encode(value, parsed.target.returns).decode())
-        sys.stdout.write("\n")
+        run_request(Dispatcher.from_module(module, debug=debug), request.read())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@
         ├── RemoteError             the backend answered with an error (type, message, stage)
         └── APIChangedError         the backend's member changed since the client was generated
 
-Inside a served function, a cancellation point (a :class:`~demessaging.progress.Reporter`'s
+Inside a served function, a cancellation point (a :class:`~demessaging.core.reporter.Reporter`'s
 methods) raises :class:`CallCancelled` when the caller cancels the call. It derives from
 ``BaseException``, as ``KeyboardInterrupt`` does, so that ``except Exception`` blocks in
 served code let it through.

@@ -7,9 +7,10 @@ from types import ModuleType
 
 from ..config import Settings
 from .dispatcher import Dispatcher, Outcome
-from .listener import Listener, ListenerThread
+from .listener import Listener
+from .thread import ListenerThread, serve_until_signal
 
-__all__ = ["Dispatcher", "Listener", "ListenerThread", "Outcome", "serve"]
+__all__ = ["Dispatcher", "Listener", "ListenerThread", "Outcome", "serve", "serve_until_signal"]
 
 
 def serve(

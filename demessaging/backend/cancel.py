@@ -2,12 +2,12 @@
 
 A client that stops waiting for a call (the task is cancelled, Ctrl-C, its deadline passes)
 publishes a ``cancel`` message on the backend's control topic, ``<topic>_control`` (see
-:func:`~demessaging.protocol.envelope.control_topic`). Every backend instance reads that topic
+:func:`~demessaging.protocol.control.control_topic`). Every backend instance reads that topic
 on a subscription of its own, so the instance that runs the call hears of it wherever the call
 went:
 
 - a call that runs has its cancellation event set: the function's
-  :class:`~demessaging.progress.Reporter` raises
+  :class:`~demessaging.core.reporter.Reporter` raises
   :class:`~demessaging.errors.CallCancelled` at its next cancellation point;
 - a call not started yet is remembered (a bounded number of them), and skipped when its
   request arrives.
@@ -20,31 +20,21 @@ beyond that, so a slow caller holds the generator back instead of piling items u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+import uuid
 
-from ..errors import CallCancelled, DemessagingError
-from ..protocol.envelope import Message, MessageType, Prop
-from ..transport.base import Subscription
+from ..errors import CallCancelled, DemessagingError, ProtocolError
+from ..message import MessageType
+from ..protocol.control import control_topic, parse_control
+from ..transport.base import Subscription, Transport
+from .recent import Recent
 
-__all__ = ["CallControl", "Cancellations", "call_key"]
+__all__ = ["CallControl", "Cancellations"]
 
 log = logging.getLogger("demessaging.backend")
-
-#: Cancelled calls remembered before their requests arrive.
-_REMEMBERED = 10_000
-
-
-def call_key(message: Message) -> str | None:
-    """What names a call in requests and in ``cancel`` messages: its reply address and context."""
-    props = message.properties
-    control = message.message_type in (MessageType.CANCEL.value, MessageType.MORE.value)
-    caller = props.get(Prop.CALLER if control else Prop.RESPONSE_TOPIC)
-    if props.get(Prop.REQUEST_CONTEXT) and caller:
-        return f"{caller}\0{props[Prop.REQUEST_CONTEXT]}"
-    return None
 
 
 class CallControl:
@@ -93,7 +83,7 @@ class Cancellations:
 
     def __init__(self) -> None:
         self._running: dict[str, CallControl] = {}
-        self._early: OrderedDict[str, None] = OrderedDict()
+        self._early = Recent()  # cancelled before their requests came
         self._lock = threading.Lock()
 
     def start(self, key: str | None) -> CallControl | None:
@@ -102,8 +92,7 @@ class Cancellations:
         if key is None:
             return control
         with self._lock:
-            if key in self._early:
-                del self._early[key]
+            if self._early.take(key):
                 return None
             self._running[key] = control
         return control
@@ -119,9 +108,7 @@ class Cancellations:
         with self._lock:
             control = self._running.get(key)
             if control is None:
-                self._early[key] = None
-                if len(self._early) > _REMEMBERED:
-                    self._early.popitem(last=False)
+                self._early.add(key)
         if control is not None:
             log.info("cancelling a running call at its caller's request")
             control.cancel()
@@ -133,8 +120,35 @@ class Cancellations:
         if control is not None:
             control.credit(received)
 
+    async def follow(
+        self, transport: Transport, topic: str, subscription: str
+    ) -> asyncio.Task[None] | None:
+        """Read the control topic of ``topic`` in a task, on a subscription of this instance's own.
+
+        Returns None, with a warning, if subscribing fails: calls cannot be cancelled then.
+        """
+        name = f"{subscription}-{uuid.uuid4().hex[:12]}"
+        try:
+            control = await transport.subscribe(
+                control_topic(topic), name, shared=False, prefetch=100
+            )
+        except DemessagingError as exc:
+            log.warning(
+                "calls cannot be cancelled: subscribing to the control topic failed: %s", exc
+            )
+            return None
+
+        async def watch() -> None:
+            try:
+                await self.watch(control)
+            finally:
+                with contextlib.suppress(DemessagingError):
+                    await control.unsubscribe()
+
+        return asyncio.ensure_future(watch())
+
     async def watch(self, subscription: Subscription) -> None:
-        """Read ``cancel`` messages until cancelled; anything else is acknowledged and dropped."""
+        """Read control messages until cancelled; anything else is acknowledged and dropped."""
         while True:
             try:
                 message = await subscription.receive()
@@ -142,15 +156,17 @@ class Cancellations:
                 log.warning("reading cancellations failed (%s); trying again in 1 s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            key = call_key(message)
-            kind = message.message_type
-            received = message.properties.get(Prop.RECEIVED, "")
-            if kind == MessageType.CANCEL.value and key is not None:
-                self.cancel(key)
-            elif kind == MessageType.MORE.value and key is not None and received.isdigit():
-                self.credit(key, int(received))
+            try:
+                control = parse_control(message)
+            except ProtocolError as exc:
+                log.debug(
+                    "ignoring a message on the control topic (%s): %s", exc, message.properties
+                )
             else:
-                log.debug("ignoring a message on the control topic: %s", message.properties)
+                if control.kind is MessageType.CANCEL:
+                    self.cancel(control.key)
+                elif control.received is not None:
+                    self.credit(control.key, control.received)
             try:
                 await subscription.ack(message)
             except DemessagingError as exc:

@@ -20,13 +20,14 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..core.introspection import inspect_module
 from ..core.models import Call, ModuleModels, build_models, format_validation_error
-from ..core.specs import inspect_module
+from ..core.reporter import SendProgress
 from ..core.versions import member_name
 from ..errors import DispatchError, ExecutionError, RequestError, ResultError
 from ..protocol.envelope import JSON, ErrorInfo
 from ..serialization import codec_for
-from .progress import SendProgress, finish, reporters
+from .reports import finish, reporters
 
 __all__ = ["Dispatcher", "Outcome", "type_name"]
 
@@ -115,7 +116,7 @@ class Dispatcher:
         """Run a validated call and return its validated result.
 
         ``progress`` sends the progress reports of functions that take one (see
-        :mod:`demessaging.backend.progress`); ``cancelled``, once set, makes their
+        :mod:`demessaging.backend.reports`); ``cancelled``, once set, makes their
         reporters raise :class:`~demessaging.errors.CallCancelled`.
 
         A generator function's items are validated one by one, and handed to ``emit`` as they

@@ -35,12 +35,13 @@ from ..errors import (
     TransportError,
 )
 from ..message import JSON, Message, MessageType, Prop, Status
-from ..protocol.envelope import control_topic, make_control, make_request
+from ..protocol.control import control_topic, make_control
 from ..protocol.fragments import PIECE_PREFETCH, Reassembler
+from ..protocol.outgoing import make_request
+from ..protocol.pieces import Uploads
 from ..transport.base import Subscription, Transport
 from .bars import Progress
 from .portal import Portal
-from .uploads import Uploads
 
 __all__ = ["CANCEL_TIMEOUT", "CLEANUP_TIMEOUT", "Connection", "Extras"]
 

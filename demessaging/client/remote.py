@@ -22,9 +22,9 @@ from pydantic import BaseModel, ValidationError
 
 from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT, ENV_PREFIX, Settings
 from ..core import versions
+from ..core.introspection import inspect_module
 from ..core.models import CallableModels, ModuleModels, build_models, format_validation_error
 from ..core.schema import api_info
-from ..core.specs import inspect_module
 from ..errors import (
     APIChangedError,
     DemessagingError,

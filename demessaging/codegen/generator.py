@@ -21,7 +21,8 @@ from types import ModuleType
 
 from .. import __version__
 from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT
-from ..core.specs import ModuleSpec, inspect_module
+from ..core.introspection import inspect_module
+from ..core.specs import ModuleSpec
 from ..errors import GeneratorError
 from .mirror import render_sources
 

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from .arrays import ArraySpec, prepare_annotation
+from .introspection import inspect_class, inspect_function, inspect_module, is_data_type
 from .loader import load_module
 from .models import Call, CallableModels, ModuleModels, build_models
-from .specs import (
-    ClassSpec,
-    FunctionSpec,
-    ModuleSpec,
-    ParameterSpec,
-    inspect_class,
-    inspect_function,
-    inspect_module,
-    is_data_type,
-)
+from .specs import ClassSpec, FunctionSpec, ModuleSpec, ParameterSpec
 
 __all__ = [
     "ArraySpec",

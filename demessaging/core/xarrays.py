@@ -39,9 +39,12 @@ def object_schema(
     )
 
 
-def xarray_kind(obj: Any) -> str | None:
-    """``"DataArray"`` or ``"Dataset"`` if ``obj`` is that class of xarray (or an instance)."""
-    cls = obj if isinstance(obj, type) else type(obj)
+def xarray_kind(cls: type) -> str | None:
+    """``"DataArray"`` or ``"Dataset"`` if ``cls`` is that class of xarray, else None.
+
+    For a value, ask about ``type(value)``. xarray itself is not imported: the codecs ask
+    about every value they meet.
+    """
     if cls.__module__.split(".")[0] == "xarray" and cls.__name__ in KINDS:
         return cls.__name__
     return None
@@ -55,7 +58,7 @@ class XarraySpec:
 
     def validate(self, value: Any) -> Any:
         """``value`` as an xarray object of this kind, or raise a pydantic validation error."""
-        if xarray_kind(value) == self.kind:
+        if xarray_kind(type(value)) == self.kind:
             return value
         if isinstance(value, dict):
             import xarray

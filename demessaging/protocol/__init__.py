@@ -1,35 +1,50 @@
-"""The wire protocol: what a message carries, in DASF's layout. See :mod:`.envelope`."""
+"""The wire protocol: what a message carries, in DASF's layout. See :mod:`.envelope`.
+
+- :mod:`.envelope`: the wire spec, and the parsing of each incoming message into a typed object;
+- :mod:`.outgoing`: building requests and replies;
+- :mod:`.control`: ``cancel`` and ``more`` messages and their topic;
+- :mod:`.fragments`: cutting payloads into pieces and putting them together;
+- :mod:`.pieces`: requests in pieces, uploaded by clients and gathered by backends;
+- :mod:`.schemas`: the properties as JSON Schemas.
+"""
 
 from __future__ import annotations
 
+from .control import Control, control_topic, make_control, parse_control
 from .envelope import (
+    Address,
     ErrorInfo,
     Message,
     MessageType,
     Prop,
-    RequestProperties,
-    ResponseProperties,
+    Query,
+    Request,
     Status,
-    envelope_schemas,
-    error_reply,
-    make_request,
     parse_error,
-    reply_to,
-    request_context,
+    parse_request,
 )
+from .outgoing import error_reply, make_request, reply_to
+from .schemas import RequestProperties, ResponseProperties, envelope_schemas
 
 __all__ = [
+    "Address",
+    "Control",
     "ErrorInfo",
     "Message",
     "MessageType",
     "Prop",
+    "Query",
+    "Request",
     "RequestProperties",
     "ResponseProperties",
     "Status",
+    "control_topic",
     "envelope_schemas",
     "error_reply",
+    "make_control",
     "make_request",
+    "parse_control",
     "parse_error",
+    "parse_request",
     "reply_to",
-    "request_context",
 ]

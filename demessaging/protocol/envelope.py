@@ -62,39 +62,52 @@ to another topic.)
 carrying the module's schema in the property of the same name (see
 :mod:`demessaging.core.schema`). Peers ignore properties they do not know, which is how the
 extensions above stay compatible with DASF.
+
+Reading: a backend parses each message on its request topic once, with :func:`parse_request`,
+into a frozen :class:`Request` or :class:`Query`, or refuses it with
+:class:`~demessaging.errors.ProtocolError` (answered with an error when it names a
+``requestContext`` and a ``response_topic``); control messages are parsed likewise by
+:func:`demessaging.protocol.control.parse_control`. Numeric properties (``num_fragments``,
+``fragment``, ``fragment_offset``, ``payload_size``, ``stream``, ``received``) are ASCII
+digits, at most :data:`LARGEST`, read by :func:`natural` alone. A malformed ``num_fragments``
+refuses the message; a malformed ``deadline`` (not a finite ASCII number) is ignored, a
+malformed ``stream`` means no stream, a malformed ``payload_size`` means none was given.
+Messages are built by :mod:`demessaging.protocol.outgoing`; :mod:`demessaging.protocol.schemas`
+has the properties as JSON Schemas.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import Self
 
 from ..errors import ProtocolError
 from ..message import JSON, Message, MessageType, Prop, Status
 
 __all__ = [
     "JSON",
+    "LARGEST",
     "MAX_STREAM_WINDOW",
+    "Address",
     "ErrorInfo",
+    "Incoming",
     "Message",
     "MessageType",
     "Prop",
-    "RequestProperties",
+    "Query",
+    "Request",
     "Stage",
-    "ResponseProperties",
     "Status",
-    "envelope_schemas",
-    "error_reply",
-    "control_topic",
-    "deadline_of",
-    "make_control",
-    "make_request",
+    "call_key",
+    "fragment_count",
+    "natural",
     "parse_error",
-    "reply_to",
-    "request_context",
+    "parse_request",
+    "payload_size_of",
 ]
 
 #: The most items of a stream on their way at once: a larger ``stream`` window is cut to it.
@@ -128,164 +141,271 @@ class ErrorInfo(BaseModel):
         return f"{text}\n\n{self.traceback}" if self.traceback else text
 
 
-class RequestProperties(BaseModel):
-    """The properties of a request."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
-
-    message_type: Literal["request"] = Field(alias="messageType")
-    request_context: str = Field(
-        alias="requestContext", description="Correlation id, echoed in every reply."
-    )
-    response_topic: str = Field(
-        alias="response_topic", description="The topic the caller listens on."
-    )
-    content_type: str = Field(JSON, alias="content_type", description="Encoding of the payload.")
-    deadline: str | None = Field(
-        None,
-        alias="deadline",
-        description="UNIX time in seconds (decimal text) when the caller stops waiting.",
-    )
-    api_fingerprint: str | None = Field(
-        None,
-        alias="api_fingerprint",
-        description="Fingerprint of the called member as the caller knows it.",
-    )
+#: The largest integer a numeric property may hold (Java's ``long``, what Pulsar peers write).
+LARGEST = 2**63 - 1
+_LARGEST_DIGITS = len(str(LARGEST))
 
 
-class ResponseProperties(BaseModel):
-    """The properties of a response."""
+def natural(text: str, name: str, *, cap: int | None = None) -> int:
+    """The non-negative integer that the property ``name`` writes as ``text``.
 
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    This is the one place where numeric properties are read. Only ASCII digits are taken:
+    ``str.isdigit`` also takes superscripts, which ``int`` refuses, and other scripts' digits,
+    which ``int`` reads. Numbers are bounded before ``int`` sees them (it refuses more than
+    4300 digits).
 
-    message_type: Literal["response", "pong", "info", "api_info"] = Field(alias="messageType")
-    request_context: str = Field(alias="requestContext")
-    source_topic: str = Field(alias="source_topic", description="The backend's topic.")
-    status: Status = Field(Status.SUCCESS, alias="status")
-    error: str | None = Field(None, alias="error", description="JSON of ErrorInfo, on errors.")
-    content_type: str = Field(JSON, alias="content_type")
-    api_fingerprint: str | None = Field(
-        None,
-        alias="api_fingerprint",
-        description="Fingerprint of the backend's member, when the request carried one.",
-    )
+    Parameters
+    ----------
+    text
+        The property's value.
+    name
+        The property's name, for the error message.
+    cap
+        Values above it are cut to it; without a cap, values above :data:`LARGEST` are
+        refused.
 
-
-def make_request(
-    payload: bytes | bytearray,
-    *,
-    context: str,
-    response_topic: str,
-    message_type: MessageType = MessageType.REQUEST,
-    content_type: str = JSON,
-    deadline: float | None = None,
-    fingerprint: str | None = None,
-    window: int | None = None,
-) -> Message:
-    """Build a request (or ``ping``/``info``/``api_info``) message.
-
-    ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
-    called member as the caller knows it; ``window`` asks for a generator's items one by
-    one, that many on their way at most.
+    Raises
+    ------
+    ProtocolError
+        If ``text`` is not ASCII digits, or (without ``cap``) a number above :data:`LARGEST`.
     """
-    properties = {
-        Prop.MESSAGE_TYPE: message_type.value,
-        Prop.REQUEST_CONTEXT: context,
-        Prop.RESPONSE_TOPIC: response_topic,
-        Prop.CONTENT_TYPE: content_type,
-    }
-    if deadline is not None:
-        properties[Prop.DEADLINE] = f"{deadline:.3f}"
-    if fingerprint:
-        properties[Prop.API_FINGERPRINT] = fingerprint
-    if window:
-        properties[Prop.STREAM] = str(window)
-    return Message(payload=payload, properties=properties)
+    if not (text.isascii() and text.isdigit()):
+        raise ProtocolError(f"{name}={_shown(text)} is not a number")
+    digits = text.lstrip("0") or "0"
+    if len(digits) > _LARGEST_DIGITS or int(digits) > LARGEST:
+        if cap is None:
+            raise ProtocolError(f"{name}={_shown(text)} is too large")
+        return cap
+    value = int(digits)
+    return value if cap is None else min(value, cap)
 
 
-def control_topic(topic: str) -> str:
-    """The topic of ``cancel`` messages for the backend of ``topic``."""
-    return f"{topic}_control"
+def _shown(text: str) -> str:
+    """A property's value for an error message, shortened when long."""
+    return repr(text) if len(text) <= 40 else f"{text[:37]!r}..."
 
 
-def make_control(*, context: str, response_topic: str, received: int | None = None) -> Message:
-    """A control message about the call of ``context`` answered on ``response_topic``.
-
-    ``cancel``; or, with ``received``, ``more``: the caller has taken that many items.
-    """
-    properties = {
-        Prop.MESSAGE_TYPE: MessageType.CANCEL.value,
-        Prop.REQUEST_CONTEXT: context,
-        Prop.CALLER: response_topic,
-    }
-    if received is not None:
-        properties[Prop.MESSAGE_TYPE] = MessageType.MORE.value
-        properties[Prop.RECEIVED] = str(received)
-    return Message(payload=b"", properties=properties)
-
-
-def deadline_of(message: Message) -> float | None:
-    """The UNIX time when the caller of ``message`` stops waiting, if it says (and says well)."""
+def _optional_natural(text: str | None, name: str) -> int | None:
+    """Like :func:`natural`, but None when absent or malformed (for optional hints)."""
+    if text is None:
+        return None
     try:
-        value = float(message.properties.get(Prop.DEADLINE, ""))
+        return natural(text, name)
+    except ProtocolError:
+        return None
+
+
+def fragment_count(message: Message) -> int:
+    """How many pieces the message is one of (1 for a whole message).
+
+    Raises
+    ------
+    ProtocolError
+        If ``num_fragments`` is not a positive integer.
+    """
+    raw = message.properties.get(Prop.NUM_FRAGMENTS)
+    if raw is None:
+        return 1
+    count = natural(raw, Prop.NUM_FRAGMENTS)
+    if count < 1:
+        raise ProtocolError(f"num_fragments={raw!r} is not positive")
+    return count
+
+
+def payload_size_of(message: Message) -> int | None:
+    """The ``payload_size`` of a piece, or None if it gives none (DASF) or a malformed one."""
+    return _optional_natural(message.properties.get(Prop.PAYLOAD_SIZE), Prop.PAYLOAD_SIZE)
+
+
+def _deadline(text: str | None) -> float | None:
+    """A ``deadline``: finite seconds written in ASCII, else None (a bad deadline is ignored)."""
+    if text is None or not text.isascii():
+        return None
+    try:
+        value = float(text)
     except ValueError:
         return None
     return value if math.isfinite(value) else None
 
 
-def request_context(message: Message) -> tuple[str, str]:
-    """The ``(requestContext, response_topic)`` of a request.
+def _window(text: str | None) -> int | None:
+    """A ``stream`` window cut to :data:`MAX_STREAM_WINDOW`; None (no stream) unless positive."""
+    if text is None:
+        return None
+    try:
+        window = natural(text, Prop.STREAM, cap=MAX_STREAM_WINDOW)
+    except ProtocolError:
+        return None
+    return window or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Address:
+    """Where the replies to a message go: its ``requestContext`` and ``response_topic``.
+
+    Attributes
+    ----------
+    context
+        The correlation id, echoed in every reply.
+    response_topic
+        The topic the caller listens on.
+    content_type
+        The encoding of the payload; replies use it too.
+    """
+
+    context: str
+    response_topic: str
+    content_type: str = JSON
+
+    @property
+    def key(self) -> str:
+        """What names the call, here and in control messages: reply topic and context."""
+        return call_key(self.response_topic, self.context)
+
+    @classmethod
+    def of(cls, message: Message) -> Address | None:
+        """The address of any message, or None if it names nobody to reply to.
+
+        Used to answer a message that :func:`parse_request` refused.
+        """
+        props = message.properties
+        context, topic = props.get(Prop.REQUEST_CONTEXT), props.get(Prop.RESPONSE_TOPIC)
+        if not context or not topic:
+            return None
+        return cls(
+            context=context, response_topic=topic, content_type=props.get(Prop.CONTENT_TYPE, JSON)
+        )
+
+
+def call_key(caller: str, context: str) -> str:
+    """The name of a call: its reply topic and its context."""
+    return f"{caller}\0{context}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Incoming(Address):
+    """A message on a backend's request topic, parsed: a :class:`Request` or a :class:`Query`.
+
+    Attributes
+    ----------
+    message
+        The message as received (or, once its pieces are gathered, the whole of it).
+    count
+        ``num_fragments``: how many pieces the message is one of (1 for a whole message).
+    payload_size
+        ``payload_size``: the size of the whole payload, if given (and well).
+    fragments_topic
+        ``fragments_topic``: the side topic of the pieces of a request, if given.
+    """
+
+    message: Message
+    count: int = 1
+    payload_size: int | None = None
+    fragments_topic: str | None = None
+
+    @property
+    def payload(self) -> bytes | bytearray:
+        """The payload."""
+        return self.message.payload
+
+    @property
+    def message_id(self) -> str | None:
+        """The broker's id of the message."""
+        return self.message.message_id
+
+    def whole(self, message: Message) -> Self:
+        """The same message, with ``message`` (its pieces put together) as the whole."""
+        return replace(self, message=message, count=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request(Incoming):
+    """A parsed ``request``.
+
+    Attributes
+    ----------
+    deadline
+        UNIX time when the caller stops waiting; None if not given, or not a finite number.
+    api_fingerprint
+        The fingerprint of the called member as the caller knows it; None if not given.
+    window
+        How many items of a generator may be on their way at once, at most
+        :data:`MAX_STREAM_WINDOW`; None (no stream) if not given, zero or malformed.
+    """
+
+    deadline: float | None = None
+    api_fingerprint: str | None = None
+    window: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Query(Incoming):
+    """A parsed ``ping``, ``info`` or ``api_info``.
+
+    Attributes
+    ----------
+    kind
+        Which of them.
+    """
+
+    kind: Literal[MessageType.PING, MessageType.INFO, MessageType.API_INFO]
+
+
+_QueryKind = Literal[MessageType.PING, MessageType.INFO, MessageType.API_INFO]
+_QUERIES: dict[str, _QueryKind] = {
+    MessageType.PING.value: MessageType.PING,
+    MessageType.INFO.value: MessageType.INFO,
+    MessageType.API_INFO.value: MessageType.API_INFO,
+}
+
+
+def parse_request(message: Message) -> Request | Query:
+    """Parse a message received on a backend's request topic, once, or refuse it.
+
+    Malformed optional hints take their defaults, as documented on :class:`Request`;
+    ``payload_size`` is None if malformed.
 
     Raises
     ------
     ProtocolError
-        If either is missing (DASF backends drop such requests; we reject them loudly).
+        If the message is neither a request nor a query, lacks ``requestContext`` or
+        ``response_topic``, or has a ``num_fragments`` that is not a positive integer.
     """
     props = message.properties
-    missing = [p for p in (Prop.REQUEST_CONTEXT, Prop.RESPONSE_TOPIC) if not props.get(p)]
-    if missing:
+    kind = props.get(Prop.MESSAGE_TYPE)
+    if kind != MessageType.REQUEST.value and kind not in _QUERIES:
+        raise ProtocolError(f"unexpected messageType {kind!r}")
+    address = Address.of(message)
+    if address is None:
+        missing = [p for p in (Prop.REQUEST_CONTEXT, Prop.RESPONSE_TOPIC) if not props.get(p)]
         raise ProtocolError(
             f"message lacks the propert{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}"
         )
-    return str(props[Prop.REQUEST_CONTEXT]), str(props[Prop.RESPONSE_TOPIC])
-
-
-def reply_to(
-    request: Message,
-    payload: bytes | bytearray,
-    *,
-    source_topic: str,
-    message_type: MessageType = MessageType.RESPONSE,
-    status: Status = Status.SUCCESS,
-    extra: Mapping[str, str] | None = None,
-) -> tuple[str, Message]:
-    """Build the reply to ``request``; returns ``(topic to send it to, message)``."""
-    context, topic = request_context(request)
-    properties = {
-        Prop.MESSAGE_TYPE: message_type.value,
-        Prop.REQUEST_CONTEXT: context,
-        Prop.SOURCE_TOPIC: source_topic,
-        Prop.STATUS: status.value,
-        Prop.CONTENT_TYPE: request.properties.get(Prop.CONTENT_TYPE, JSON),
-        **(extra or {}),
-    }
-    return topic, Message(payload=payload, properties=properties)
-
-
-def error_reply(
-    request: Message,
-    error: ErrorInfo,
-    *,
-    source_topic: str,
-    extra: Mapping[str, str] | None = None,
-) -> tuple[str, Message]:
-    """Build the error reply to ``request``."""
-    return reply_to(
-        request,
-        error.text().encode(),
-        source_topic=source_topic,
-        status=Status.ERROR,
-        extra={Prop.ERROR: error.model_dump_json(exclude_none=True), **(extra or {})},
+    count, size = fragment_count(message), payload_size_of(message)
+    side = props.get(Prop.FRAGMENTS_TOPIC)
+    context, topic, content_type = address.context, address.response_topic, address.content_type
+    if kind in _QUERIES:
+        return Query(
+            kind=_QUERIES[kind],
+            context=context,
+            response_topic=topic,
+            content_type=content_type,
+            message=message,
+            count=count,
+            payload_size=size,
+            fragments_topic=side,
+        )
+    return Request(
+        context=context,
+        response_topic=topic,
+        content_type=content_type,
+        message=message,
+        count=count,
+        payload_size=size,
+        fragments_topic=side,
+        deadline=_deadline(props.get(Prop.DEADLINE)),
+        api_fingerprint=props.get(Prop.API_FINGERPRINT),
+        window=_window(props.get(Prop.STREAM)),
     )
 
 
@@ -302,12 +422,3 @@ def parse_error(message: Message) -> ErrorInfo:
         "request" if text.startswith("error validating request") else "execution"
     )
     return ErrorInfo(type="RemoteError", message=text, stage=stage, traceback=None)
-
-
-def envelope_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON Schemas of the envelope, by file name (what ``schemas/`` holds)."""
-    return {
-        "request-properties.json": RequestProperties.model_json_schema(by_alias=True),
-        "response-properties.json": ResponseProperties.model_json_schema(by_alias=True),
-        "error-info.json": ErrorInfo.model_json_schema(),
-    }

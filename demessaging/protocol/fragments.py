@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import overload
 
 from ..errors import ProtocolError
-from .envelope import Message, Prop
+from .envelope import Message, Prop, fragment_count, natural, payload_size_of
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",
@@ -46,7 +46,7 @@ __all__ = [
     "Reassembler",
     "Reassembly",
     "abort_marker",
-    "fragment_count",
+    "is_abort_marker",
     "send_pieces",
     "side_topic",
     "split",
@@ -73,24 +73,9 @@ def abort_marker() -> Message:
     return Message(b"", {Prop.ABORTED: "true"})
 
 
-def fragment_count(message: Message) -> int:
-    """How many pieces the message is one of (1 for a whole message).
-
-    Raises
-    ------
-    ProtocolError
-        If ``num_fragments`` is not a positive integer.
-    """
-    raw = message.properties.get(Prop.NUM_FRAGMENTS)
-    if raw is None:
-        return 1
-    try:
-        count = int(raw)
-    except ValueError:
-        raise ProtocolError(f"num_fragments={raw!r} is not a number") from None
-    if count < 1:
-        raise ProtocolError(f"num_fragments={raw!r} is not positive")
-    return count
+def is_abort_marker(message: Message) -> bool:
+    """Whether a message of a side topic says that the client gave up sending the pieces."""
+    return Prop.ABORTED in message.properties
 
 
 class Pieces(Sequence[Message]):
@@ -239,21 +224,18 @@ class Reassembly:
             If the piece does not fit the payload.
         """
         props = piece.properties
-        try:
-            index = int(props.get(Prop.FRAGMENT, "0"))
-        except ValueError:
-            raise ProtocolError(f"fragment={props.get(Prop.FRAGMENT)!r} is not a number") from None
+        index = natural(props.get(Prop.FRAGMENT, "0"), Prop.FRAGMENT)
         if not 0 <= index < self.count:
             raise ProtocolError(f"fragment {index} of {self.count} is out of range")
         if index in self._seen:
             return self.complete  # a redelivered piece
         if self._buffer is not None:
             try:
-                offset = int(props[Prop.FRAGMENT_OFFSET])
-            except (KeyError, ValueError):
+                offset = natural(props[Prop.FRAGMENT_OFFSET], Prop.FRAGMENT_OFFSET)
+            except (KeyError, ProtocolError):
                 raise ProtocolError("a fragment lacks a valid fragment_offset") from None
             end = offset + len(piece.payload)
-            if offset < 0 or end > len(self._buffer):
+            if end > len(self._buffer):
                 raise ProtocolError(f"fragment {index} overflows the payload of {self.size} bytes")
             self._buffer[offset:end] = piece.payload
         else:
@@ -314,8 +296,7 @@ class Reassembler:
             return piece
         partial = self._partial.get(key)
         if partial is None:
-            size_text = piece.properties.get(Prop.PAYLOAD_SIZE)
-            size = int(size_text) if size_text and size_text.isdigit() else None
+            size = payload_size_of(piece)
             if size is not None and self.held + size > self.max_bytes:
                 raise ProtocolError(
                     f"a payload of {size} bytes does not fit in the {self.max_bytes} bytes "

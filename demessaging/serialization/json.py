@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import ConfigDict, TypeAdapter
 
-from .objects import xarray_kind
+from ..core.xarrays import xarray_kind
 
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
@@ -27,7 +27,7 @@ _ANY: TypeAdapter[Any] = TypeAdapter(Any, config=ConfigDict(ser_json_inf_nan="co
 def _fallback(value: Any) -> Any:
     if isinstance(value, np.ndarray | np.generic):
         return value.tolist()
-    if xarray_kind(value) is not None:
+    if xarray_kind(type(value)) is not None:
         return value.to_dict(data="list")  # DataArray and Dataset: values, not dtypes
     raise TypeError(f"cannot encode a {type(value).__qualname__} as JSON")
 

@@ -39,7 +39,7 @@ import numpy as np
 from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from .objects import xarray_kind
+from ..core.xarrays import xarray_kind
 
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
@@ -129,7 +129,7 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
             arrays.append(data)
             header = [len(arrays) - 1, data.dtype.str, list(obj.shape), order]
             return msgpack.ExtType(ARRAY, msgpack.packb(header))
-        kind = xarray_kind(obj)
+        kind = xarray_kind(type(obj))
         if kind is not None:  # its dictionary form, every variable a buffer
             inner = msgpack.packb(obj.to_dict(data="array"), default=default, **_PACK)
             return msgpack.ExtType(XARRAY[kind], inner)

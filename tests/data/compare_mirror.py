@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from demessaging.core.introspection import inspect_module, is_data_type
 from demessaging.core.loader import load_module
-from demessaging.core.specs import inspect_module, is_data_type
 
 
 def _same_value(a: Any, b: Any) -> bool:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from demessaging.backend import ListenerThread
 from demessaging.backend.cancel import CallControl, Cancellations
-from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client
 from demessaging.core.loader import load_module
+from demessaging.core.reporter import Reporter
 from demessaging.errors import CallCancelled, CallTimeoutError
-from demessaging.progress import Reporter
 
 MODULE = '''
 import threading

@@ -13,8 +13,8 @@ import pytest
 from pydantic import field_validator
 
 from demessaging import configure
+from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
-from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client, Progress
 from demessaging.core import inspect_module
 from demessaging.core.schema import module_schema
@@ -291,3 +291,55 @@ def test_main_refuses_unknown_settings() -> None:
         main("__main__", "schema", messaging_config={"topic": "t", "colour": "red"})
     with pytest.raises(SystemExit, match="unknown settings of main"):
         main("__main__", "schema", messaging_config={"topic": "t"}, flavour=1)
+
+
+def test_main_reads_argparse_habits_of_dasf_command_lines() -> None:
+    from demessaging.dasf.main import argparse_style
+
+    # --members takes every name up to the next option; long options may be shortened
+    assert argparse_style(
+        ["--members", "a", "b", "--top=t", "--websocket", "ws://x", "listen"]
+    ) == [
+        *("--members", "a", "--members", "b", "--topic", "t", "--websocket-url", "ws://x"),
+        "listen",
+    ]
+    assert argparse_style(["-t=t", "schema", "--ind", "-1"]) == [
+        "-t",
+        "t",
+        "schema",
+        "--indent",
+        "-1",
+    ]
+    assert argparse_style(["--p", "1", "listen"]) == ["--p", "1", "listen"]  # ambiguous: click says
+    members = json.loads(_run("--mem", "hello", "count_up", "-t", "x", "schema").stdout)
+    assert set(members["$defs"]) >= {"FuncHello", "FuncCountUp"}
+    assert "ClassGreeter" not in members["$defs"]
+    flagged = _run("--top=from-flag", "generate")
+    assert 'topic="from-flag"' in flagged.stdout
+    assert "expected at least one argument" in _run("--members", "-t", "x", "schema").stderr
+    assert _run("--members", "hello", "schema").returncode == 2  # the command became a member
+
+
+def test_dasf_reports_are_a_registered_report_type() -> None:
+    from deprogressapi import ProgressReport
+
+    from demessaging import PulsarMessageConstants
+    from demessaging.core.reporter import Reporter, is_progress_report, report_type
+    from demessaging.dasf import constants
+    from demessaging.dasf.progress import DEPROGRESSAPI
+
+    assert report_type(ProgressReport) is DEPROGRESSAPI
+    assert report_type(Reporter) is None
+    assert is_progress_report(ProgressReport)
+    assert is_progress_report(Reporter)
+    assert not is_progress_report(dict)
+    assert not is_progress_report("ProgressReport")
+    assert PulsarMessageConstants.PropertyKeys is constants.PropertyKeys
+    sent: list[tuple[bytes, str]] = []
+    default = ProgressReport(step_message="default")
+    report = DEPROGRESSAPI.make(ProgressReport, default, lambda p, s: sent.append((p, s)))
+    assert report is not default
+    report.submit()
+    assert sent
+    assert json.loads(sent[-1][0])["step_message"] == "default"
+    assert sent[-1][1] == "running"

@@ -118,6 +118,7 @@ def test_public_api() -> None:
         "ArraySpec",
         "AuthenticationError",
         "CallError",
+        "Client",
         "CallTimeoutError",
         "ConfigurationError",
         "configure",
@@ -126,7 +127,9 @@ def test_public_api() -> None:
         "GeneratorError",
         "InvalidArgumentsError",
         "ModuleLoadError",
+        "generate",
         "main",
+        "serve",
         "PayloadTooLargeError",
         "ProtocolError",
         "RemoteError",
@@ -136,6 +139,15 @@ def test_public_api() -> None:
     }
     for name in demessaging.__all__:
         assert getattr(demessaging, name) is not None
+    from demessaging.backend import serve
+    from demessaging.client import Client
+    from demessaging.codegen import generate
+
+    assert (demessaging.Client, demessaging.serve, demessaging.generate) == (
+        Client,
+        serve,
+        generate,
+    )
     assert issubclass(demessaging.CallTimeoutError, TimeoutError)
     assert issubclass(demessaging.SignatureError, demessaging.ModuleLoadError)
     assert all(

@@ -10,13 +10,8 @@ import pytest
 
 from demessaging.errors import ProtocolError
 from demessaging.protocol import Message, Prop
-from demessaging.protocol.fragments import (
-    Reassembler,
-    Reassembly,
-    fragment_count,
-    send_pieces,
-    split,
-)
+from demessaging.protocol.envelope import fragment_count
+from demessaging.protocol.fragments import Reassembler, Reassembly, send_pieces, split
 
 
 def message(size: int) -> Message:

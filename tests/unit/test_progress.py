@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from demessaging import Reporter
+from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
-from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client, Progress
 from demessaging.client import bars as bars_module
 from demessaging.client.bars import Bar, wanted

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from demessaging.backend import ListenerThread
 from demessaging.backend import listener as listener_module
 from demessaging.backend.dispatcher import Dispatcher, Outcome
-from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener, ListenerThread
+from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener
 from demessaging.client import Client, connection
 from demessaging.client.portal import Portal
 from demessaging.config import Settings
@@ -26,7 +27,7 @@ from demessaging.errors import (
     RemoteError,
     TransportError,
 )
-from demessaging.protocol import Message, Prop
+from demessaging.protocol import Message, Prop, parse_error
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -478,7 +479,7 @@ def test_backend_refuses_requests_over_its_max_payload(
     assert "more than this backend takes (500 bytes)" in info.value.message
 
 
-def raw_head(side: str, count: int = 3) -> Message:
+def raw_head(side: str, count: int = 3, size: str = "6") -> Message:
     return Message(
         payload=b"{}",
         properties={
@@ -488,7 +489,7 @@ def raw_head(side: str, count: int = 3) -> Message:
             Prop.FRAGMENT: "0",
             Prop.NUM_FRAGMENTS: str(count),
             Prop.FRAGMENT_OFFSET: "0",
-            Prop.PAYLOAD_SIZE: "6",
+            Prop.PAYLOAD_SIZE: size,
             Prop.FRAGMENTS_TOPIC: side,
         },
     )
@@ -525,6 +526,27 @@ def test_bad_requests_in_pieces_are_answered_with_errors(
     assert reply.properties[Prop.STATUS] == "error"
     assert error in reply.payload.decode()
     assert [t for t in broker.subscriptions() if "_fragments_" in t] == []
+
+
+@pytest.mark.parametrize("size", ["\u00b2", "", "-6", "6.0", "9" * 5000])
+def test_a_head_with_a_malformed_payload_size_is_refused(broker: MemoryBroker, size: str) -> None:
+    """``"\u00b2"`` passes ``str.isdigit()`` but not ``int()``: it once failed as a bug of ours."""
+    from demessaging.backend import Dispatcher, Listener
+
+    async def exchange() -> Message:
+        transport = MemoryTransport(broker)
+        replies = await transport.subscribe("heads-replies", "me", shared=False)
+        await transport.publish("heads", raw_head("heads_fragments_c1", size=size))
+        reply = await asyncio.wait_for(replies.receive(), 10)
+        await transport.close()
+        return reply
+
+    listener = Listener(Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "heads")
+    with ListenerThread(listener):
+        reply = asyncio.run(exchange())
+    assert reply.properties[Prop.STATUS] == "error"
+    assert "must give its payload_size" in reply.payload.decode()
+    assert parse_error(reply).stage == "request"
 
 
 def test_a_keyboard_interrupt_in_a_served_function_is_an_execution_error(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,13 +13,15 @@ from types import ModuleType
 
 import pytest
 
-from demessaging.backend import listener as listener_module
+from demessaging.backend import ListenerThread
+from demessaging.backend import replies as replies_module
 from demessaging.backend import serve as serve_in_thread
 from demessaging.backend.dispatcher import Dispatcher
-from demessaging.backend.listener import ListenerThread
 from demessaging.client import Client, streams
 from demessaging.core.loader import load_module
 from demessaging.errors import APIChangedError, ProtocolError, RemoteError
+from demessaging.message import Message, Prop
+from demessaging.transport.memory import MemoryBroker, MemoryTransport
 from tests.helpers import generated_client
 
 MODULE = '''
@@ -169,6 +172,37 @@ def test_a_generated_client_mirrors_generators_in_both_faces(
         assert asyncio.run(take()) == [0, 1, 2, 3]
 
 
+@pytest.mark.parametrize("window", ["\u00b2", "0", "-3", "many"])
+def test_a_malformed_window_means_no_stream(
+    module: ModuleType,
+    serve: Callable[..., ListenerThread],
+    broker: MemoryBroker,
+    window: str,
+) -> None:
+    """``"\u00b2"`` passes ``str.isdigit()`` but not ``int()``: it once failed the call."""
+    serve(module)
+
+    async def exchange() -> Message:
+        transport = MemoryTransport(broker)
+        replies = await transport.subscribe("raw-replies", "me", shared=False)
+        properties = {
+            Prop.MESSAGE_TYPE: "request",
+            Prop.REQUEST_CONTEXT: "c1",
+            Prop.RESPONSE_TOPIC: "raw-replies",
+            Prop.STREAM: window,
+        }
+        await transport.publish("t", Message(b'{"func_name": "numbers", "n": 3}', properties))
+        reply = await asyncio.wait_for(replies.receive(), 10)
+        await transport.close()
+        return reply
+
+    reply = asyncio.run(exchange())
+    assert reply.properties[Prop.MESSAGE_TYPE] == "response"  # no items before it
+    assert reply.properties[Prop.STATUS] == "success", reply.payload
+    assert Prop.STREAM not in reply.properties
+    assert json.loads(reply.payload) == [0, 1, 2]
+
+
 def test_a_window_over_the_backends_limit_is_cut_to_it(
     module: ModuleType, serve: Callable[..., ListenerThread], client: Callable[..., Client]
 ) -> None:
@@ -183,7 +217,7 @@ def test_a_slow_caller_is_not_taken_for_a_gone_one(
     client: Callable[..., Client],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(listener_module, "STREAM_IDLE", 0.3)  # the backend's patience
+    monkeypatch.setattr(replies_module, "STREAM_IDLE", 0.3)  # the backend's patience
     monkeypatch.setattr(streams, "STREAM_KEEPALIVE", 0.1)  # the caller says it is there
     serve(module)
     taken = []

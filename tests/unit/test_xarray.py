@@ -93,6 +93,20 @@ def test_invalid_xarray_input_is_a_validation_error() -> None:
         adapter.validate_python(3)
 
 
+def test_xarray_kind_names_the_two_classes_only() -> None:
+    from demessaging.core.xarrays import xarray_kind
+
+    assert xarray_kind(xr.DataArray) == "DataArray"
+    assert xarray_kind(type(xr.Dataset())) == "Dataset"
+    assert xarray_kind(xr.Variable) is None
+    impostor = type("DataArray", (), {"__module__": "xarray_extras.core"})
+    assert xarray_kind(impostor) is None
+    assert xarray_kind(dict) is None
+    # the codecs ask about a value's class, never about a class as a value
+    with pytest.raises(TypeError, match="cannot encode a type"):
+        json.encode(xr.DataArray)
+
+
 def test_the_schema_describes_xarray_parameters() -> None:
     schema = module_schema(build_models(inspect_module(MODULE)))
     text = stdjson.dumps(schema)

@@ -24,6 +24,10 @@ raises (``error``).
 A reporter is also where a call learns that its caller cancelled it: :meth:`Reporter.start`,
 :meth:`~Reporter.advance`, :meth:`~Reporter.task` and :meth:`~Reporter.check` raise
 :class:`~demessaging.errors.CallCancelled` then, which ends the call and frees its worker.
+
+Other report classes can take a reporter's place (DASF's ``deprogressapi`` reports do, see
+:mod:`demessaging.dasf.progress`): :func:`register_report_type` tells the introspection to
+leave their parameters out of requests and the backend how to make one for a call.
 """
 
 from __future__ import annotations
@@ -32,15 +36,24 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .errors import CallCancelled
+from ..errors import CallCancelled
 
-__all__ = ["Reporter"]
+__all__ = [
+    "ReportType",
+    "Reporter",
+    "SendProgress",
+    "is_progress_report",
+    "register_report_type",
+    "report_type",
+]
 
-#: Sends a whole report tree (its JSON) with its status.
-Send = Callable[[bytes, str], None]
+#: Sends one progress message to the caller: the payload (a report's JSON) and the status
+#: (``running``, ``success`` or ``error``). Called from the worker thread of the call.
+SendProgress = Callable[[bytes, str], None]
 
 
 class Reporter:
@@ -76,14 +89,14 @@ class Reporter:
         self.children: list[Reporter] = []
         self._root: Reporter = self
         self._id = "root"
-        self._send: Send | None = None
+        self._send: SendProgress | None = None
         self._cancelled: threading.Event | None = None
         self._lock = threading.RLock()
         self._sent_at = 0.0
 
     @classmethod
     def for_call(
-        cls, message: str, send: Send | None, cancelled: threading.Event | None = None
+        cls, message: str, send: SendProgress | None, cancelled: threading.Event | None = None
     ) -> Reporter:
         """The root reporter of a call, sending to ``send`` (None: to nobody).
 
@@ -184,3 +197,47 @@ class Reporter:
 
     def __repr__(self) -> str:
         return f"Reporter({self.message!r}, done={self.done}, total={self.total}, {self.status})"
+
+
+@dataclass(frozen=True)
+class ReportType:
+    """Report classes other than :class:`Reporter` that a backend fills in for a parameter.
+
+    Attributes
+    ----------
+    recognises
+        Whether a parameter's annotation (a class) is one of them.
+    make
+        A fresh report for one call: ``make(annotation, default, send)``, with the
+        parameter's default (``inspect.Parameter.empty`` if none) and where its messages go
+        (a function that logs its failures, never raises them; None: to nobody).
+    """
+
+    recognises: Callable[[type], bool]
+    make: Callable[[type, Any, SendProgress | None], Any]
+
+
+_REPORT_TYPES: list[ReportType] = []
+
+
+def register_report_type(kind: ReportType) -> None:
+    """Have parameters of another report class filled in by the backend, like a Reporter's."""
+    if kind not in _REPORT_TYPES:
+        _REPORT_TYPES.append(kind)
+
+
+def report_type(annotation: Any) -> ReportType | None:
+    """The registered kind of report ``annotation`` is, if any (None for a Reporter too)."""
+    if not isinstance(annotation, type):
+        return None
+    return next((kind for kind in _REPORT_TYPES if kind.recognises(annotation)), None)
+
+
+def is_progress_report(annotation: Any) -> bool:
+    """Whether a parameter takes a progress report: a :class:`Reporter` or a registered kind.
+
+    Such parameters are filled by the backend, never sent by callers.
+    """
+    if not isinstance(annotation, type):
+        return False
+    return Reporter in annotation.__mro__ or report_type(annotation) is not None

@@ -1,12 +1,16 @@
-"""Requests in pieces, as a client sends them (see :mod:`demessaging.protocol.fragments`).
+"""Requests in pieces: how a client uploads them, and how a backend gathers them.
 
-A request larger than the broker takes in one message goes as a head on the request topic
-and pieces on a side topic of its own, whose subscription exists before anything is sent, so
-that no piece is lost whichever backend takes the head. The head and the pieces go at the
-same time. A side topic is made ahead of need (creating a topic costs tens of milliseconds on
-Apache Pulsar), and an upload that fails is cleaned up in the background: an ``aborted``
-marker tells the backend reading the side topic to stop waiting, or, if no backend will come
-for the pieces, their subscription is deleted.
+:mod:`demessaging.protocol.fragments` describes the exchange. A request larger than the broker
+takes in one message goes as a head on the request topic and pieces on a side topic of its own,
+whose subscription exists before anything is sent, so that no piece is lost whichever backend
+takes the head. The head and the pieces go at the same time. A side topic is made ahead of need
+(creating a topic costs tens of milliseconds on Apache Pulsar), and an upload that fails is
+cleaned up in the background: an ``aborted`` marker tells the backend reading the side topic to
+stop waiting, or, if no backend will come for the pieces, their subscription is deleted.
+
+The backend that takes the head reads the pieces from the side topic (:func:`gather`) and
+acknowledges them only after it replied (:meth:`Gathered.acknowledge`), so that a backend
+that dies before leaves them for the next attempt.
 """
 
 from __future__ import annotations
@@ -18,19 +22,25 @@ import logging
 import uuid
 from asyncio import FIRST_EXCEPTION
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from ..errors import TransportError
-from ..protocol.envelope import Message, Prop
-from ..protocol.fragments import (
+from ..errors import ProtocolError, TransportError
+from ..transport.base import Subscription, Transport
+from .envelope import Incoming, Message, Prop
+from .fragments import (
     FRAGMENT_SUBSCRIPTION,
+    PIECE_PREFETCH,
+    Reassembly,
     abort_marker,
+    is_abort_marker,
     send_pieces,
     side_topic,
     split,
 )
-from ..transport.base import Subscription, Transport
 
-__all__ = ["Uploads"]
+__all__ = ["Gathered", "Uploads", "gather"]
+
+_Head = TypeVar("_Head", bound=Incoming)
 
 log = logging.getLogger("demessaging.client")
 
@@ -133,3 +143,98 @@ class Uploads:
             await holder.unsubscribe()
         except TransportError as exc:
             log.warning("could not delete the side topic subscription of %s: %s", name, exc)
+
+
+class Gathered:
+    """The pieces of a gathered request, held on their side subscription until it is answered.
+
+    Parameters
+    ----------
+    side
+        The subscription of the side topic.
+    pieces
+        The pieces read from it (all but the head), to acknowledge.
+    """
+
+    def __init__(self, side: Subscription, pieces: list[Message]) -> None:
+        self.side = side
+        self.pieces = pieces
+
+    async def acknowledge(self) -> None:
+        """The request was answered: acknowledge the pieces and delete the side subscription."""
+        for piece in self.pieces:
+            await self.side.ack(piece)
+        await self.side.unsubscribe()
+
+    async def keep(self) -> None:
+        """The request will come again: leave the pieces for the next attempt."""
+        await self.side.close()
+
+
+async def gather(
+    transport: Transport, head: _Head, *, topic: str, max_payload: int, timeout: float
+) -> tuple[_Head, Gathered]:
+    """Read the pieces of the request of ``head`` from its side topic.
+
+    Parameters
+    ----------
+    transport
+        The backend's broker connection.
+    head
+        Piece 0 of the request, parsed.
+    topic
+        The backend's request topic: the side topic must be one of its own.
+    max_payload
+        The largest request taken, in bytes.
+    timeout
+        Seconds to wait for each piece.
+
+    Returns
+    -------
+    tuple
+        The whole request, and its pieces to acknowledge once it is answered.
+
+    Raises
+    ------
+    ProtocolError
+        If the head is malformed, the request too large, a piece malformed or late, or the
+        caller gave up sending (the side subscription is then deleted).
+    """
+    side_name = head.fragments_topic or ""
+    if not side_name.startswith(side_topic(topic, "")):
+        raise ProtocolError(
+            f"a request in pieces must name a fragments_topic of {topic!r}, not {side_name!r}"
+        )
+    if head.payload_size is None:
+        raise ProtocolError("a request in pieces must give its payload_size")
+    if head.payload_size > max_payload:
+        raise ProtocolError(
+            f"the request has {head.payload_size} bytes, more than this backend takes "
+            f"({max_payload} bytes)"
+        )
+    whole = Reassembly(head.payload_size, head.count)
+    whole.add(head.message)
+    side = await transport.subscribe(  # its pieces are acknowledged after the reply
+        side_name, FRAGMENT_SUBSCRIPTION, shared=True, prefetch=PIECE_PREFETCH, unacked=whole.count
+    )
+    pieces: list[Message] = []
+    try:
+        while not whole.complete:
+            piece = await asyncio.wait_for(side.receive(), timeout)
+            if is_abort_marker(piece):
+                raise ProtocolError("the caller gave up sending the request")
+            whole.add(piece)
+            pieces.append(Message(b"", message_id=piece.message_id))  # to acknowledge it
+    except (asyncio.TimeoutError, ProtocolError) as exc:
+        await side.unsubscribe()
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(
+            f"only {len(pieces) + 1} of {whole.count} pieces of the request arrived "
+            f"within {timeout:g} s"
+        ) from None
+    except BaseException:  # the broker failed, or the backend stops: keep the pieces
+        with contextlib.suppress(Exception):
+            await side.close()
+        raise
+    return head.whole(whole.message()), Gathered(side, pieces)

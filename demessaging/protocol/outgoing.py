@@ -1,0 +1,83 @@
+"""Building the messages peers send: requests, and the replies to them.
+
+What they carry is documented in :mod:`demessaging.protocol.envelope`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..message import JSON, Message, MessageType, Prop, Status
+from .envelope import Address, ErrorInfo
+
+__all__ = ["error_reply", "make_request", "reply_to"]
+
+
+def make_request(
+    payload: bytes | bytearray,
+    *,
+    context: str,
+    response_topic: str,
+    message_type: MessageType = MessageType.REQUEST,
+    content_type: str = JSON,
+    deadline: float | None = None,
+    fingerprint: str | None = None,
+    window: int | None = None,
+) -> Message:
+    """Build a request (or ``ping``/``info``/``api_info``) message.
+
+    ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
+    called member as the caller knows it; ``window`` asks for a generator's items one by
+    one, that many on their way at most.
+    """
+    properties = {
+        Prop.MESSAGE_TYPE: message_type.value,
+        Prop.REQUEST_CONTEXT: context,
+        Prop.RESPONSE_TOPIC: response_topic,
+        Prop.CONTENT_TYPE: content_type,
+    }
+    if deadline is not None:
+        properties[Prop.DEADLINE] = f"{deadline:.3f}"
+    if fingerprint:
+        properties[Prop.API_FINGERPRINT] = fingerprint
+    if window:
+        properties[Prop.STREAM] = str(window)
+    return Message(payload=payload, properties=properties)
+
+
+def reply_to(
+    request: Address,
+    payload: bytes | bytearray,
+    *,
+    source_topic: str,
+    message_type: MessageType = MessageType.RESPONSE,
+    status: Status = Status.SUCCESS,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[str, Message]:
+    """Build the reply to ``request``; returns ``(topic to send it to, message)``."""
+    properties = {
+        Prop.MESSAGE_TYPE: message_type.value,
+        Prop.REQUEST_CONTEXT: request.context,
+        Prop.SOURCE_TOPIC: source_topic,
+        Prop.STATUS: status.value,
+        Prop.CONTENT_TYPE: request.content_type,
+        **(extra or {}),
+    }
+    return request.response_topic, Message(payload=payload, properties=properties)
+
+
+def error_reply(
+    request: Address,
+    error: ErrorInfo,
+    *,
+    source_topic: str,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[str, Message]:
+    """Build the error reply to ``request``."""
+    return reply_to(
+        request,
+        error.text().encode(),
+        source_topic=source_topic,
+        status=Status.ERROR,
+        extra={Prop.ERROR: error.model_dump_json(exclude_none=True), **(extra or {})},
+    )
