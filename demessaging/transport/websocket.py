@@ -100,6 +100,8 @@ class _Layout:
             return (
                 f"{self.base}/consumer/{self._pulsar_topic(topic)}/{quote(subscription)}"
                 f"?subscriptionType={kind}&receiverQueueSize={max(1, prefetch)}"
+                # as the binary transport: a nacked message comes again after 1 s, not 60 s
+                "&negativeAckRedeliveryDelay=1000"
             )
         return f"{self.base}/{quote(topic)}/{quote(subscription)}"
 

@@ -63,12 +63,10 @@ class Behaviour:
 BEHAVIOURS: dict[str, Behaviour] = {
     "memory": Behaviour(),
     # the transport closes subscriptions instead of deleting them on pulsar-lite, which never
-    # deletes data (PulsarOptions.pulsar_lite): a subscription outlives unsubscribe
+    # deletes data (PulsarTransport's pulsar_lite): a subscription outlives unsubscribe
     "pulsar-lite": Behaviour(unsubscribe_deletes=False),
     "pulsar": Behaviour(),
-    # the WebSocket API's consumers redeliver nacked messages after the client library's
-    # default delay, one minute (the transport does not set negativeAckRedeliveryDelay)
-    "pulsar-ws": Behaviour(nack_delay=90.0),
+    "pulsar-ws": Behaviour(),
     # dasf-broker-django has no subscriptions and no negative acknowledgement: it keeps a
     # topic's messages until the consumer's user acknowledged them, gives each new consumer
     # those outstanding, and every message to every consumer (dasf_broker/consumers.py)

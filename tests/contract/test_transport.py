@@ -217,7 +217,7 @@ def test_unsubscribe_deletes_the_subscription_and_stops_receiving(
         # the subscription made again is new: it starts at the end of the topic
         assert contract.run(scenario) == [b"after"]
     else:
-        # on pulsar-lite the subscription is only closed (PulsarOptions.pulsar_lite), and
+        # on pulsar-lite the subscription is only closed (PulsarTransport's pulsar_lite), and
         # dasf-broker-django has none to delete: what came meanwhile is kept for it
         assert contract.run(scenario) == [b"meanwhile", b"after"]
 

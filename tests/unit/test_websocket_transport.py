@@ -244,7 +244,7 @@ PULSAR_CASES = [
         {"prefetch": 5},
         "/ws/v2/producer/persistent/public/default/requests",
         "/ws/v2/consumer/persistent/public/default/requests/sub"
-        "?subscriptionType=Shared&receiverQueueSize=5",
+        "?subscriptionType=Shared&receiverQueueSize=5&negativeAckRedeliveryDelay=1000",
         id="defaults",
     ),
     pytest.param(
@@ -254,7 +254,7 @@ PULSAR_CASES = [
         {"shared": False, "prefetch": 1, "unacked": 50},
         "/ws/v2/producer/non-persistent/inst/models/requests",
         "/ws/v2/consumer/non-persistent/inst/models/requests/sub"
-        "?subscriptionType=Exclusive&receiverQueueSize=50",
+        "?subscriptionType=Exclusive&receiverQueueSize=50&negativeAckRedeliveryDelay=1000",
         id="non-persistent-exclusive",
     ),
     pytest.param(
@@ -263,7 +263,7 @@ PULSAR_CASES = [
         "persistent://t/n/full",
         {"prefetch": 0},
         "/ws/v2/producer/persistent/t/n/full",
-        "/ws/v2/consumer/persistent/t/n/full/sub?subscriptionType=Shared&receiverQueueSize=1",
+        "/ws/v2/consumer/persistent/t/n/full/sub?subscriptionType=Shared&receiverQueueSize=1&negativeAckRedeliveryDelay=1000",
         id="full-topic-name",
     ),
 ]
@@ -841,7 +841,7 @@ def test_a_consumer_closed_by_the_broker_subscribes_again() -> None:
     assert got.payload == b"again"
     expected = (
         "/ws/v2/consumer/persistent/public/default/t/sub"
-        "?subscriptionType=Shared&receiverQueueSize=3"
+        "?subscriptionType=Shared&receiverQueueSize=3&negativeAckRedeliveryDelay=1000"
     )
     assert paths == [expected, expected]
     assert frames == [{"messageId": "after"}]  # acknowledged on the new connection
