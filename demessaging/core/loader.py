@@ -27,7 +27,9 @@ def load_module(target: str | Path | ModuleType) -> ModuleType:
     ModuleType
         The imported module. A file is imported under its stem and registered in
         ``sys.modules``, so that types it defines resolve (pydantic, dataclasses and
-        ``from __future__ import annotations`` need that).
+        ``from __future__ import annotations`` need that). Its folder goes first on
+        ``sys.path``, as ``python module.py`` puts it, so the modules next to it import
+        (also later, from inside its functions); it stays there.
 
     Raises
     ------
@@ -73,11 +75,17 @@ def _load_file(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ModuleLoadError(f"cannot import {str(path)!r} as a Python module")
     module = importlib.util.module_from_spec(spec)
+    folder = str(path.parent)
+    added = not sys.path or sys.path[0] != folder
+    if added:
+        sys.path.insert(0, folder)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(name, None)
+        if added and sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
         raise ModuleLoadError(
             f"importing {str(path)!r} failed: {type(exc).__name__}: {exc}"
         ) from exc

@@ -42,10 +42,13 @@ def _forget_new_modules(before: set[str]) -> None:
 
 @pytest.fixture(autouse=True)
 def _forget_test_modules() -> Iterator[None]:
-    """Remove the test modules a test imported from ``sys.modules`` after it."""
+    """Remove the test modules a test imported from ``sys.modules`` after it, and the folders
+    the loader put on ``sys.path`` for them."""
     before = set(sys.modules)
+    path = list(sys.path)
     yield
     _forget_new_modules(before)
+    sys.path[:] = path
 
 
 @pytest.fixture
