@@ -20,6 +20,7 @@ from pathlib import Path
 from .. import __version__
 from ..core.specs import ClassSpec, FunctionSpec, ModuleSpec
 from ..errors import GeneratorError
+from .guard import runtime_guard
 from .render import Renderer, docstring_literal
 
 __all__ = ["render_sources"]
@@ -82,6 +83,9 @@ def render_sources(
     header += [
         f"# Client of the demessaging backend {spec.name!r}, written by demessaging {__version__}.",
         *preamble,
+        runtime_guard(),  # before every import: it stops without the right runtime
+        "",
+        "",
         *_imports(renderer.imports, members),
         "from demessaging.client import RemoteModule",
         "",
