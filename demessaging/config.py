@@ -63,6 +63,10 @@ class Settings:
         Whether clients show a progress bar for calls whose backend reports progress (and
         that have no ``on_progress`` callback): ``auto`` (the default: in terminals and
         notebooks), ``on`` or ``off``.
+    prefixes
+        The environment prefixes the settings were read with (:meth:`from_env`), the first
+        one winning; errors name the variables to change by them (:meth:`variable`). Not a
+        setting.
     """
 
     broker_url: str = DEFAULT_BROKER_URL
@@ -72,6 +76,16 @@ class Settings:
     admin_url: str = ""
     encoding: str = "auto"
     progress: str = "auto"
+    prefixes: tuple[str, ...] = (ENV_PREFIX,)
+
+    def variable(self, name: str) -> str:
+        """The environment variables that change the setting ``name``, for error messages.
+
+        >>> Settings(prefixes=("CLIMATE_CLIENT_", "DEMESSAGING_")).variable("broker_url")
+        'CLIMATE_CLIENT_BROKER_URL (or DEMESSAGING_BROKER_URL)'
+        """
+        first, *others = [f"{prefix}{name.upper()}" for prefix in self.prefixes or (ENV_PREFIX,)]
+        return f"{first} (or {', '.join(others)})" if others else first
 
     def connect(self) -> Transport:
         """A transport to the broker; ``embedded://`` is the embedded broker running here.
@@ -83,7 +97,8 @@ class Settings:
         TransportError
             For ``embedded://`` when no embedded broker runs on this machine.
         """
-        return connect_transport(resolve(self.broker_url), self.transport)
+        broker_url = resolve(self.broker_url, setting=self.variable("broker_url"))
+        return connect_transport(broker_url, self.transport)
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -148,6 +163,7 @@ class Settings:
             if explicit not in unset:
                 target[name] = _headers(name, explicit) if kind == _HEADERS else explicit
         own["transport"] = TransportOptions(**transport)
+        own["prefixes"] = tuple(prefixes)
         return cls(**own)
 
 
@@ -163,7 +179,7 @@ _HEADERS = Mapping[str, str]
 def _kinds() -> dict[str, Any]:
     """Every setting's type, by name: those of :class:`Settings`, then transport options."""
     kinds = typing.get_type_hints(Settings)
-    del kinds["transport"]
+    del kinds["transport"], kinds["prefixes"]
     options = typing.get_type_hints(TransportOptions)
     kinds.update((name, kind) for name, kind in options.items() if name not in _CODE_ONLY)
     return kinds

@@ -113,10 +113,11 @@ def find_running(folder: Path | None = None) -> EmbeddedBroker | None:
     return EmbeddedBroker(url=f"pulsar://127.0.0.1:{port}", pid=pid, folder=folder)
 
 
-def resolve(broker_url: str) -> str:
+def resolve(broker_url: str, *, setting: str = "DEMESSAGING_BROKER_URL") -> str:
     """``broker_url``, with ``embedded://`` turned into the running embedded broker's URL.
 
-    Other URLs are returned as they are.
+    Other URLs are returned as they are. ``setting`` names the variable that changes the
+    broker URL, for the error.
 
     Raises
     ------
@@ -128,9 +129,9 @@ def resolve(broker_url: str) -> str:
     broker = find_running()
     if broker is None:
         raise TransportError(
-            f"no embedded broker is running on this machine (looked in {data_dir()}); start "
-            "a backend with `demessaging listen`, or the broker with `demessaging broker`, "
-            "or set DEMESSAGING_BROKER_URL"
+            f"no embedded broker is running on this machine (looked in {data_dir()}); set "
+            f"{setting} to the broker's URL, or start a backend here with `demessaging "
+            "listen` (or the broker with `demessaging broker`)"
         )
     return broker.broker_url
 

@@ -15,6 +15,7 @@ import importlib.metadata
 import re
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +24,7 @@ from .. import __version__
 from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT
 from ..core.introspection import inspect_module
 from ..core.specs import ModuleSpec
-from ..errors import GeneratorError
+from ..errors import DemessagingWarning, GeneratorError
 from .mirror import render_sources
 
 __all__ = ["GeneratedPackage", "generate", "render_module"]
@@ -76,7 +77,9 @@ def generate(
     topic
         The backend's topic; the module's name by default.
     broker_url
-        The broker the client connects to by default.
+        The broker the client connects to by default. Without it, ``embedded://``: the
+        broker of this machine only, which partners elsewhere replace by setting
+        ``<PACKAGE>_BROKER_URL``; that warns (:class:`~demessaging.errors.DemessagingWarning`).
     timeout
         The default deadline of a call, in seconds.
     version
@@ -123,6 +126,14 @@ def generate(
         _pyproject(distribution, package, version, spec.name, dependencies), encoding="utf-8"
     )
     (root / "README.md").write_text(_readme(distribution, package, spec), encoding="utf-8")
+    if broker_url is None:
+        warnings.warn(
+            f"{distribution} connects to {DEFAULT_BROKER_URL}, a broker of this machine only; "
+            f"partners elsewhere would have to set {package.upper()}_BROKER_URL: pass the URL "
+            "they reach as broker_url (--broker-url)",
+            DemessagingWarning,
+            stacklevel=2,
+        )
     return GeneratedPackage(root, distribution, package, dependencies)
 
 

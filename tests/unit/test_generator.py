@@ -151,7 +151,7 @@ def test_arguments_are_validated_before_anything_is_sent(
 
 
 def test_generated_package_passes_ruff_and_mypy(tmp_path: Path) -> None:
-    package = generate(KITCHEN, tmp_path / "pkg", name="ks-lint")
+    package = generate(KITCHEN, tmp_path / "pkg", name="ks-lint", broker_url="pulsar://far:6650")
     assert (package.root / package.package / "aio.py").is_file()
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", str(package.root)], capture_output=True, text=True
@@ -167,6 +167,7 @@ def test_generated_package_passes_ruff_and_mypy(tmp_path: Path) -> None:
     assert "in 2 source files" in mypy.stdout  # __init__.py and aio.py
 
 
+@pytest.mark.filterwarnings("ignore:climate-client connects to embedded")
 def test_package_layout_and_dependencies(tmp_path: Path) -> None:
     package = generate(CLIMATE, tmp_path / "out", topic="climate-v1")
     assert package.distribution == "climate-client"
@@ -191,10 +192,12 @@ def test_package_layout_and_dependencies(tmp_path: Path) -> None:
 
 
 def test_existing_output_is_not_overwritten_without_force(tmp_path: Path) -> None:
-    generate(CLIMATE, tmp_path)
+    generate(CLIMATE, tmp_path, broker_url="memory://")
     with pytest.raises(GeneratorError, match="not empty"):
-        generate(CLIMATE, tmp_path)
-    assert generate(CLIMATE, tmp_path, force=True).package == "climate_client"
+        generate(CLIMATE, tmp_path, broker_url="memory://")
+    assert (
+        generate(CLIMATE, tmp_path, broker_url="memory://", force=True).package == "climate_client"
+    )
 
 
 def test_defaults_without_source_form_are_refused_by_name(
