@@ -12,6 +12,8 @@ import demessaging
 from demessaging.codegen import generate
 from demessaging.codegen.guard import runtime_requirement
 
+from .conftest import unique_name
+
 MAJOR = int(demessaging.__version__.split(".")[0])
 NEEDED = f"demessaging>={demessaging.__version__},<{MAJOR + 1}"
 HOW = (
@@ -24,10 +26,9 @@ HOW = (
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The folder of a generated client, ``climate_client``."""
     folder = tmp_path_factory.mktemp("guarded")
-    (folder / "climate.py").write_text(
-        "def total(a: float, b: float) -> float:\n    return a + b\n"
-    )
-    generate(folder / "climate.py", folder / "out", broker_url="pulsar://far.example.org:6650")
+    backend = folder / f"{unique_name('climate')}.py"
+    backend.write_text("def total(a: float, b: float) -> float:\n    return a + b\n")
+    generate(backend, folder / "out", name="climate-client", broker_url="pulsar://far:6650")
     return folder / "out"
 
 
