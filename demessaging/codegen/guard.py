@@ -8,6 +8,8 @@ importing it (DASF's imports its backend and broker libraries): it needs the sub
 
 from __future__ import annotations
 
+import json
+
 from .. import __version__
 
 __all__ = ["runtime_guard", "runtime_requirement"]
@@ -61,7 +63,7 @@ if "demessaging.client" not in sys.modules:  # before the runtime's first import
                 import demessaging
 
                 version = str(getattr(demessaging, "__version__", "unknown"))
-                if key({lowest!r}) <= key(version) < ({below},):
+                if key({lowest}) <= key(version) < ({below},):
                     return
                 found = f"demessaging {{version}} is installed ({{where}})"
         raise ImportError(
@@ -90,6 +92,6 @@ def runtime_guard(version: str = __version__) -> str:
     major = int(version.split(".", 1)[0])
     return _GUARD.format(
         requirement=runtime_requirement(version),
-        lowest=version,
+        lowest=json.dumps(version),
         below=major + 1,
     ).strip()
