@@ -25,7 +25,6 @@ if "demessaging.client" not in sys.modules:  # before the runtime's first import
         DASF's demessaging 0.x has the same name, but another code base without
         demessaging.client; it is not imported.
         """
-        import importlib.metadata
         import importlib.util
         import os
         import re
@@ -53,6 +52,8 @@ if "demessaging.client" not in sys.modules:  # before the runtime's first import
             folders = list(spec.submodule_search_locations or [])
             where = folders[0] if folders else str(spec.origin)
             if not any(os.path.isdir(os.path.join(f, "client")) for f in folders):
+                import importlib.metadata
+
                 version = ""
                 for dist in importlib.metadata.distributions(name="demessaging"):
                     place = os.path.realpath(str(dist.locate_file("demessaging")))
