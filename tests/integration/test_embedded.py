@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 from demessaging import embedded
 from demessaging._local import stop_process
 from demessaging.config import Settings
-from demessaging.errors import TransportError
+from demessaging.errors import DemessagingWarning, TransportError
 from tests.helpers import generated_client
 
 from .conftest import ROOT
@@ -59,8 +60,12 @@ def test_listen_starts_the_embedded_broker_and_clients_find_it(
         assert f"127.0.0.1:{state['port']}".encode() in cmdline  # loopback only
         assert "enabled = false" in (data_dir / "pulsar-lite.toml").read_text()  # no metrics port
 
-        # no broker named
-        with generated_client(CLIMATE, tmp_path / "client", name="climate-embedded") as climate:
+        # no broker named: the generator warns that it is this machine's only
+        with contextlib.ExitStack() as stack:
+            with pytest.warns(DemessagingWarning, match="set CLIMATE_EMBEDDED_BROKER_URL"):
+                climate = stack.enter_context(
+                    generated_client(CLIMATE, tmp_path / "client", name="climate-embedded")
+                )
             assert climate._remote.settings.broker_url == "embedded://"
             assert climate.total(np.arange(4.0)) == 6.0
 
