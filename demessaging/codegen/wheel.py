@@ -117,8 +117,9 @@ def _metadata(distribution: importlib.metadata.Distribution) -> tuple[str, list[
             line = f"Version: {__version__}"
         elif field == "License-File":
             name = value.strip()
-            licence = distribution.read_text(f"licenses/{name}")
-            if licence is None or not re.fullmatch(r"[\w.-]+(/[\w.-]+)*", name):
+            safe = re.fullmatch(r"[\w.-]+(/[\w.-]+)*", name) and ".." not in name.split("/")
+            licence = distribution.read_text(f"licenses/{name}") if safe else None
+            if licence is None:
                 continue
             licences.append((name, licence))
         kept.append(line)

@@ -11,6 +11,7 @@ import base64
 import csv
 import hashlib
 import importlib.metadata
+import os
 import subprocess
 import sys
 import zipfile
@@ -120,3 +121,38 @@ def test_without_distribution_metadata_the_error_says_to_install(
     with pytest.raises(GeneratorError, match=r"without distribution metadata.*pip install -e \."):
         runtime.runtime_wheel(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+class FakeDistribution(importlib.metadata.Distribution):
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files_ = files
+
+    def read_text(self, filename: str) -> str | None:
+        return self.files_.get(filename)
+
+    def locate_file(self, path: str | os.PathLike[str]) -> Path:
+        raise NotImplementedError
+
+
+def test_metadata_takes_the_running_version_and_the_licences_it_finds() -> None:
+    metadata = (
+        "Metadata-Version: 2.4\nName: demessaging\nVersion: 0.0.1\n"
+        "License-File: LICENSE\nLicense-File: NOTICE\nLicense-File: ../etc/passwd\n"
+        "Requires-Dist: numpy>=1.24\n\n# demessaging\n\nVersion: in the body stays.\n"
+    )
+    fake = FakeDistribution(
+        {"METADATA": metadata, "licenses/LICENSE": "Apache", "../etc/passwd": "x"}
+    )
+    text, licences = runtime._metadata(fake)
+    assert text == (
+        f"Metadata-Version: 2.4\nName: demessaging\nVersion: {demessaging.__version__}\n"
+        "License-File: LICENSE\n"
+        "Requires-Dist: numpy>=1.24\n\n# demessaging\n\nVersion: in the body stays.\n"
+    )
+    assert licences == [("LICENSE", "Apache")]
+    assert (
+        runtime._metadata(FakeDistribution({"PKG-INFO": "Name: demessaging\nVersion: 1"}))[0]
+        == f"Name: demessaging\nVersion: {demessaging.__version__}\n"
+    )
+    with pytest.raises(GeneratorError, match="no METADATA"):
+        runtime._metadata(FakeDistribution({}))
