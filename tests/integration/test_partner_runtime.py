@@ -6,9 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-import demessaging
 from demessaging.codegen import generate
-from demessaging.codegen.guard import runtime_requirement
+from demessaging.codegen.generator import requirement
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +33,7 @@ def test_dasf_demessaging_gives_a_clear_import_error(old_python: Path, tmp_path:
     last = result.stderr.strip().splitlines()[-1]
     site = old_python.parent.parent / "lib"
     assert last.startswith(
-        f"ImportError: climate_client needs {runtime_requirement(demessaging.__version__)}, "
-        f"but the demessaging 0.6.4 in {site}"
+        f"ImportError: climate_client needs {requirement()}, but the demessaging 0.6.4 in {site}"
     )
     assert last.endswith(
         "/site-packages/demessaging is another (DASF's 0.x); install the client package with "
