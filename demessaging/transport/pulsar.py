@@ -206,7 +206,10 @@ class PulsarTransport(Transport):
 
     async def _connect(self) -> pulsar_asyncio.Client:
         if self._client is None:
-            await check_reachable(self.url, 6651 if self.url.startswith("pulsar+ssl:") else 6650)
+            # the URL as given: a pulsar-lite:// one is pulsar:// here
+            shown = f"pulsar-lite{self.url[len('pulsar') :]}" if self.pulsar_lite else self.url
+            ssl_port = self.url.startswith("pulsar+ssl:")
+            await check_reachable(self.url, 6651 if ssl_port else 6650, shown=shown)
             await _check(self.url, self.options)
         if self._client is None:
             o = self.options

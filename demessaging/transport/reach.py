@@ -76,8 +76,12 @@ async def _probe(host: str, port: int, timeout: float) -> str | None:
     return None
 
 
-async def check_reachable(url: str, default_port: int, timeout: float = PROBE_TIMEOUT) -> None:
+async def check_reachable(
+    url: str, default_port: int, timeout: float = PROBE_TIMEOUT, *, shown: str = ""
+) -> None:
     """Raise if no host of the broker URL ``url`` can be connected to; else return.
+
+    ``shown`` is the URL the error names, if not ``url``.
 
     Raises
     ------
@@ -93,4 +97,4 @@ async def check_reachable(url: str, default_port: int, timeout: float = PROBE_TI
             reason = str(reasons[0])
         else:
             reason = "; ".join(f"{h}:{p}: {r}" for (h, p), r in zip(targets, reasons, strict=True))
-        raise BrokerUnreachableError(url, reason)
+        raise BrokerUnreachableError(shown or url, reason)

@@ -8,6 +8,7 @@ allow more, for a loaded machine, and the subprocess ones include the interprete
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import pickle
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pulsar
 import pytest
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 
 from demessaging import Client
 from demessaging.errors import BrokerUnreachableError, TransportError
@@ -172,6 +175,52 @@ def test_transports_fail_at_once(unreachable: tuple[str, str]) -> None:
         return info.value
 
     assert_clear(str(asyncio.run(scenario())), url, reason)
+
+
+def test_a_pulsar_lite_url_is_named_as_given(free_port: int) -> None:
+    url = f"pulsar-lite://127.0.0.1:{free_port}"
+
+    async def scenario() -> BrokerUnreachableError:
+        transport = connect(url)
+        with pytest.raises(BrokerUnreachableError) as info:
+            await asyncio.wait_for(transport.subscribe("t", "s"), BOUND)
+        await transport.close()
+        return info.value
+
+    assert asyncio.run(scenario()).url == url
+
+
+def test_a_websocket_subscription_outlives_a_broker_restart() -> None:
+    """Refused connections after the first one are a broker coming back: waited for."""
+
+    async def scenario() -> Message:
+        connections: asyncio.Queue[ServerConnection] = asyncio.Queue()
+
+        async def handler(ws: ServerConnection) -> None:
+            await connections.put(ws)
+            await ws.wait_closed()
+
+        first = await ws_serve(handler, "127.0.0.1", 0)
+        port = next(iter(first.sockets)).getsockname()[1]
+        transport = connect(f"ws://127.0.0.1:{port}", TransportOptions(operation_timeout=10))
+        sub = await transport.subscribe("t", "s")
+        await asyncio.wait_for(connections.get(), BOUND)
+        first.close()  # and its connections: the broker stops
+        await first.wait_closed()
+        receiving = asyncio.ensure_future(sub.receive())
+        await asyncio.sleep(1)  # connections are refused meanwhile
+        assert not receiving.done()
+        second = await ws_serve(handler, "127.0.0.1", port)
+        try:
+            ws = await asyncio.wait_for(connections.get(), BOUND)
+            await ws.send(json.dumps({"messageId": "m", "payload": "YmFjaw==", "properties": {}}))
+            return await asyncio.wait_for(receiving, BOUND)
+        finally:
+            await transport.close()
+            second.close()
+            await second.wait_closed()
+
+    assert asyncio.run(scenario()).payload == b"back"
 
 
 def _message() -> Message:
