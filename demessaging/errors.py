@@ -118,8 +118,8 @@ class AuthenticationError(TransportError):
 class BrokerUnreachableError(TransportError):
     """No broker can be reached at the URL: the connection is refused or the host unknown.
 
-    Raised when a client or backend first connects, at once rather than after the broker's
-    timeouts. A broker that goes away later is waited for and reconnected to instead.
+    Raised at once rather than after the broker's timeouts: typically a wrong URL, or a
+    broker not started. A connection lost later is tried again first (a broker restarting).
 
     Parameters
     ----------

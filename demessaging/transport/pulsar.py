@@ -319,9 +319,10 @@ async def _close_producer(producer: pulsar_asyncio.Producer) -> None:
 def _library_logger() -> Any:
     """pulsar-client's own logger, on stderr, at the level of our ``log`` (see the module).
 
-    Not a Python logger: pulsar-client calls it from its threads, also while the interpreter
-    shuts down, where it has aborted processes and falls back to printing on stdout, where
-    command output goes. Not its console logger either, which writes to stdout.
+    Not a Python logger: pulsar-client (3.13) calls it from its threads, also while the
+    interpreter shuts down, where it falls back to printing on stdout, where command output
+    goes, and aborts processes (7 of 70 runs of ``demessaging ping``, none with this logger).
+    Not its console logger either, which writes to stdout.
     """
     level = log.getEffectiveLevel()
     if level >= logging.ERROR:
