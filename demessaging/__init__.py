@@ -30,7 +30,7 @@ from .errors import (
     TransportError,
 )
 
-__version__ = "0.1.0.dev0"
+__version__ = "1.0.0a1"
 
 __all__ = [
     "APIChangedError",

@@ -180,9 +180,13 @@ def generate(
     \b
     Example:
       demessaging generate examples/climate.py --output climate-client
-      pip install ./climate-client
+      pip install --find-links ./climate-client/wheels ./climate-client
+
+    The output also holds wheels/, a wheel of the demessaging runtime this
+    command runs on: the second line installs the package with it.
     """
     from .codegen import generate as write
+    from .codegen.generator import partner_command
 
     with _errors():
         package = write(
@@ -195,12 +199,10 @@ def generate(
             version=package_version,
             force=force,
         )
-    where = str(package.root)
-    if not package.root.is_absolute() and not where.startswith("."):
-        where = f"./{where}"  # a bare name would send pip to the package index
     click.echo(
-        f"wrote {package.distribution} (import {package.package}) to {where}; "
-        f"install it with: pip install {where}"
+        f"wrote {package.distribution} (import {package.package}) to {output}, with the "
+        f"demessaging runtime it needs in {package.wheel.parent.name}/; install it with:\n"
+        f"  {partner_command(output)}"
     )
 
 

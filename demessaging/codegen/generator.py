@@ -25,8 +25,9 @@ from ..core.introspection import inspect_module
 from ..core.specs import ModuleSpec
 from ..errors import GeneratorError
 from .mirror import render_sources
+from .wheel import runtime_wheel
 
-__all__ = ["GeneratedPackage", "generate", "render_module"]
+__all__ = ["GeneratedPackage", "generate", "partner_command", "render_module", "requirement"]
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,16 @@ class GeneratedPackage:
         The import name.
     dependencies
         The requirements written into ``pyproject.toml``.
+    wheel
+        The wheel of the demessaging runtime in ``root / "wheels"``, which
+        :func:`partner_command` installs with the package.
     """
 
     root: Path
     distribution: str
     package: str
     dependencies: tuple[str, ...]
+    wheel: Path
 
 
 def generate(
@@ -84,6 +89,10 @@ def generate(
     force
         Overwrite ``output`` if it exists and is not empty.
 
+    The directory also gets ``wheels/``, a wheel of the demessaging runtime that runs this
+    function; partners install both with :func:`partner_command`, and never another
+    distribution named demessaging from the package index.
+
     Returns
     -------
     GeneratedPackage
@@ -107,6 +116,8 @@ def generate(
                 f"{str(root)!r} is not empty; pass force=True (--force) to overwrite"
             )
         shutil.rmtree(root / package, ignore_errors=True)
+        for old in (root / "wheels").glob("demessaging-*.whl"):
+            old.unlink()
     source, aio, modules = render_sources(
         spec,
         topic=topic or spec.name.rsplit(".", 1)[-1],
@@ -122,8 +133,36 @@ def generate(
     (root / "pyproject.toml").write_text(
         _pyproject(distribution, package, version, spec.name, dependencies), encoding="utf-8"
     )
-    (root / "README.md").write_text(_readme(distribution, package, spec), encoding="utf-8")
-    return GeneratedPackage(root, distribution, package, dependencies)
+    (root / "README.md").write_text(_readme(distribution, package, spec, root), encoding="utf-8")
+    wheel = runtime_wheel(root / "wheels")
+    return GeneratedPackage(root, distribution, package, dependencies, wheel)
+
+
+def requirement(version: str = __version__) -> str:
+    """What a generated package requires of demessaging: ``version`` up to the next major one.
+
+    ``demessaging>=1.0.0a1,<2`` for 1.0.0a1: the lower bound names a pre-release if the
+    version is one, so pip accepts it; the upper bound keeps out a runtime whose major version
+    may have changed what generated code calls. DASF's demessaging 0.x never satisfies it.
+    """
+    public = version.split("+", 1)[0]  # local labels are not allowed in ">="
+    major = re.match(r"\d+", public)
+    if major is None:
+        raise GeneratorError(f"demessaging's version {version!r} does not start with a number")
+    return f"demessaging>={public},<{int(major[0]) + 1}"
+
+
+def partner_command(where: str | Path) -> str:
+    """The command that installs the package written to ``where`` with its runtime.
+
+    ``pip install --find-links DIR/wheels DIR``, with ``where`` as given; a bare relative
+    name gets ``./`` in front, else pip would look it up on the package index.
+    """
+    path = str(where)
+    if not Path(path).is_absolute() and not path.startswith("."):
+        path = f"./{path}"
+    path = path.rstrip("/\\") or path
+    return f"pip install --find-links {path}/wheels {path}"
 
 
 def render_module(
@@ -147,7 +186,7 @@ def render_module(
 
 
 def _dependencies(modules: set[str]) -> tuple[str, ...]:
-    found = {f"demessaging>={__version__}"}
+    found = {requirement()}
     owners = importlib.metadata.packages_distributions()
     for module in modules:
         if module in sys.stdlib_module_names or module == "demessaging":
@@ -184,15 +223,18 @@ line-length = 100
 """
 
 
-def _readme(distribution: str, package: str, spec: ModuleSpec) -> str:
+def _readme(distribution: str, package: str, spec: ModuleSpec, root: Path) -> str:
     prefix = f"{package.upper()}_"
     names = ", ".join(f"`{m.name}`" for m in spec.members)
     return f"""# {distribution}
 
 Client of the demessaging backend `{spec.name}`: {names}.
 
+Install it, from the folder that holds `{root.name}/`, with the demessaging runtime it was
+generated with (in `{root.name}/wheels/`; its other dependencies come from the package index):
+
 ```
-pip install .
+{partner_command(root.name)}
 ```
 
 ```python

@@ -74,6 +74,9 @@ def test_generate_writes_a_package_and_refuses_to_overwrite(
     )
     assert first.exit_code == 0  # type: ignore[attr-defined]
     assert "climate_partner" in first.output  # type: ignore[attr-defined]
+    printed = first.output.splitlines()  # type: ignore[attr-defined]
+    assert printed[-1] == f"  pip install --find-links {out}/wheels {out}"
+    assert (out / "wheels").is_dir()
     assert "timeout=5.0" in (out / "climate_partner" / "__init__.py").read_text()
     again = run("generate", CLIMATE, "--output", str(out))
     assert again.exit_code == 1  # type: ignore[attr-defined]

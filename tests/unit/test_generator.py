@@ -18,9 +18,11 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+import demessaging
 from demessaging.backend import serve
 from demessaging.client import RemoteModule
 from demessaging.codegen import generate
+from demessaging.codegen.generator import partner_command, requirement
 from demessaging.errors import GeneratorError, InvalidArgumentsError, RemoteError
 from tests.helpers import generated_client
 
@@ -175,7 +177,10 @@ def test_package_layout_and_dependencies(tmp_path: Path) -> None:
         "README.md",
         "climate_client",
         "pyproject.toml",
+        "wheels",
     ]
+    assert [p.name for p in (package.root / "wheels").iterdir()] == [package.wheel.name]
+    assert package.wheel.name == f"demessaging-{demessaging.__version__}-py3-none-any.whl"
     assert sorted(p.name for p in (package.root / "climate_client").iterdir()) == [
         "__init__.py",
         "aio.py",
@@ -183,7 +188,8 @@ def test_package_layout_and_dependencies(tmp_path: Path) -> None:
     ]
     pyproject = (package.root / "pyproject.toml").read_text()
     assert 'name = "climate-client"' in pyproject
-    assert package.dependencies == ("demessaging>=0.1.0.dev0", "numpy")
+    assert package.dependencies == (requirement(), "numpy")
+    assert f'"{requirement()}",' in pyproject
     source = (package.root / "climate_client" / "__init__.py").read_text()
     assert 'topic="climate-v1"' in source
     assert "import numpy as np" not in source  # aliases are resolved, not copied
@@ -195,6 +201,67 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path: Path) -> Non
     with pytest.raises(GeneratorError, match="not empty"):
         generate(CLIMATE, tmp_path)
     assert generate(CLIMATE, tmp_path, force=True).package == "climate_client"
+
+
+def test_force_replaces_the_runtime_wheel(tmp_path: Path) -> None:
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "demessaging-0.9.0-py3-none-any.whl").write_bytes(b"old")
+    (tmp_path / "wheels" / "numpy-2.0-cp311-none-any.whl").write_bytes(b"someone's")
+    package = generate(CLIMATE, tmp_path, force=True)
+    assert sorted(p.name for p in (tmp_path / "wheels").iterdir()) == [
+        package.wheel.name,
+        "numpy-2.0-cp311-none-any.whl",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("1.0.0a1", "demessaging>=1.0.0a1,<2"),
+        ("1.4.2", "demessaging>=1.4.2,<2"),
+        ("2.1.0.dev3+g1234", "demessaging>=2.1.0.dev3,<3"),
+    ],
+)
+def test_clients_require_the_major_version_they_were_generated_with(
+    version: str, expected: str
+) -> None:
+    assert requirement(version) == expected
+
+
+def test_the_requirement_admits_this_runtime_and_never_dasf_0x() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    specifier = SpecifierSet(requirement("1.0.0a1").removeprefix("demessaging"))
+    assert "1.0.0a1" in specifier  # a pre-release bound admits pre-releases
+    assert "1.0.0" in specifier
+    assert "1.9.1" in specifier
+    assert "0.6.4" not in specifier  # DASF's demessaging on PyPI
+    assert "1.0.0.dev1" not in specifier
+    assert "2.0.0" not in specifier
+    assert "2.0.0a1" not in specifier
+    assert demessaging.__version__ in SpecifierSet(requirement().removeprefix("demessaging"))
+    with pytest.raises(GeneratorError, match="does not start with a number"):
+        requirement("dev")
+
+
+@pytest.mark.parametrize(
+    ("where", "command"),
+    [
+        ("climate-client", "pip install --find-links ./climate-client/wheels ./climate-client"),
+        ("./out/c", "pip install --find-links ./out/c/wheels ./out/c"),
+        ("../c/", "pip install --find-links ../c/wheels ../c"),
+        ("/srv/c", "pip install --find-links /srv/c/wheels /srv/c"),
+        (Path("out/c"), "pip install --find-links ./out/c/wheels ./out/c"),
+    ],
+)
+def test_partner_command(where: str | Path, command: str) -> None:
+    assert partner_command(where) == command
+
+
+def test_generated_readme_gives_the_partner_command(tmp_path: Path) -> None:
+    package = generate(CLIMATE, tmp_path / "deep" / "climate-client")
+    readme = (package.root / "README.md").read_text()
+    assert "\npip install --find-links ./climate-client/wheels ./climate-client\n" in readme
 
 
 def test_defaults_without_source_form_are_refused_by_name(
