@@ -9,7 +9,8 @@
     ├── GeneratorError              a client package cannot be written
     ├── ProtocolError               a message breaks the wire protocol
     ├── TransportError              the broker or the connection failed
-    │   └── AuthenticationError     the broker refused our credentials
+    │   ├── AuthenticationError     the broker refused our credentials
+    │   └── BrokerUnreachableError  no broker at the URL: connection refused, unknown host
     └── CallError                   a remote call did not produce its result
         ├── InvalidArgumentsError   arguments rejected on the client, before anything was sent
         ├── PayloadTooLargeError    a request larger than the broker takes in one message
@@ -36,6 +37,7 @@ from __future__ import annotations
 __all__ = [
     "APIChangedError",
     "AuthenticationError",
+    "BrokerUnreachableError",
     "CallCancelled",
     "CallError",
     "CallTimeoutError",
@@ -111,6 +113,40 @@ class TransportError(DemessagingError):
 
 class AuthenticationError(TransportError):
     """The broker refused the credentials (or their absence)."""
+
+
+class BrokerUnreachableError(TransportError):
+    """No broker can be reached at the URL: the connection is refused or the host unknown.
+
+    Raised at once rather than after the broker's timeouts: typically a wrong URL, or a
+    broker not started. A connection lost later is tried again first (a broker restarting).
+
+    Parameters
+    ----------
+    url
+        The broker URL.
+    reason
+        Why, e.g. ``"connection refused"`` or ``"unknown host broker.example"``.
+    setting
+        Where the broker URL is set, named in the message.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        setting: str = "DEMESSAGING_BROKER_URL (--broker-url on the command line)",
+    ) -> None:
+        self.url = url
+        self.reason = reason
+        self.setting = setting
+        super().__init__(
+            f"cannot reach the broker at {url}: {reason}; start the broker, or set its URL "
+            f"in {setting}"
+        )
+
+    def __reduce__(self) -> tuple[type[BrokerUnreachableError], tuple[str, str, str]]:
+        return type(self), (self.url, self.reason, self.setting)
 
 
 class CallError(DemessagingError):

@@ -48,7 +48,7 @@ import click
 
 from .. import cli
 from ..config import Settings
-from ..errors import ConfigurationError, DemessagingError
+from ..errors import BrokerUnreachableError, ConfigurationError, DemessagingError
 from .options import (
     Options,
     defaults,
@@ -95,6 +95,9 @@ def main(module_name: str = "__main__", *args: str, **config: Any) -> None:
             raise exc.__cause__ or KeyboardInterrupt() from None
         if isinstance(code, int):  # --help, as argparse does
             sys.exit(code)
+    except BrokerUnreachableError as exc:  # named by DASF's settings here, not ours
+        where = "--websocket-url or -H/-p (DE_BACKEND_WEBSOCKET_URL, DE_BACKEND_HOST/_PORT)"
+        sys.exit(f"Error: {BrokerUnreachableError(exc.url, exc.reason, where)}")
     except DemessagingError as exc:
         sys.exit(f"Error: {exc}")
 

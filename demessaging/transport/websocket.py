@@ -24,7 +24,8 @@ messages unacknowledged; a subscription asks for the larger of ``prefetch`` and 
 
 Authentication goes in HTTP headers of the handshake: ``Authorization: Bearer <token>`` for a
 token, and any headers given (DASF's ``DE_BACKEND_HEADER``, a JSON object). A refusal of the
-handshake (HTTP 401 or 403) is an :class:`~demessaging.errors.AuthenticationError`.
+handshake (HTTP 401 or 403) is an :class:`~demessaging.errors.AuthenticationError`; a refused
+connection or an unknown host a :class:`~demessaging.errors.BrokerUnreachableError`, at once.
 
 A frame carries a payload base64-encoded, so a payload takes 4/3 of its size in a frame; the
 transport takes payloads up to ``max_message_size`` (derived from ``frame_size``, the
@@ -49,10 +50,16 @@ from typing_extensions import override
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
-from ..errors import AuthenticationError, ConfigurationError, TransportError
+from ..errors import (
+    AuthenticationError,
+    BrokerUnreachableError,
+    ConfigurationError,
+    TransportError,
+)
 from ..message import Message
 from .base import Subscription, Transport, TransportOptions
 from .producers import ProducerPool
+from .reach import unreachable_reason
 from .websocket_producer import Producer
 
 __all__ = ["WebSocketTransport", "payload_limit"]
@@ -279,6 +286,9 @@ class WebSocketTransport(Transport):
                 ) from None
             raise TransportError(text) from None
         except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
+            reason = unreachable_reason(exc, urlsplit(url).hostname or "")
+            if reason is not None:  # nothing listens there: say so, and where the URL is set
+                raise BrokerUnreachableError(self.url, reason) from None
             raise TransportError(f"{what} failed: cannot reach {url} ({exc!r})") from None
 
     async def _new_producer(self, topic: str) -> Producer:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -273,6 +275,26 @@ def test_main_refuses_what_it_does_not_support(args: list[str], message: str) ->
     done = _run(*args)
     assert done.returncode == 1
     assert message in done.stderr
+
+
+@pytest.mark.parametrize("args", [["-H", "127.0.0.1", "-p", "PORT"], ["--websocket-url", "URL"]])
+@pytest.mark.parametrize("command", ["listen", "test-connect"])
+def test_main_names_its_own_settings_when_no_broker_answers(
+    command: str, args: list[str], tmp_path: Path
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    url = f"ws://127.0.0.1:{port}"
+    args = [a.replace("PORT", str(port)).replace("URL", url) for a in args]
+    start = time.monotonic()
+    done = _run(*args, command)
+    assert time.monotonic() - start < 5  # under 1 s, usually
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"Error: cannot reach the broker at {url}: connection refused; start the broker, or set "
+        "its URL in --websocket-url or -H/-p (DE_BACKEND_WEBSOCKET_URL, DE_BACKEND_HOST/_PORT)"
+    ]
 
 
 def test_main_without_topic_asks_for_one(write_module: Callable[..., Path]) -> None:

@@ -27,7 +27,12 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from demessaging.errors import AuthenticationError, ConfigurationError, TransportError
+from demessaging.errors import (
+    AuthenticationError,
+    BrokerUnreachableError,
+    ConfigurationError,
+    TransportError,
+)
 from demessaging.protocol import Message
 from demessaging.transport import TransportOptions, connect
 from demessaging.transport.base import DEFAULT_FRAME_SIZE
@@ -677,14 +682,16 @@ def test_a_broker_that_is_not_there_is_a_transport_error() -> None:
 
     async def scenario() -> TransportError:
         transport = WebSocketTransport(f"ws://127.0.0.1:{port}/ws")
-        with pytest.raises(TransportError) as info:
+        with pytest.raises(BrokerUnreachableError) as info:
             await within(transport.publish("t", message()))
         await transport.close()
         return info.value
 
     error = run(scenario())
-    assert "cannot reach" in str(error)
-    assert f"127.0.0.1:{port}/ws/t" in str(error)
+    assert str(error).startswith(
+        f"cannot reach the broker at ws://127.0.0.1:{port}/ws: connection refused; "
+    )
+    assert "DEMESSAGING_BROKER_URL" in str(error)
 
 
 # --- consuming ----------------------------------------------------------------------------
