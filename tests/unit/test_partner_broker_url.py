@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -14,11 +17,12 @@ from click.testing import CliRunner
 from demessaging.cli import cli
 from demessaging.codegen import generate
 from demessaging.config import Settings, setting_names
-from demessaging.errors import DemessagingWarning, TransportError
-from tests.helpers import forget_package
+from demessaging.errors import BrokerUnreachableError, DemessagingWarning, TransportError
+from tests.helpers import forget_package, generated_client
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIMATE = ROOT / "examples" / "climate.py"
+KITCHEN = ROOT / "tests" / "data" / "kitchen_sink.py"
 WARNING = (
     "climate-client connects to embedded://, a broker of this machine only; partners "
     "elsewhere would have to set CLIMATE_CLIENT_BROKER_URL: pass the URL they reach as "
@@ -94,3 +98,25 @@ def test_settings_know_the_variables_they_were_read_from() -> None:
     assert Settings.from_env(environ={}).variable("broker_url") == "DEMESSAGING_BROKER_URL"
     assert Settings().variable("token") == "DEMESSAGING_TOKEN"
     assert "prefixes" not in setting_names()
+
+
+def test_an_unreachable_broker_is_named_by_the_package_variable(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"pulsar://127.0.0.1:{port}"
+    named = (
+        f"cannot reach the broker at {url}: connection refused; start the broker, or set its "
+        "URL in KS_FAR_BROKER_URL (or DEMESSAGING_BROKER_URL)"
+    )
+    with generated_client(KITCHEN, tmp_path / "ks", name="ks-far", broker_url=url) as ks:
+        with pytest.raises(BrokerUnreachableError) as called:
+            ks.root(4.0)
+        assert str(called.value) == named
+        with pytest.raises(BrokerUnreachableError) as streamed:
+            list(ks.countdown(3))
+        assert str(streamed.value) == named
+        aio = importlib.import_module(f"{ks.__name__}.aio")
+        with pytest.raises(BrokerUnreachableError) as awaited:
+            asyncio.run(aio.root(4.0))
+        assert str(awaited.value) == named
