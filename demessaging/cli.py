@@ -66,7 +66,9 @@ def serve_dispatcher(dispatcher: Dispatcher, settings: Settings, topic: str, wor
     """Serve a module on ``topic`` until SIGINT or SIGTERM, then finish the calls in flight."""
     from .backend import Listener, serve_until_signal
 
-    listener = Listener(dispatcher, settings.connect(), topic, workers=workers)
+    listener = Listener(
+        dispatcher, settings.connect(), topic, workers=workers, **settings.listener_options()
+    )
     asyncio.run(serve_until_signal(listener))
 
 

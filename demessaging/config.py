@@ -20,6 +20,7 @@ from typing import Any
 
 from .embedded import resolve
 from .errors import ConfigurationError
+from .protocol.topics import parse_namespaces
 from .transport import Transport, TransportOptions
 from .transport import connect as connect_transport
 
@@ -63,6 +64,16 @@ class Settings:
         Whether clients show a progress bar for calls whose backend reports progress (and
         that have no ``on_progress`` callback): ``auto`` (the default: in terminals and
         notebooks), ``on`` or ``off``.
+    reply_namespaces
+        Backends: comma-separated ``tenant/namespace`` names whose topics replies may go to,
+        besides the backend's own (short reply topic names always live there). Reply topics
+        elsewhere are refused: the request is logged, acknowledged and not run.
+    reply_retries
+        Backends: failed attempts to publish a reply (the broker unreachable, a timeout)
+        before the request goes to the dead-letter topic; the function runs once.
+    dead_letter_topic
+        Backends: where such requests go, with the reason in their properties;
+        ``<topic>-DLQ`` if empty.
     prefixes
         The environment prefixes the settings were read with (:meth:`from_env`), the first
         one winning; errors name the variables to change by them (:meth:`variable`). Not a
@@ -76,6 +87,9 @@ class Settings:
     admin_url: str = ""
     encoding: str = "auto"
     progress: str = "auto"
+    reply_namespaces: str = ""
+    reply_retries: int = 5
+    dead_letter_topic: str = ""
     prefixes: tuple[str, ...] = (ENV_PREFIX,)
 
     def variable(self, name: str) -> str:
@@ -100,6 +114,14 @@ class Settings:
         broker_url = resolve(self.broker_url, setting=self.variable("broker_url"))
         return connect_transport(broker_url, self.transport)
 
+    def listener_options(self) -> dict[str, Any]:
+        """The backend's settings, as :class:`~demessaging.backend.Listener` takes them."""
+        return {
+            "reply_namespaces": parse_namespaces(self.reply_namespaces),
+            "reply_retries": self.reply_retries,
+            "dead_letter_topic": self.dead_letter_topic,
+        }
+
     def __post_init__(self) -> None:
         if not self.timeout > 0:
             raise ConfigurationError(f"timeout must be positive, got {self.timeout!r}")
@@ -109,6 +131,11 @@ class Settings:
             )
         if self.progress not in ("auto", "on", "off"):
             raise ConfigurationError(f"progress must be auto, on or off, got {self.progress!r}")
+        if self.reply_retries < 1:
+            raise ConfigurationError(
+                f"reply_retries must be at least 1, got {self.reply_retries!r}"
+            )
+        parse_namespaces(self.reply_namespaces, setting=self.variable("reply_namespaces"))
 
     @classmethod
     def from_env(

@@ -50,5 +50,5 @@ def serve(
     settings = Settings.from_env(broker_url=broker_url, topic=topic)
     name = settings.topic or dispatcher.models.spec.name.rsplit(".", 1)[-1]
     transport = settings.connect()
-    listener = Listener(dispatcher, transport, name, workers=workers)
+    listener = Listener(dispatcher, transport, name, workers=workers, **settings.listener_options())
     return ListenerThread(listener).start()

@@ -9,7 +9,11 @@
   the broker delivers the request again. A repeat of a request this listener has already
   answered (the last 10,000, by response topic and context) is acknowledged, not run again.
 - A message that cannot be handled is answered with an error when it names a response topic,
-  and otherwise logged and acknowledged: it never stops the listener.
+  and otherwise logged and acknowledged: it never stops the listener. A response topic that is
+  not a topic name, or a full name outside the backend's namespaces, names nobody
+  (:mod:`demessaging.protocol.topics`): such a request is logged, acknowledged and not run.
+- A reply that cannot be published is handled by :mod:`.deadletter`: dropped if it fails for
+  good, else retried (without running the function again), then dead-lettered.
 - :meth:`Listener.stop` stops taking requests and waits for those in flight.
 
 Replies, progress messages and items are sent by :mod:`.replies`; cancellations and stream
@@ -24,6 +28,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
@@ -35,9 +40,11 @@ from ..protocol.envelope import Address, ErrorInfo, Query, Request, Stage, parse
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
 from ..protocol.outgoing import error_reply, reply_to
 from ..protocol.pieces import Gathered, gather
+from ..protocol.topics import DEFAULT_NAMESPACE, ReplyTopics
 from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
 from .cancel import Cancellations
+from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, permanent
 from .dispatcher import Dispatcher, type_name
 from .recent import Recent
 from .replies import Replies
@@ -70,6 +77,13 @@ class Listener:
         so at most ``workers * max_payload`` bytes are held for them.
     fragment_timeout
         Seconds to wait for each piece of a request sent in pieces.
+    reply_namespaces
+        ``tenant/namespace`` names whose topics replies may go to, besides the transport's own
+        and that of ``topic`` (when a full name).
+    reply_retries
+        Failed attempts to publish a reply before the request goes to the dead-letter topic.
+    dead_letter_topic
+        Where requests go whose reply could not be published; ``<topic>-DLQ`` if empty.
     """
 
     def __init__(
@@ -82,9 +96,14 @@ class Listener:
         workers: int = 4,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         fragment_timeout: float = 60.0,
+        reply_namespaces: Iterable[str] = (),
+        reply_retries: int = DEFAULT_REPLY_RETRIES,
+        dead_letter_topic: str = "",
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if reply_retries < 1:
+            raise ValueError(f"reply_retries must be at least 1, got {reply_retries}")
         self.dispatcher = dispatcher
         self.transport = transport
         self.topic = topic
@@ -94,6 +113,11 @@ class Listener:
         self.fragment_timeout = fragment_timeout
         self.handled = 0
         self.replies = Replies(transport, topic)
+        tenant, namespace = _home(transport)
+        self.reply_topics = ReplyTopics.of(tenant, namespace, topic, reply_namespaces)
+        self.reply_retries = reply_retries
+        self.dead_letter_topic = dead_letter_topic or f"{topic}{DLQ_SUFFIX}"
+        self._unsent = Unsent()  # replies that failed, to send again when their request comes
         self._answered = Recent()  # keys of the requests answered, to spot their repeats
         self._cancellations = Cancellations()
         #: made by :meth:`serve` (on its event loop), set by :meth:`stop`
@@ -162,7 +186,8 @@ class Listener:
     async def _handle(
         self, subscription: Subscription, message: Message, pool: ThreadPoolExecutor
     ) -> None:
-        address = Address.of(message)  # who hears of an error, even if the message is refused
+        # who hears of an error, even if the message is refused
+        address = Address.of(message, self.reply_topics)
         key = address.key if address is not None else None
         if key is not None and key in self._answered:
             log.debug("acknowledging a repeat of the answered request %s", message.message_id)
@@ -170,7 +195,7 @@ class Listener:
             return
         gathered: Gathered | None = None
         try:
-            request = parse_request(message)
+            request = parse_request(message, self.reply_topics)
             if request.count > 1:
                 request, gathered = await gather(
                     self.transport,
@@ -179,7 +204,8 @@ class Listener:
                     max_payload=self.max_payload,
                     timeout=self.fragment_timeout,
                 )
-            reply = await self._reply(request, pool)
+            # a reply that failed before is sent again; its function does not run again
+            reply = self._unsent.reply(key) or await self._reply(request, pool)
         except ProtocolError as exc:
             reply = self._error(address, "ProtocolError", str(exc), "request")
             if reply is None:
@@ -200,21 +226,63 @@ class Listener:
             try:
                 await self.replies.send(*reply)
             except DemessagingError as exc:
-                log.error(
-                    "could not reply to message %s (%s); it will be redelivered",
-                    message.message_id,
-                    exc,
-                )
-                await subscription.nack(message)
-                if gathered is not None:
-                    await gathered.keep()
-                return
+                if not await self._unsendable(message, key, reply, exc):
+                    await subscription.nack(message)
+                    if gathered is not None:
+                        await gathered.keep()
+                    return
         await subscription.ack(message)
+        self._unsent.forget(key)
         if key is not None:
             self._answered.add(key)
         if gathered is not None:
             await gathered.acknowledge()
         self.handled += 1
+
+    async def _unsendable(
+        self, message: Message, key: str | None, reply: tuple[str, Message], exc: DemessagingError
+    ) -> bool:
+        """A reply failed: whether its request is done with (else it is to come again)."""
+        if key is None or permanent(exc):
+            log.error(
+                "dropping message %s: its reply to %r cannot be published (%s)",
+                message.message_id,
+                reply[0],
+                exc,
+            )
+            return True
+        failures = self._unsent.failed(key, reply)
+        if failures < self.reply_retries:
+            log.warning(
+                "could not reply to message %s (%s); it will be redelivered (attempt %d of %d)",
+                message.message_id,
+                exc,
+                failures,
+                self.reply_retries,
+            )
+            return False
+        reason = f"the reply to {reply[0]!r} could not be published {failures} times: {exc}"
+        letter = dead_letter(message, topic=self.topic, reason=reason, attempts=failures)
+        try:
+            await self.replies.send(self.dead_letter_topic, letter)
+        except DemessagingError as again:
+            if failures < 2 * self.reply_retries:
+                log.error("could not dead-letter message %s (%s)", message.message_id, again)
+                return False
+            log.error(
+                "dropping message %s: neither its reply nor its dead letter could be published"
+                " (%s)",
+                message.message_id,
+                again,
+            )
+            return True
+        log.error(
+            "message %s went to the dead-letter topic %r: %s",
+            message.message_id,
+            self.dead_letter_topic,
+            reason,
+        )
+        return True
 
     def _error(
         self, address: Address | None, kind: str, text: str, stage: Stage
@@ -281,3 +349,11 @@ class Listener:
         # as DASF answers: a response whose property named like the request holds the schema
         schema = self._info if query.kind is MessageType.INFO else self._api_info
         return reply_to(query, b"", source_topic=self.topic, extra={query.kind.value: schema})
+
+
+def _home(transport: Transport) -> tuple[str, str]:
+    """The tenant and namespace where ``transport`` puts short topic names."""
+    options = getattr(transport, "options", None)
+    if options is None:
+        return DEFAULT_NAMESPACE.split("/", 1)[0], DEFAULT_NAMESPACE.split("/", 1)[1]
+    return options.tenant, options.namespace

@@ -66,7 +66,9 @@ extensions above stay compatible with DASF.
 Reading: a backend parses each message on its request topic once, with :func:`parse_request`,
 into a frozen :class:`Request` or :class:`Query`, or refuses it with
 :class:`~demessaging.errors.ProtocolError` (answered with an error when it names a
-``requestContext`` and a ``response_topic``); control messages are parsed likewise by
+``requestContext`` and a ``response_topic``). A ``response_topic`` must be a topic name in the
+backend's namespaces (:mod:`demessaging.protocol.topics`): a request naming another is refused
+and answered to nobody. Control messages are parsed likewise by
 :func:`demessaging.protocol.control.parse_control`. Numeric properties (``num_fragments``,
 ``fragment``, ``fragment_offset``, ``payload_size``, ``stream``, ``received``) are ASCII
 digits, at most :data:`LARGEST`, read by :func:`natural` alone. A malformed ``num_fragments``
@@ -87,6 +89,7 @@ from typing_extensions import Self
 
 from ..errors import ProtocolError
 from ..message import JSON, Message, MessageType, Prop, Status
+from .topics import ReplyTopics
 
 __all__ = [
     "JSON",
@@ -263,18 +266,25 @@ class Address:
         return call_key(self.response_topic, self.context)
 
     @classmethod
-    def of(cls, message: Message) -> Address | None:
+    def of(cls, message: Message, topics: ReplyTopics | None = None) -> Address | None:
         """The address of any message, or None if it names nobody to reply to.
 
-        Used to answer a message that :func:`parse_request` refused.
+        Used to answer a message that :func:`parse_request` refused. A ``response_topic``
+        that ``topics`` refuses (by default: not a topic name, or a full name outside
+        ``public/default``) names nobody.
         """
         props = message.properties
         context, topic = props.get(Prop.REQUEST_CONTEXT), props.get(Prop.RESPONSE_TOPIC)
         if not context or not topic:
             return None
+        if (topics or _DEFAULT_TOPICS).refusal(topic) is not None:
+            return None
         return cls(
             context=context, response_topic=topic, content_type=props.get(Prop.CONTENT_TYPE, JSON)
         )
+
+
+_DEFAULT_TOPICS = ReplyTopics()
 
 
 def call_key(caller: str, context: str) -> str:
@@ -359,23 +369,28 @@ _QUERIES: dict[str, _QueryKind] = {
 }
 
 
-def parse_request(message: Message) -> Request | Query:
+def parse_request(message: Message, topics: ReplyTopics | None = None) -> Request | Query:
     """Parse a message received on a backend's request topic, once, or refuse it.
 
     Malformed optional hints take their defaults, as documented on :class:`Request`;
-    ``payload_size`` is None if malformed.
+    ``payload_size`` is None if malformed. ``topics`` says which reply topics are taken
+    (see :mod:`demessaging.protocol.topics`; by default short names and ``public/default``).
 
     Raises
     ------
     ProtocolError
         If the message is neither a request nor a query, lacks ``requestContext`` or
-        ``response_topic``, or has a ``num_fragments`` that is not a positive integer.
+        ``response_topic``, names a ``response_topic`` that ``topics`` refuses, or has a
+        ``num_fragments`` that is not a positive integer.
     """
     props = message.properties
     kind = props.get(Prop.MESSAGE_TYPE)
     if kind != MessageType.REQUEST.value and kind not in _QUERIES:
         raise ProtocolError(f"unexpected messageType {kind!r}")
-    address = Address.of(message)
+    refusal = (topics or _DEFAULT_TOPICS).refusal(props.get(Prop.RESPONSE_TOPIC) or "")
+    if props.get(Prop.RESPONSE_TOPIC) and refusal is not None:
+        raise ProtocolError(refusal)
+    address = Address.of(message, topics)
     if address is None:
         missing = [p for p in (Prop.REQUEST_CONTEXT, Prop.RESPONSE_TOPIC) if not props.get(p)]
         raise ProtocolError(

@@ -1,0 +1,118 @@
+"""Replies that could not be published: which failures are for good, which come again.
+
+A reply the broker refuses for good (an invalid topic, one the backend may not write to) is
+logged and its request acknowledged: it would fail again. Other failures (the broker is
+unreachable, it timed out) are retried: the request is negatively acknowledged and comes
+again, and its reply, kept here, is sent without running the function again. After
+``retries`` failures the request goes to the dead-letter topic (``<topic>-DLQ`` by default,
+Pulsar's convention) with the reason in its properties, and is acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from ..errors import AuthenticationError, DemessagingError, TransportError
+from ..message import Message
+
+__all__ = [
+    "DEFAULT_REPLY_RETRIES",
+    "DLQ_SUFFIX",
+    "KEPT_BYTES",
+    "Unsent",
+    "dead_letter",
+    "permanent",
+]
+
+#: How many times a reply is tried before its request goes to the dead-letter topic.
+DEFAULT_REPLY_RETRIES = 5
+#: The dead-letter topic of ``<topic>`` is ``<topic>-DLQ``, unless configured.
+DLQ_SUFFIX = "-DLQ"
+#: Bytes of replies kept for their next attempt; beyond, the oldest are forgotten (their
+#: function runs again when the request comes back).
+KEPT_BYTES = 64 * 1024 * 1024
+#: Properties a dead letter carries besides the request's own (the first two as Pulsar's).
+REAL_TOPIC = "REAL_TOPIC"
+ORIGIN_MESSAGE_ID = "ORIGIN_MESSAGE_ID"
+REASON = "dead_letter_reason"
+ATTEMPTS = "dead_letter_attempts"
+
+#: Broker errors (pulsar-client's result names) that no retry mends.
+_FOR_GOOD = (
+    "InvalidTopicName",
+    "TopicNotFound",
+    "NotAllowedError",
+    "AuthorizationError",
+    "TopicTerminated",
+    "IncompatibleSchema",
+)
+
+
+def permanent(exc: DemessagingError) -> bool:
+    """Whether publishing failed for good: retrying cannot help."""
+    if not isinstance(exc, TransportError) or isinstance(exc, AuthenticationError):
+        return True
+    text = str(exc)
+    return any(mark in text for mark in _FOR_GOOD)
+
+
+def dead_letter(message: Message, *, topic: str, reason: str, attempts: int) -> Message:
+    """The request ``message`` of ``topic`` as it goes to the dead-letter topic."""
+    properties = dict(message.properties)
+    properties.update(
+        {
+            REAL_TOPIC: topic,
+            ORIGIN_MESSAGE_ID: message.message_id or "",
+            REASON: reason[:1000],
+            ATTEMPTS: str(attempts),
+        }
+    )
+    return Message(payload=bytes(message.payload), properties=properties)
+
+
+class Unsent:
+    """Failures and replies of requests whose reply could not be published, by call key.
+
+    Bounded: at most ``size`` keys, and ``budget`` bytes of replies; the oldest are forgotten
+    first (not thread-safe).
+    """
+
+    def __init__(self, size: int = 10_000, budget: int = KEPT_BYTES) -> None:
+        self.size = size
+        self.budget = budget
+        self._failures: OrderedDict[str, int] = OrderedDict()
+        self._replies: OrderedDict[str, tuple[str, Message]] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def reply(self, key: str | None) -> tuple[str, Message] | None:
+        """The reply kept for the request of ``key``, if any."""
+        return self._replies.get(key) if key is not None else None
+
+    def failed(self, key: str, reply: tuple[str, Message]) -> int:
+        """Count a failed attempt to send ``reply`` and keep it; returns the failures so far."""
+        count = self._failures.pop(key, 0) + 1
+        self._failures[key] = count
+        if len(self._failures) > self.size:
+            old, _ = self._failures.popitem(last=False)
+            self._drop_reply(old)
+        size = len(reply[1].payload)
+        if key not in self._replies and size <= self.budget:
+            self._replies[key] = reply
+            self._bytes += size
+            while self._bytes > self.budget:
+                self._drop_reply(next(iter(self._replies)))
+        return count
+
+    def forget(self, key: str | None) -> None:
+        """The request of ``key`` is done with: answered, dead-lettered or dropped."""
+        if key is not None:
+            self._failures.pop(key, None)
+            self._drop_reply(key)
+
+    def _drop_reply(self, key: str) -> None:
+        kept = self._replies.pop(key, None)
+        if kept is not None:
+            self._bytes -= len(kept[1].payload)
