@@ -56,18 +56,23 @@ def permanent(exc: DemessagingError) -> bool:
     return any(mark in text for mark in _FOR_GOOD)
 
 
-def dead_letter(message: Message, *, topic: str, reason: str, attempts: int) -> Message:
-    """The request ``message`` of ``topic`` as it goes to the dead-letter topic."""
+def dead_letter(
+    message: Message, *, topic: str, origin: str | None, reason: str, attempts: int
+) -> Message:
+    """The request ``message`` of ``topic`` (whole) as it goes to the dead-letter topic.
+
+    ``origin`` is the broker's id of the request (of its head, for a request in pieces).
+    """
     properties = dict(message.properties)
     properties.update(
         {
             REAL_TOPIC: topic,
-            ORIGIN_MESSAGE_ID: message.message_id or "",
+            ORIGIN_MESSAGE_ID: origin or "",
             REASON: reason[:1000],
             ATTEMPTS: str(attempts),
         }
     )
-    return Message(payload=bytes(message.payload), properties=properties)
+    return Message(payload=message.payload, properties=properties)
 
 
 class Unsent:

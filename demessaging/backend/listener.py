@@ -194,6 +194,7 @@ class Listener:
             await subscription.ack(message)
             return
         gathered: Gathered | None = None
+        whole = message  # the request, its pieces put together: what a dead letter holds
         try:
             request = parse_request(message, self.reply_topics)
             if request.count > 1:
@@ -204,6 +205,7 @@ class Listener:
                     max_payload=self.max_payload,
                     timeout=self.fragment_timeout,
                 )
+                whole = request.message
             # a reply that failed before is sent again; its function does not run again
             reply = self._unsent.reply(key) or await self._reply(request, pool)
         except ProtocolError as exc:
@@ -226,7 +228,7 @@ class Listener:
             try:
                 await self.replies.send(*reply)
             except DemessagingError as exc:
-                if not await self._unsendable(message, key, reply, exc):
+                if not await self._unsendable(message, whole, key, reply, exc):
                     await subscription.nack(message)
                     if gathered is not None:
                         await gathered.keep()
@@ -240,9 +242,17 @@ class Listener:
         self.handled += 1
 
     async def _unsendable(
-        self, message: Message, key: str | None, reply: tuple[str, Message], exc: DemessagingError
+        self,
+        message: Message,
+        whole: Message,
+        key: str | None,
+        reply: tuple[str, Message],
+        exc: DemessagingError,
     ) -> bool:
-        """A reply failed: whether its request is done with (else it is to come again)."""
+        """A reply to ``message`` failed: whether it is done with (else it is to come again).
+
+        ``whole`` is the request, its pieces put together: what goes to the dead-letter topic.
+        """
         if key is None or permanent(exc):
             log.error(
                 "dropping message %s: its reply to %r cannot be published (%s)",
@@ -262,7 +272,9 @@ class Listener:
             )
             return False
         reason = f"the reply to {reply[0]!r} could not be published {failures} times: {exc}"
-        letter = dead_letter(message, topic=self.topic, reason=reason, attempts=failures)
+        letter = dead_letter(
+            whole, topic=self.topic, origin=message.message_id, reason=reason, attempts=failures
+        )
         try:
             await self.replies.send(self.dead_letter_topic, letter)
         except DemessagingError as again:

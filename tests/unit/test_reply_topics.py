@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -11,11 +12,20 @@ from pathlib import Path
 import pytest
 
 from demessaging.backend import Dispatcher, ListenerThread, Outcome
-from demessaging.backend.deadletter import ATTEMPTS, REAL_TOPIC, REASON, Unsent, permanent
+from demessaging.backend.deadletter import (
+    ATTEMPTS,
+    ORIGIN_MESSAGE_ID,
+    REAL_TOPIC,
+    REASON,
+    Unsent,
+    permanent,
+)
 from demessaging.backend.listener import DEFAULT_SUBSCRIPTION, Listener
+from demessaging.client import Client
 from demessaging.config import Settings
 from demessaging.errors import (
     AuthenticationError,
+    CallTimeoutError,
     ConfigurationError,
     DemessagingError,
     ProtocolError,
@@ -276,3 +286,27 @@ def test_unsent_replies_are_bounded() -> None:
     unsent.forget("d")
     assert unsent.reply("d") is None
     assert unsent.failed("d", reply) == 1
+
+
+def test_a_request_in_pieces_goes_whole_to_the_dead_letter_topic(broker: MemoryBroker) -> None:
+    transport = Refusing(broker, lambda: TransportError("publishing: 5 Timeout"), 10**6)
+    handler = dispatcher()
+    letters = Watch(broker, "chunked-DLQ")
+    sender = MemoryTransport(broker)
+    sender.max_message_size = 64
+    values = [float(v) for v in range(300)]
+    try:
+        with ListenerThread(Listener(handler, transport, "chunked", reply_retries=2)):
+            settings = Settings(encoding="json")
+            client = Client("chunked", transport=sender, settings=settings, timeout=3)
+            with client, pytest.raises(CallTimeoutError):
+                client.call({"func_name": "total", "values": values})
+            assert settled(broker, "chunked")
+    finally:
+        letters.close()
+    [letter] = letters.messages
+    assert (handler.runs, transport.tries) == (1, 2)
+    assert json.loads(letter.payload) == {"func_name": "total", "values": values}
+    assert Prop.NUM_FRAGMENTS not in letter.properties
+    assert letter.properties[ORIGIN_MESSAGE_ID]
+    assert {t for t in broker.subscriptions() if "_fragments_" in t} == set()
