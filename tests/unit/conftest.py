@@ -110,11 +110,3 @@ def make_dispatcher(module_models: Callable[..., ModuleModels]) -> Callable[...,
         return Dispatcher(module_models(source, name), debug=debug)
 
     return make
-
-
-@pytest.fixture
-def at_length(request: pytest.FixtureRequest) -> None:
-    """Skip a long fuzz run unless slow tests are asked for (``pytest -m slow``)."""
-    wanted = str(request.config.getoption("markexpr") or "")
-    if "slow" not in wanted or "not slow" in wanted:
-        pytest.skip("a long fuzz run: ask for it with -m slow")

@@ -323,7 +323,7 @@ def _fuzz(examples: int) -> Any:
         max_examples=examples,
         deadline=None,
         database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        suppress_health_check=[HealthCheck.too_slow],
     )
 
 
@@ -370,7 +370,5 @@ def test_any_properties_parse_or_raise_protocol_error(
 @pytest.mark.slow
 @_fuzz(10_000)
 @given(_PROPERTIES, _PAYLOADS)
-def test_any_properties_at_length(
-    at_length: None, properties: dict[str, str], payload: bytes
-) -> None:
+def test_any_properties_at_length(properties: dict[str, str], payload: bytes) -> None:
     check_any_message(properties, payload)

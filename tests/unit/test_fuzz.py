@@ -4,7 +4,7 @@ No exception escapes but the documented ones: a codec's ``decode`` raises
 :class:`~demessaging.serialization.MalformedPayloadError` or ``pydantic.ValidationError``;
 :meth:`Dispatcher.handle` never raises, and answers what does not decode at stage ``request``.
 The envelope parsers are fuzzed in ``test_envelope.py``. The ``slow`` variants run 10,000
-examples each.
+examples each (about two minutes in all; ``-m "not slow"`` leaves them out).
 """
 
 from __future__ import annotations
@@ -121,7 +121,6 @@ def _fuzz(examples: int) -> Any:
         suppress_health_check=[
             HealthCheck.too_slow,
             HealthCheck.data_too_large,
-            HealthCheck.function_scoped_fixture,
         ],
     )
 
@@ -184,19 +183,19 @@ def test_the_dispatcher_answers_any_payload(payload: bytes, content_type: str) -
 @pytest.mark.slow
 @_fuzz(10_000)
 @given(_MSGPACK)
-def test_msgpack_at_length(at_length: None, payload: bytes) -> None:
+def test_msgpack_at_length(payload: bytes) -> None:
     check_msgpack(payload)
 
 
 @pytest.mark.slow
 @_fuzz(10_000)
 @given(_JSON)
-def test_json_at_length(at_length: None, payload: bytes) -> None:
+def test_json_at_length(payload: bytes) -> None:
     check_json(payload)
 
 
 @pytest.mark.slow
 @_fuzz(10_000)
 @given(_MSGPACK | _JSON, _CONTENT_TYPES)
-def test_the_dispatcher_at_length(at_length: None, payload: bytes, content_type: str) -> None:
+def test_the_dispatcher_at_length(payload: bytes, content_type: str) -> None:
     check_dispatcher(payload, content_type)
