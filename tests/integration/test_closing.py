@@ -102,6 +102,7 @@ def test_a_script_that_caught_a_timeout_exits_in_time(
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=120)
     took = time.monotonic() - started
     assert done.stdout.decode().strip() == "caught", done.stderr.decode()[-2000:]
+    assert done.returncode == 0, done.stderr.decode()[-2000:]  # not aborted by pulsar-client
     # starting Python and two 1 s calls, then the bounded close at exit
     assert took < 2 + BOUND, f"took {took:.1f} s"
 
