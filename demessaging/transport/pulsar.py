@@ -38,11 +38,15 @@ from .handshake import check_credentials
 from .producers import ProducerPool
 from .reach import check_reachable
 
-__all__ = ["PulsarTransport", "authentication", "full_topic"]
+__all__ = ["CLOSE_TIMEOUT", "PulsarTransport", "authentication", "full_topic"]
 
 log = logging.getLogger("demessaging.transport.pulsar")
 #: pulsar.asyncio raises an exception class of its own, unrelated to pulsar.PulsarException.
 _LIBRARY_ERRORS = (pulsar.PulsarException, pulsar_asyncio.PulsarException)
+#: Seconds closing a transport takes at most; then the connection is dropped (see ``close``).
+CLOSE_TIMEOUT = 5.0
+#: Seconds closing one consumer waits for the broker's confirmation.
+_CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
 T = TypeVar("T")
@@ -158,8 +162,10 @@ class _PulsarSubscription(Subscription):
     async def close(self) -> None:
         self._received.clear()
         self._closed(self)
-        try:
-            await self._consumer.close()
+        try:  # bounded: a frozen broker would keep it for the operation timeout
+            await asyncio.wait_for(self._consumer.close(), _CONSUMER_CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:  # the broker redelivers what it had pushed to it
+            log.debug("the broker did not confirm closing the consumer of %s", self._topic)
         except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
             log.debug("closing the consumer of %s: %s", self._topic, exc)
 
@@ -314,27 +320,35 @@ class PulsarTransport(Transport):
         self._subscriptions.add(sub)
         return sub
 
+    async def _close_gracefully(self, client: pulsar_asyncio.Client | None) -> None:
+        for sub in list(self._subscriptions):
+            await sub.close()
+        self._subscriptions.clear()
+        await self._producers.close()
+        if client is not None:
+            try:
+                await client.close()
+            except _LIBRARY_ERRORS as exc:
+                log.debug("closing the client: %s", exc)
+
     @override
     async def close(self) -> None:
-        """Close the consumers, the producers and the connection.
+        """Close the consumers, the producers and the connection, in ``CLOSE_TIMEOUT`` s at most.
 
-        Unbounded by itself (a frozen broker never answers): a caller bounds it by cancelling
-        it, and the connection is then dropped at once, without telling the broker.
+        A broker that does not answer (frozen) would keep every step waiting for its
+        operation timeout: at the deadline, or when a caller cancels it sooner, the
+        connection is dropped at once, without telling the broker.
         """
         client, self._client = self._client, None
         if self._slot is not None:  # our consumers are gone (or going): another may take it
             self._slot.close()
             self._slot = None
         try:
-            for sub in list(self._subscriptions):
-                await sub.close()
-            self._subscriptions.clear()
-            await self._producers.close()
+            await asyncio.wait_for(self._close_gracefully(client), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.debug("the broker did not answer while closing: connection dropped")
             if client is not None:
-                try:
-                    await client.close()
-                except _LIBRARY_ERRORS as exc:
-                    log.debug("closing the client: %s", exc)
+                client.shutdown()
         except BaseException:
             # cancelled (the broker does not answer) or failed: shutdown() closes the
             # connections at once, and pulsar-client's threads end without waiting for the

@@ -156,3 +156,33 @@ def test_consumers_of_one_shared_subscription_never_clash(
     first_count, second_count = asyncio.run(run())
     assert first_count > 0
     assert second_count > 0
+
+
+def test_a_backend_stops_in_time_with_its_broker_frozen(
+    lite: embedded.EmbeddedBroker, tmp_path: Path
+) -> None:
+    log = tmp_path / "listen.log"
+    env = {**os.environ, "DEMESSAGING_BROKER_URL": lite.broker_url, "PYTHONPATH": str(ROOT)}
+    with open(log, "wb") as out:
+        backend = subprocess.Popen(
+            [sys.executable, "-m", "demessaging", "listen", str(ROOT / "examples" / "climate.py")],
+            stderr=out,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "serving climate" not in log.read_text(errors="replace"):
+            assert backend.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.05)
+        os.kill(lite.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        backend.send_signal(signal.SIGTERM)
+        backend.wait(60)
+        took = time.monotonic() - started
+        assert backend.returncode == 0, log.read_text(errors="replace")[-2000:]
+        assert took < BOUND + 2, f"took {took:.1f} s"  # was 60 s (two consumers, 30 s each)
+    finally:
+        if backend.poll() is None:
+            backend.kill()
+            backend.wait(10)
