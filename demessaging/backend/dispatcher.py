@@ -26,7 +26,7 @@ from ..core.reporter import SendProgress
 from ..core.versions import member_name
 from ..errors import DispatchError, ExecutionError, RequestError, ResultError
 from ..protocol.envelope import JSON, ErrorInfo
-from ..serialization import codec_for
+from ..serialization import MalformedPayloadError, codec_for
 from .reports import finish, reporters
 
 __all__ = ["Dispatcher", "Outcome", "type_name"]
@@ -101,9 +101,11 @@ class Dispatcher:
             if isinstance(request, str):
                 request = request.encode()
             return self.models.resolve(codec_for(content_type).decode(request, self.models.request))
+        except MalformedPayloadError as exc:  # the sender's error: no traceback logged
+            raise RequestError(str(exc), error_type="ProtocolError") from None
         except ValidationError as exc:
             raise RequestError(format_validation_error(exc), error_type="ValidationError") from exc
-        except ValueError as exc:  # an unknown content type, or a payload that is not one
+        except ValueError as exc:  # an unknown content type
             raise RequestError(str(exc), error_type="ValueError") from exc
 
     def execute(
@@ -264,6 +266,10 @@ class Dispatcher:
                 ) from exc
         except DispatchError as exc:
             return Outcome(error=self.error_info(exc), member=member)
+        except Exception as exc:  # a defect of the backend's own: answered, logged, never raised
+            error = ExecutionError(f"internal error: {exc}", error_type=type_name(type(exc)))
+            error.__cause__ = exc
+            return Outcome(error=self.error_info(error), member=member)
 
     def error_info(self, exc: DispatchError) -> ErrorInfo:
         """The ErrorInfo to reply with for ``exc`` (logged; traceback only in debug mode)."""

@@ -3,9 +3,11 @@
 Each client listens on a response topic of its own (``<topic>_<8 random letters>``, as DASF
 clients do). A reader task routes every reply arriving there to its call by
 ``requestContext``: it puts replies in pieces together, hands progress messages to the call's
-``on_progress`` and stream items to the stream. A call that is given up on (cancelled, Ctrl-C,
-its deadline) tells the backend with a ``cancel`` message; a stream tells it, with ``more``,
-how many items its caller took.
+``on_progress`` and stream items to the stream. Each message is parsed once
+(:func:`~demessaging.protocol.replies.parse_reply`); one that is not a reply, or is malformed,
+is dropped alone (logged), and no message stops the reader. A call that is given up on
+(cancelled, Ctrl-C, its deadline) tells the backend with a ``cancel`` message; a stream tells
+it, with ``more``, how many items its caller took.
 
 Everything here runs on the loop of the connection's :class:`~.portal.Portal`; the public
 coroutines of :class:`Connection` can be awaited from any event loop.
@@ -40,6 +42,7 @@ from ..protocol.control import control_topic, make_control
 from ..protocol.fragments import PIECE_PREFETCH, Reassembler
 from ..protocol.outgoing import make_request
 from ..protocol.pieces import Uploads
+from ..protocol.replies import Reply, parse_reply
 from ..transport.base import Subscription, Transport
 from .bars import Progress
 from .portal import Portal
@@ -106,7 +109,7 @@ class Connection:
         self._portal_lock = threading.Lock()
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._pending: dict[str, asyncio.Future[Message]] = {}
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._watchers: dict[str, Callable[[Progress], None]] = {}
         self._streams: dict[str, Callable[[Message], None]] = {}
         self._reassembler = Reassembler(max_payload)
@@ -147,7 +150,7 @@ class Connection:
         *,
         deadline: float | None = None,
         extras: Extras | None = None,
-    ) -> Message:
+    ) -> Reply:
         """Send a request and wait for its reply, ``timeout`` seconds at most.
 
         ``deadline`` is the call's whole deadline, for the error message, when part of it has
@@ -195,7 +198,7 @@ class Connection:
         *,
         deadline: float | None,
         extras: Extras | None,
-    ) -> Message:
+    ) -> Reply:
         extras = extras or Extras()
         limit = timeout if timeout is not None else self.settings.timeout
         sent = asyncio.Event()
@@ -215,7 +218,7 @@ class Connection:
         sent: asyncio.Event,
         expires: float,
         extras: Extras,
-    ) -> Message:
+    ) -> Reply:
         await self._connect()
         assert self._transport is not None
         if len(payload) > self.max_payload:
@@ -224,7 +227,7 @@ class Connection:
                 f"({self.max_payload} bytes; see max_payload)"
             )
         context = str(next(self._contexts))
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[context] = future
         if extras.on_progress is not None:
             self._watchers[context] = extras.on_progress
@@ -301,27 +304,10 @@ class Connection:
         try:
             while True:
                 message = await subscription.receive()
-                context = message.properties.get(Prop.REQUEST_CONTEXT)
-                future = self._pending.get(str(context))
-                if Prop.RESPONSE_TOPIC in message.properties:  # a request, not a reply
-                    log.debug("ignoring a %s request on the reply topic", message.message_type)
-                elif future is None or future.done():
-                    log.debug("dropping a reply for no pending call (context %r)", context)
-                elif message.message_type == MessageType.PROGRESS.value:
-                    self._tell(str(context), message)
-                else:
-                    try:
-                        whole = self._reassembler.add(str(context), message)
-                    except ProtocolError as exc:
-                        future.set_exception(exc)
-                    else:
-                        on_item = self._streams.get(str(context))
-                        if whole is None:
-                            pass
-                        elif whole.message_type == MessageType.ITEM.value and on_item:
-                            on_item(whole)
-                        else:
-                            future.set_result(whole)
+                try:
+                    self._route(message)
+                except Exception:  # one message, however odd, never stops the reader
+                    log.warning("dropping a reply that could not be handled", exc_info=True)
                 # after the caller has its reply: the acknowledgement is not on its path
                 await subscription.ack(message)
         except Exception as exc:  # the next call reconnects; pending ones learn why
@@ -331,14 +317,44 @@ class Connection:
                 if not future.done():
                     future.set_exception(error)
 
-    def _tell(self, context: str, message: Message) -> None:
+    def _route(self, message: Message) -> None:
+        """Hand one message of the response topic to its call, or drop it (logged)."""
+        try:
+            reply = parse_reply(message)
+        except ProtocolError as exc:  # not a reply, or a malformed one: dropped alone
+            level = logging.DEBUG if Prop.RESPONSE_TOPIC in message.properties else logging.WARNING
+            log.log(level, "dropping a message on %s: %s", self.response_topic, exc)
+            return
+        future = self._pending.get(reply.context)
+        if future is None or future.done():
+            log.debug("dropping a reply for no pending call (context %r)", reply.context)
+        elif reply.kind is MessageType.PROGRESS:
+            self._tell(reply)
+        elif reply.kind is MessageType.LOG:
+            log.debug("ignoring a log message for call %s", reply.context)
+        else:
+            try:
+                whole = self._reassembler.add(reply.context, reply.message)
+            except ProtocolError as exc:  # well-formed pieces that do not fit: the call fails
+                future.set_exception(exc)
+                return
+            if whole is None:
+                return
+            on_item = self._streams.get(reply.context)
+            if reply.kind is not MessageType.ITEM:
+                future.set_result(reply.whole(whole))
+            elif on_item is not None:
+                on_item(whole)
+            else:
+                log.debug("dropping a stream item for call %s, not a stream", reply.context)
+
+    def _tell(self, reply: Reply) -> None:
         """Hand a progress message to the call's ``on_progress``."""
-        watcher = self._watchers.get(context)
+        watcher = self._watchers.get(reply.context)
         if watcher is None:
             return
-        status = message.properties.get(Prop.STATUS, Status.RUNNING.value)
         try:
-            watcher(Progress(status, bytes(message.payload)))
+            watcher(Progress(reply.status or Status.RUNNING.value, bytes(reply.payload)))
         except Exception:  # the caller's bug: the call goes on
             log.exception("on_progress raised")
 

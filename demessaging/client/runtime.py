@@ -29,9 +29,10 @@ from ..errors import (
     ProtocolError,
     RemoteError,
 )
-from ..message import JSON, Message, MessageType, Prop, Status
+from ..message import JSON, MessageType, Prop
 from ..protocol.envelope import parse_error
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
+from ..protocol.replies import Reply
 from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
 from ..transport.base import Transport
@@ -185,7 +186,7 @@ class Client:
         self._warn_if_changed(reply, member, fingerprint)
         self._check(reply)
         try:
-            codec = codec_for(reply.properties.get(Prop.CONTENT_TYPE, JSON))
+            codec = codec_for(reply.content_type)
             return codec.decode(reply.payload, returns or _ANY)
         except (ValidationError, ValueError) as exc:
             raise ProtocolError(
@@ -314,18 +315,18 @@ class Client:
             ) from exc
         return result
 
-    def _end_of_stream(self, reply: Message, member: str, fingerprint: str | None) -> None:
+    def _end_of_stream(self, reply: Reply, member: str, fingerprint: str | None) -> None:
         """Check the reply that ends a stream: an error, or a backend that did not stream."""
         self._check(reply)
-        if reply.properties.get(Prop.STREAM) != "end":
+        if not reply.stream_end:
             raise ProtocolError(
                 f"the backend did not stream {member or 'the call'}: it is not a generator "
                 "function there"
             )
         self._warn_if_changed(reply, member, fingerprint)
 
-    def _warn_if_changed(self, reply: Message, member: str, fingerprint: str | None) -> None:
-        theirs = reply.properties.get(Prop.API_FINGERPRINT)
+    def _warn_if_changed(self, reply: Reply, member: str, fingerprint: str | None) -> None:
+        theirs = reply.api_fingerprint
         if fingerprint and theirs and theirs != fingerprint and member not in self._changed:
             self._changed.add(member)
             warnings.warn(
@@ -335,8 +336,8 @@ class Client:
                 stacklevel=3,
             )
 
-    def _check(self, reply: Message) -> None:
+    def _check(self, reply: Reply) -> None:
         """Raise the error a reply carries, if it carries one."""
-        if reply.properties.get(Prop.STATUS) == Status.ERROR.value:
-            info = parse_error(reply)
+        if reply.failed:
+            info = parse_error(reply.message)
             raise RemoteError(info.type, info.message, info.stage, info.traceback, info.declared)

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 from ..errors import CallTimeoutError, DemessagingError
 from ..message import JSON, Message, MessageType, Prop
 from ..protocol.envelope import MAX_STREAM_WINDOW
+from ..protocol.replies import Reply
 from ..serialization import codec_for
 from .bars import Progress
 from .connection import Connection, Extras
@@ -42,7 +43,7 @@ async def receive(
     window: int,
     on_progress: Callable[[Progress], None] | None,
     fingerprint: str | None,
-    check_end: Callable[[Message], None],
+    check_end: Callable[[Reply], None],
 ) -> AsyncGenerator[Any, None]:
     """Send a stream's request and yield its items, validated by ``returns``.
 

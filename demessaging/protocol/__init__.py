@@ -3,6 +3,7 @@
 - :mod:`.envelope`: the wire spec, and the parsing of each incoming message into a typed object;
 - :mod:`.outgoing`: building requests and replies;
 - :mod:`.control`: ``cancel`` and ``more`` messages and their topic;
+- :mod:`.replies`: the parsing of what a client receives into a typed :class:`~.replies.Reply`;
 - :mod:`.fragments`: cutting payloads into pieces and putting them together;
 - :mod:`.pieces`: requests in pieces, uploaded by clients and gathered by backends;
 - :mod:`.schemas`: the properties as JSON Schemas.

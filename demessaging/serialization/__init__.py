@@ -2,6 +2,8 @@
 
 Each has ``CONTENT_TYPE``, ``encode(value, adapter)`` and ``decode(data, adapter)``. A
 message's ``content_type`` property names the codec of its payload (:func:`codec_for`).
+``decode`` refuses a malformed payload with :class:`.errors.MalformedPayloadError`, and
+only with it (or a ``pydantic.ValidationError`` for a value that does not validate).
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from . import json, msgpack
+from .errors import MalformedPayloadError
 
-__all__ = ["CODECS", "ENCODINGS", "codec_for", "json", "msgpack"]
+__all__ = ["CODECS", "ENCODINGS", "MalformedPayloadError", "codec_for", "json", "msgpack"]
 
 #: Content type -> codec module.
 CODECS: dict[str, ModuleType] = {json.CONTENT_TYPE: json, msgpack.CONTENT_TYPE: msgpack}

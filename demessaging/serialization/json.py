@@ -13,9 +13,10 @@ import json
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import ConfigDict, TypeAdapter
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from ..core.xarrays import xarray_kind
+from .errors import MalformedPayloadError
 
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
@@ -49,7 +50,23 @@ def decode(data: bytes | bytearray | str, adapter: TypeAdapter[T] = _ANY) -> T:
 
     Raises
     ------
+    MalformedPayloadError
+        If ``data`` is not UTF-8 JSON (or nests too deeply).
     pydantic.ValidationError
-        If ``data`` is not JSON or does not validate.
+        If the value does not validate.
     """
-    return adapter.validate_json(data)
+    try:
+        return adapter.validate_json(data)
+    except ValidationError as exc:
+        if is_malformed(exc):
+            raise MalformedPayloadError(f"not a valid JSON payload: {_first(exc)}") from None
+        raise
+
+
+def is_malformed(exc: ValidationError) -> bool:
+    """Whether a validation error says that its input was not JSON at all."""
+    return any(error["type"] == "json_invalid" for error in exc.errors())
+
+
+def _first(exc: ValidationError) -> str:
+    return str(exc.errors()[0]["msg"])

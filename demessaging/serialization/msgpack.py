@@ -29,6 +29,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import math
 import pathlib
 import struct
 import uuid
@@ -40,6 +41,7 @@ from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..core.xarrays import xarray_kind
+from .errors import MalformedPayloadError
 
 __all__ = ["CONTENT_TYPE", "decode", "encode"]
 
@@ -163,27 +165,53 @@ def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY)
 
     Raises
     ------
-    ValueError
-        If ``data`` is not such a payload.
+    MalformedPayloadError
+        If ``data`` is not such a payload (also a ``ValueError``).
     pydantic.ValidationError
         If the value does not validate.
     """
     if isinstance(data, bytes | memoryview) and memoryview(data).readonly:
         data = bytearray(data)  # one copy, so that arrays can be writable views of it
-    view = memoryview(data)
     try:
-        (size,) = _U64.unpack_from(view, 0)
-        (count,) = _U64.unpack_from(view, _U64.size + size)
-        table = _U64.size * 2 + size
-        if table + _ENTRY.size * count > len(view):
-            raise ValueError("the buffer table runs past the end")
-        spans = [_ENTRY.unpack_from(view, table + _ENTRY.size * i) for i in range(count)]
-    except struct.error as exc:
-        raise ValueError(f"not a msgpack payload with buffers: {exc}") from exc
+        plain = _unpack(memoryview(data))
+    except MalformedPayloadError:
+        raise
+    except (
+        msgpack.UnpackException,
+        ValueError,
+        TypeError,
+        LookupError,
+        ArithmeticError,
+        RecursionError,
+    ) as exc:
+        # whatever a hostile payload makes msgpack, numpy or struct raise (lengths of 2**63
+        # and more raise OverflowError): the sender's error, not the backend's
+        raise MalformedPayloadError(f"not a valid msgpack payload: {exc}") from None
+    return adapter.validate_python(plain)
+
+
+def _unpack(view: memoryview) -> Any:
+    """The plain value of a payload, arrays as views of it."""
+    if len(view) < _U64.size * 2:
+        raise MalformedPayloadError(f"not a msgpack payload with buffers: {len(view)} bytes")
+    (size,) = _U64.unpack_from(view, 0)
+    if size > len(view) - _U64.size * 2:
+        raise MalformedPayloadError(
+            "not a msgpack payload with buffers: the document runs past the end"
+        )
+    (count,) = _U64.unpack_from(view, _U64.size + size)
+    table = _U64.size * 2 + size
+    if count > (len(view) - table) // _ENTRY.size:
+        raise MalformedPayloadError(
+            "not a msgpack payload with buffers: the buffer table runs past the end"
+        )
+    spans = [_ENTRY.unpack_from(view, table + _ENTRY.size * i) for i in range(count)]
     end = table + _ENTRY.size * count
     for start, nbytes in sorted(spans):  # in order, after the table, apart, inside the payload
         if start < end or start + nbytes > len(view):
-            raise ValueError("not a msgpack payload with buffers: they overlap or run past the end")
+            raise MalformedPayloadError(
+                "not a msgpack payload with buffers: they overlap or run past the end"
+            )
         end = start + nbytes
     used: set[int] = set()
 
@@ -193,12 +221,14 @@ def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY)
             raise ValueError(f"array {index!r} is not a buffer of this payload, or used twice")
         used.add(index)
         start, nbytes = spans[index]
+        if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)):
+            raise ValueError(f"array {index} has the shape {shape!r}, which is not one")
         dtype, shape = np.dtype(dtype_text), tuple(shape)
         if dtype.kind not in _BUFFER_KINDS or dtype.fields is not None:
             raise ValueError(f"array {index} has the dtype {dtype}, which is not a buffer")
         if order == "F":
             shape = shape[::-1]
-        items = int(np.prod(shape)) if shape else 1
+        items = math.prod(shape)
         if items * dtype.itemsize != nbytes:
             raise ValueError(f"array {index}: {nbytes} bytes do not hold {shape} of {dtype}")
         result = np.frombuffer(view, dtype=dtype, count=items, offset=start).reshape(shape)
@@ -216,8 +246,4 @@ def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY)
             return _xarray(code, msgpack.unpackb(header, ext_hook=inner_hook, **_UNPACK))
         raise ValueError(f"unknown msgpack extension type {code}")
 
-    try:
-        plain = msgpack.unpackb(view[_U64.size : _U64.size + size], ext_hook=ext_hook, **_UNPACK)
-    except (msgpack.UnpackException, ValueError, TypeError, IndexError) as exc:
-        raise ValueError(f"not a valid msgpack payload: {exc}") from exc
-    return adapter.validate_python(plain)
+    return msgpack.unpackb(view[_U64.size : _U64.size + size], ext_hook=ext_hook, **_UNPACK)

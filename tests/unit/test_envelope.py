@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -27,6 +28,7 @@ from demessaging.protocol.envelope import (
 )
 from demessaging.protocol.fragments import Reassembler, split
 from demessaging.protocol.outgoing import make_request
+from demessaging.protocol.replies import REPLY_KINDS, parse_reply
 
 #: Numbers as a hostile or broken peer may write them; none is a valid natural number.
 MALFORMED_NUMBERS = [
@@ -316,22 +318,57 @@ _VALUES = st.one_of(
 _PROPERTIES = st.dictionaries(_NAMES, _VALUES, max_size=12)
 
 
-@settings(
-    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
-@given(_PROPERTIES)
-def test_any_properties_parse_or_raise_protocol_error(properties: dict[str, str]) -> None:
-    message = Message(b"payload", properties)
+def _fuzz(examples: int) -> Any:
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+def check_any_message(properties: dict[str, str], payload: bytes) -> None:
+    """Every parser takes the message or refuses it with a ProtocolError, and nothing else."""
+    message = Message(payload, properties)
     try:
         parsed = parse_request(message)
     except ProtocolError:
         pass
     else:
         assert parsed.count >= 1
-        assert parsed.window is None or 1 <= parsed.window <= MAX_STREAM_WINDOW
-        if isinstance(parsed, Request) and parsed.deadline is not None:
-            assert math.isfinite(parsed.deadline)
+        if isinstance(parsed, Request):
+            assert parsed.window is None or 1 <= parsed.window <= MAX_STREAM_WINDOW
+            assert parsed.deadline is None or math.isfinite(parsed.deadline)
     with contextlib.suppress(ProtocolError):
         parse_control(message)
+    try:
+        reply = parse_reply(message)
+    except ProtocolError:
+        pass
+    else:
+        assert reply.context
+        assert 0 <= reply.fragment < reply.count
+        assert reply.kind in REPLY_KINDS
+        assert Prop.RESPONSE_TOPIC not in properties
+    reassembler = Reassembler(max_bytes=1000)
     with contextlib.suppress(ProtocolError):
-        Reassembler(max_bytes=1000).add("k", message)
+        reassembler.add("k", message)
+    assert reassembler.held <= 1000
+
+
+_PAYLOADS = st.binary(max_size=16)
+
+
+@_fuzz(1500)
+@given(_PROPERTIES, _PAYLOADS)
+def test_any_properties_parse_or_raise_protocol_error(
+    properties: dict[str, str], payload: bytes
+) -> None:
+    check_any_message(properties, payload)
+
+
+@pytest.mark.slow
+@_fuzz(10_000)
+@given(_PROPERTIES, _PAYLOADS)
+def test_any_properties_at_length(properties: dict[str, str], payload: bytes) -> None:
+    check_any_message(properties, payload)
