@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from ..config import Settings
 from ..errors import (
     CallTimeoutError,
+    ConfigurationError,
     DemessagingError,
     PayloadTooLargeError,
     ProtocolError,
@@ -46,13 +47,15 @@ from ..transport.base import Subscription, Transport
 from .bars import Progress
 from .portal import Portal
 
-__all__ = ["CANCEL_TIMEOUT", "CLEANUP_TIMEOUT", "Connection", "Extras"]
+__all__ = ["CANCEL_TIMEOUT", "CLEANUP_TIMEOUT", "CLOSE_TIMEOUT", "Connection", "Extras"]
 
 log = logging.getLogger("demessaging.client")
 #: Seconds closing a client waits for the clean-up after failed uploads.
 CLEANUP_TIMEOUT = 10.0
 #: Seconds a client tries to tell a backend that it cancelled a call.
 CANCEL_TIMEOUT = 5.0
+#: Seconds closing a client takes at most, whatever the broker does (gone, frozen).
+CLOSE_TIMEOUT = 5.0
 T = TypeVar("T")
 
 
@@ -80,6 +83,9 @@ class Connection:
     max_payload
         The largest request sent and the most memory held for replies arriving in pieces,
         in bytes.
+    close_timeout
+        Seconds :meth:`close` (and the program's exit) takes at most, whatever the broker
+        does; what is not done by then is dropped.
     """
 
     def __init__(
@@ -89,8 +95,12 @@ class Connection:
         *,
         transport: Transport | None,
         max_payload: int,
+        close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
+        if not close_timeout > 0:
+            raise ConfigurationError(f"close_timeout must be positive, got {close_timeout!r}")
         self.settings = settings
+        self.close_timeout = close_timeout
         self.topic = settings.topic
         self.response_topic = response_topic
         self.max_payload = max_payload
@@ -162,13 +172,19 @@ class Connection:
         await self._on_portal(self._send_control(context, received))
 
     def close(self) -> None:
-        """Close the response subscription, the transport and the background loop."""
+        """Close the response subscription, the transport and the background loop.
+
+        Takes ``close_timeout`` seconds at most (a broker that is gone or frozen cannot keep
+        the caller, or the program's exit, waiting); what is not done by then is dropped.
+        """
         with self._portal_lock:
             portal, self._portal = self._portal, None
         if portal is not None:
+            deadline = time.monotonic() + self.close_timeout
             with contextlib.suppress(RuntimeError):
-                portal.run(self._aclose())
-            portal.close()
+                portal.run(self._aclose(self.close_timeout))
+            # the rest of the budget, and a little more: the loop must stop, not linger
+            portal.close(max(0.5, deadline - time.monotonic()))
 
     # -- on the portal's loop ----------------------------------------------------------------
 
@@ -342,19 +358,35 @@ class Connection:
         except Exception:  # the caller's bug: the call goes on
             log.exception("on_progress raised")
 
-    async def _aclose(self) -> None:
-        if self._cleanups:  # bounded: a broker that is gone does not keep close() waiting
-            await asyncio.wait(self._cleanups, timeout=CLEANUP_TIMEOUT)
+    async def _aclose(self, timeout: float) -> None:
+        """Close everything within ``timeout`` seconds; each step has its share of them."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        def until(share: float) -> float:  # seconds left until ``share`` of the budget
+            return max(0.0, start + share * timeout - loop.time())
+
+        if self._cleanups:  # a broker that is gone does not keep close() waiting
+            await asyncio.wait(self._cleanups, timeout=min(CLEANUP_TIMEOUT, until(0.4)))
         if self._uploads is not None:
-            await self._uploads.close()
+            await self._bounded(self._uploads.close(), until(0.55), "the uploads")
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._subscription is not None:
-            await self._drop_subscription()
-        if self._transport is not None:
-            await self._transport.close()
+            await self._bounded(self._drop_subscription(), until(0.7), "the subscription")
+        if self._transport is not None:  # cancelled at its deadline, it drops its connection
+            await self._bounded(self._transport.close(), until(1.0), "the connection")
+
+    async def _bounded(self, step: Awaitable[None], timeout: float, what: str) -> None:
+        """Await one step of closing for ``timeout`` seconds at most, then move on."""
+        try:
+            await asyncio.wait_for(step, max(timeout, 0.01))
+        except asyncio.TimeoutError:
+            log.debug("closing %s took too long (the broker does not answer): dropped", what)
+        except DemessagingError as exc:
+            log.debug("closing %s: %s", what, exc)
 
     async def _drop_subscription(self) -> None:
         """Delete the response subscription, so that the broker can delete the topic."""

@@ -38,7 +38,7 @@ from ..serialization import msgpack as msgpack_codec
 from ..transport.base import Transport
 from . import bars, streams
 from .bars import Progress
-from .connection import Connection, Extras
+from .connection import CLOSE_TIMEOUT, Connection, Extras
 from .portal import Portal, blocking, blocking_iterator
 from .streams import STREAM_WINDOW
 
@@ -70,6 +70,9 @@ class Client:
     max_payload
         The largest request this client sends and the most memory it holds for replies
         arriving in pieces, in bytes.
+    close_timeout
+        Seconds :meth:`close` (and the program's exit) takes at most, whatever the broker
+        does (gone, frozen).
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class Client:
         transport: Transport | None = None,
         settings: Settings | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        close_timeout: float = CLOSE_TIMEOUT,
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = dataclasses.replace(
@@ -95,7 +99,11 @@ class Client:
         suffix = "".join(random.choices(string.ascii_lowercase, k=8))
         self.response_topic = f"{self.topic}_{suffix}"
         self._connection = Connection(
-            self.settings, self.response_topic, transport=transport, max_payload=max_payload
+            self.settings,
+            self.response_topic,
+            transport=transport,
+            max_payload=max_payload,
+            close_timeout=close_timeout,
         )
         self._changed: set[str] = set()  # members the backend changed, warned about
         #: The encoding the backend's pong offered (for the ``auto`` setting).
@@ -265,7 +273,10 @@ class Client:
         yield from self._portal().iterate(items)
 
     def close(self) -> None:
-        """Close the response subscription, the transport and the background loop."""
+        """Close the response subscription, the transport and the background loop.
+
+        Takes ``close_timeout`` seconds at most, whatever the broker does.
+        """
         self._connection.close()
 
     def __enter__(self) -> Client:

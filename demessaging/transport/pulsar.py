@@ -16,12 +16,16 @@ its warnings at WARNING and INFO (the command line's default), also its informat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import ssl
+import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import pulsar
 import pulsar.asyncio as pulsar_asyncio
@@ -34,15 +38,25 @@ from .handshake import check_credentials
 from .producers import ProducerPool
 from .reach import check_reachable
 
-__all__ = ["PulsarTransport", "authentication", "full_topic"]
+__all__ = ["CLOSE_TIMEOUT", "PulsarTransport", "authentication", "full_topic"]
 
 log = logging.getLogger("demessaging.transport.pulsar")
 #: pulsar.asyncio raises an exception class of its own, unrelated to pulsar.PulsarException.
 _LIBRARY_ERRORS = (pulsar.PulsarException, pulsar_asyncio.PulsarException)
+#: Seconds closing a transport takes at most; then the connection is dropped (see ``close``).
+CLOSE_TIMEOUT = 5.0
+#: Seconds closing one consumer waits for the broker's confirmation.
+_CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
 T = TypeVar("T")
 
+#: Consumer ids a transport on pulsar-lite numbers its consumers in before the next one's range.
+_SLOT_SIZE = 1024
+#: Slots tried before a random one is taken (no more collision-free).
+_MAX_SLOTS = 256
+#: Scratch consumers made at once while spreading consumer ids.
+_BURN_BATCH = 64
 #: The largest payload sent in one message. Below the brokers' limit (5 MiB), as pulsar-lite
 #: 0.2 loses messages close to its limit.
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
@@ -148,8 +162,10 @@ class _PulsarSubscription(Subscription):
     async def close(self) -> None:
         self._received.clear()
         self._closed(self)
-        try:
-            await self._consumer.close()
+        try:  # bounded: a frozen broker would keep it for the operation timeout
+            await asyncio.wait_for(self._consumer.close(), _CONSUMER_CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:  # the broker redelivers what it had pushed to it
+            log.debug("the broker did not confirm closing the consumer of %s", self._topic)
         except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
             log.debug("closing the consumer of %s: %s", self._topic, exc)
 
@@ -165,13 +181,16 @@ class PulsarTransport(Transport):
         Topics, authentication and limits.
     pulsar_lite
         Work around two faults of pulsar-lite 0.2. It refuses a consumer of a shared
-        subscription whose id another process's consumer already has ("Consumer 0 already
-        exists"), while every pulsar-client process numbers its consumers from 0: before its
-        first shared subscription, the transport creates and closes ``pid % 1024`` consumers of
-        a scratch topic (about 0.5 ms each), so that backends on one machine get distinct ids.
-        And deleting a subscription redelivers messages of other consumers whose
-        acknowledgement is still on its way: subscriptions are closed instead of deleted
-        (pulsar-lite never deletes data anyway).
+        subscription whose id another connection's consumer already has ("Consumer 0 already
+        exists"; pulsar-client retries until its operation timeout), while every
+        pulsar-client connection numbers its consumers from 0: before its first shared
+        subscription, the transport takes the lowest slot number ``k`` no other transport on
+        this machine holds (a locked file, released when the transport closes or its process
+        ends), and creates and closes ``k * 1024`` consumers of a scratch topic (about 0.5 ms
+        each, many at once), so that the transports on one machine number their consumers in
+        ranges of their own. And deleting a subscription redelivers messages of other
+        consumers whose acknowledgement is still on its way: subscriptions are closed instead
+        of deleted (pulsar-lite never deletes data anyway).
     max_message_size
         The largest payload sent in one message, in bytes; larger ones go in pieces.
     piece_size
@@ -198,6 +217,8 @@ class PulsarTransport(Transport):
         )
         self._subscriptions: set[_PulsarSubscription] = set()
         self._ids_spread = not pulsar_lite
+        #: The slot of consumer ids this transport holds on pulsar-lite (see the class).
+        self._slot: IO[bytes] | None = None
 
     def topic(self, name: str) -> str:
         """The full name of a topic."""
@@ -252,14 +273,22 @@ class PulsarTransport(Transport):
             )
 
     async def _spread_consumer_ids(self) -> None:
+        client = await self._connect()
+        self._slot, number = _claim_slot()
         o = self.options
         scratch = f"non-persistent://{o.tenant}/{o.namespace}/demessaging-consumer-ids"
-        for n in range(os.getpid() % 1024):
+        name = f"ids-{uuid.uuid4().hex}"  # its own: burning ids must not clash either
+
+        async def burn() -> None:
             consumer = await _guard(
-                (await self._connect()).subscribe(scratch, f"id-{os.getpid()}-{n}"),
+                client.subscribe(scratch, name, consumer_type=pulsar.ConsumerType.Shared),
                 "spreading consumer ids",
             )
             await consumer.close()
+
+        wanted = number * _SLOT_SIZE
+        for start in range(0, wanted, _BURN_BATCH):
+            await asyncio.gather(*(burn() for _ in range(min(_BURN_BATCH, wanted - start))))
         self._ids_spread = True
 
     @override
@@ -291,18 +320,43 @@ class PulsarTransport(Transport):
         self._subscriptions.add(sub)
         return sub
 
-    @override
-    async def close(self) -> None:
+    async def _close_gracefully(self, client: pulsar_asyncio.Client | None) -> None:
         for sub in list(self._subscriptions):
             await sub.close()
         self._subscriptions.clear()
         await self._producers.close()
-        if self._client is not None:
+        if client is not None:
             try:
-                await self._client.close()
+                await client.close()
             except _LIBRARY_ERRORS as exc:
                 log.debug("closing the client: %s", exc)
-            self._client = None
+
+    @override
+    async def close(self) -> None:
+        """Close the consumers, the producers and the connection, in ``CLOSE_TIMEOUT`` s at most.
+
+        A broker that does not answer (frozen) would keep every step waiting for its
+        operation timeout: at the deadline, or when a caller cancels it sooner, the
+        connection is dropped at once, without telling the broker.
+        """
+        client, self._client = self._client, None
+        if self._slot is not None:  # our consumers are gone (or going): another may take it
+            self._slot.close()
+            self._slot = None
+        try:
+            await asyncio.wait_for(self._close_gracefully(client), CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.debug("the broker did not answer while closing: connection dropped")
+            if client is not None:
+                client.shutdown()
+        except BaseException:
+            # cancelled (the broker does not answer) or failed: shutdown() closes the
+            # connections at once, and pulsar-client's threads end without waiting for the
+            # broker; without it they would hold the program's exit
+            if client is not None:
+                client.shutdown()
+            raise
+        if client is not None:
             # pulsar-client ends its close on a thread of its own, after telling us it is done;
             # a process that exits before that thread does aborts ("terminate called without
             # an active exception", apache/pulsar-client-python#256): give it time to end
@@ -314,6 +368,35 @@ async def _close_producer(producer: pulsar_asyncio.Producer) -> None:
         await producer.close()
     except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
         log.debug("closing a producer: %s", exc)
+
+
+def _claim_slot() -> tuple[IO[bytes] | None, int]:
+    """The lowest slot number no other transport on this machine holds, and its locked file.
+
+    The lock (``flock``) goes with the file: closing it, or the end of the process, frees
+    the slot. Where files cannot be locked, a random slot (no longer collision-free).
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no pulsar-lite binary either, as of 0.2
+        return None, int.from_bytes(os.urandom(1), "big")
+    folder = Path(tempfile.gettempdir()) / "demessaging-consumer-slots"
+    folder.mkdir(exist_ok=True)
+    with contextlib.suppress(OSError):  # shared by the users of the machine, as /tmp is
+        os.chmod(folder, 0o1777)
+    for number in range(_MAX_SLOTS):
+        try:
+            # read-only: the slot files of one user can be locked by every other user too
+            file = open(os.open(folder / str(number), os.O_RDONLY | os.O_CREAT, 0o444), "rb")  # noqa: SIM115
+        except OSError:  # another user's file we cannot read: not ours to take
+            continue
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another transport's
+            file.close()
+            continue
+        return file, number
+    return None, _MAX_SLOTS + int.from_bytes(os.urandom(1), "big")
 
 
 def _library_logger() -> Any:
