@@ -10,6 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from hypothesis import HealthCheck, settings
+
 from demessaging.codegen import generate
 
 __all__ = ["forget_package", "generated_client"]
@@ -40,3 +42,17 @@ def forget_package(package: str, root: Path) -> None:
         sys.modules.pop(name)
     with contextlib.suppress(ValueError):
         sys.path.remove(str(root))
+
+
+def fuzz(examples: int, *suppressed: HealthCheck) -> Any:
+    """Hypothesis settings of the fuzz tests: ``examples`` of them, no deadline, no database.
+
+    Generating wire input is slow by nature: ``too_slow`` is always suppressed, and so are
+    the health checks in ``suppressed``.
+    """
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, *suppressed],
+    )

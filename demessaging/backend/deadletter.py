@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 from ..errors import AuthenticationError, DemessagingError, TransportError
 from ..message import Message
+from .recent import REMEMBERED
 
 __all__ = [
     "DEFAULT_REPLY_RETRIES",
@@ -82,7 +83,7 @@ class Unsent:
     first (not thread-safe).
     """
 
-    def __init__(self, size: int = 10_000, budget: int = KEPT_BYTES) -> None:
+    def __init__(self, size: int = REMEMBERED, budget: int = KEPT_BYTES) -> None:
         self.size = size
         self.budget = budget
         self._failures: OrderedDict[str, int] = OrderedDict()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import ProtocolError
 from ..message import JSON, Message, MessageType, Prop, Status
-from .envelope import natural
+from .envelope import fragment_count, natural
 
 __all__ = ["REPLY_KINDS", "Reply", "parse_reply"]
 
@@ -117,12 +117,10 @@ def parse_reply(message: Message) -> Reply:
     context = props.get(Prop.REQUEST_CONTEXT)
     if not context:
         raise ProtocolError("a reply lacks the property requestContext")
-    count = _number(props, Prop.NUM_FRAGMENTS)
+    count = fragment_count(message)
     fragment = _number(props, Prop.FRAGMENT) or 0
-    if count is not None and count < 1:
-        raise ProtocolError(f"num_fragments={count} is not positive")
-    if fragment >= (count or 1):
-        raise ProtocolError(f"fragment {fragment} of {count or 1} is out of range")
+    if fragment >= count:
+        raise ProtocolError(f"fragment {fragment} of {count} is out of range")
     return Reply(
         message=message,
         context=context,
@@ -132,7 +130,7 @@ def parse_reply(message: Message) -> Reply:
         api_fingerprint=props.get(Prop.API_FINGERPRINT),
         stream_end=props.get(Prop.STREAM) == "end",
         sequence=_number(props, Prop.SEQUENCE),
-        count=count or 1,
+        count=count,
         fragment=fragment,
         fragment_offset=_number(props, Prop.FRAGMENT_OFFSET),
         payload_size=_number(props, Prop.PAYLOAD_SIZE),

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from demessaging.backend.cancel import Cancellations
@@ -29,6 +28,7 @@ from demessaging.protocol.envelope import (
 from demessaging.protocol.fragments import Reassembler, split
 from demessaging.protocol.outgoing import make_request
 from demessaging.protocol.replies import REPLY_KINDS, parse_reply
+from tests.helpers import fuzz
 
 #: Numbers as a hostile or broken peer may write them; none is a valid natural number.
 MALFORMED_NUMBERS = [
@@ -318,15 +318,6 @@ _VALUES = st.one_of(
 _PROPERTIES = st.dictionaries(_NAMES, _VALUES, max_size=12)
 
 
-def _fuzz(examples: int) -> Any:
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-
-
 def check_any_message(properties: dict[str, str], payload: bytes) -> None:
     """Every parser takes the message or refuses it with a ProtocolError, and nothing else."""
     message = Message(payload, properties)
@@ -359,7 +350,7 @@ def check_any_message(properties: dict[str, str], payload: bytes) -> None:
 _PAYLOADS = st.binary(max_size=16)
 
 
-@_fuzz(1500)
+@fuzz(1500)
 @given(_PROPERTIES, _PAYLOADS)
 def test_any_properties_parse_or_raise_protocol_error(
     properties: dict[str, str], payload: bytes
@@ -368,7 +359,7 @@ def test_any_properties_parse_or_raise_protocol_error(
 
 
 @pytest.mark.slow
-@_fuzz(10_000)
+@fuzz(10_000)
 @given(_PROPERTIES, _PAYLOADS)
 def test_any_properties_at_length(properties: dict[str, str], payload: bytes) -> None:
     check_any_message(properties, payload)

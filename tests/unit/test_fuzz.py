@@ -16,12 +16,13 @@ from typing import Any
 import msgpack as msgpack_lib
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from demessaging.backend.dispatcher import Dispatcher, Outcome
 from demessaging.serialization import MalformedPayloadError, json, msgpack
+from tests.helpers import fuzz
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 U64 = struct.Struct("<Q")
@@ -113,18 +114,6 @@ _JSON = st.one_of(
 )
 
 
-def _fuzz(examples: int) -> Any:
-    return settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        suppress_health_check=[
-            HealthCheck.too_slow,
-            HealthCheck.data_too_large,
-        ],
-    )
-
-
 def _decodes(codec: Any, payload: bytes) -> bool:
     """Whether ``codec`` decodes ``payload``; raises what it must not raise."""
     try:
@@ -162,40 +151,40 @@ def check_dispatcher(payload: bytes, content_type: str) -> None:
 _CONTENT_TYPES = st.sampled_from([msgpack.CONTENT_TYPE, json.CONTENT_TYPE, "text/nonsense", ""])
 
 
-@_fuzz(1200)
+@fuzz(1200, HealthCheck.data_too_large)
 @given(_MSGPACK)
 def test_msgpack_decodes_or_refuses_any_payload(payload: bytes) -> None:
     check_msgpack(payload)
 
 
-@_fuzz(300)
+@fuzz(300, HealthCheck.data_too_large)
 @given(_JSON)
 def test_json_decodes_or_refuses_any_payload(payload: bytes) -> None:
     check_json(payload)
 
 
-@_fuzz(800)
+@fuzz(800, HealthCheck.data_too_large)
 @given(_MSGPACK | _JSON, _CONTENT_TYPES)
 def test_the_dispatcher_answers_any_payload(payload: bytes, content_type: str) -> None:
     check_dispatcher(payload, content_type)
 
 
 @pytest.mark.slow
-@_fuzz(10_000)
+@fuzz(10_000, HealthCheck.data_too_large)
 @given(_MSGPACK)
 def test_msgpack_at_length(payload: bytes) -> None:
     check_msgpack(payload)
 
 
 @pytest.mark.slow
-@_fuzz(10_000)
+@fuzz(10_000, HealthCheck.data_too_large)
 @given(_JSON)
 def test_json_at_length(payload: bytes) -> None:
     check_json(payload)
 
 
 @pytest.mark.slow
-@_fuzz(10_000)
+@fuzz(10_000, HealthCheck.data_too_large)
 @given(_MSGPACK | _JSON, _CONTENT_TYPES)
 def test_the_dispatcher_at_length(payload: bytes, content_type: str) -> None:
     check_dispatcher(payload, content_type)
