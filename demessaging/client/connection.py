@@ -28,8 +28,9 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from ..config import Settings
+from ..config import ENV_PREFIX, Settings
 from ..errors import (
+    BrokerUnreachableError,
     CallTimeoutError,
     ConfigurationError,
     DemessagingError,
@@ -292,13 +293,26 @@ class Connection:
             # Shared although this client is the topic's only consumer: replies in pieces are
             # put together by offset, so order does not matter, and shared subscriptions are
             # the ones every broker gets right (pulsar-lite's exclusive ones repeat messages).
-            self._subscription = await self._transport.subscribe(
-                self.response_topic,
-                f"demessaging-client-{uuid.uuid4().hex[:12]}",
-                shared=True,
-                prefetch=PIECE_PREFETCH,
-            )
+            try:  # the first contact with the broker: an unreachable one is told here
+                self._subscription = await self._transport.subscribe(
+                    self.response_topic,
+                    f"demessaging-client-{uuid.uuid4().hex[:12]}",
+                    shared=True,
+                    prefetch=PIECE_PREFETCH,
+                )
+            except BrokerUnreachableError as exc:
+                raise self._unreachable(exc) from None
             self._reader = asyncio.ensure_future(self._read(self._subscription))
+
+    def _unreachable(self, error: BrokerUnreachableError) -> BrokerUnreachableError:
+        """The error naming the variables these settings were read from.
+
+        Left as it is for ``DEMESSAGING_*`` alone; a generated package's
+        ``<PREFIX>BROKER_URL`` is named first.
+        """
+        if self.settings.prefixes == (ENV_PREFIX,):
+            return error
+        return BrokerUnreachableError(error.url, error.reason, self.settings.variable("broker_url"))
 
     async def _read(self, subscription: Subscription) -> None:
         try:

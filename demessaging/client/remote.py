@@ -27,7 +27,6 @@ from ..core.models import CallableModels, ModuleModels, build_models, format_val
 from ..core.schema import api_info
 from ..errors import (
     APIChangedError,
-    BrokerUnreachableError,
     DemessagingError,
     DemessagingWarning,
     InvalidArgumentsError,
@@ -185,8 +184,6 @@ class RemoteModule:
                 member=member,
                 fingerprint=self.fingerprints.get(member),
             )
-        except BrokerUnreachableError as exc:
-            raise self._unreachable(exc) from None
         except (RemoteError, ProtocolError) as exc:
             better = await self._explained(exc, member, timeout)
             if better is None:
@@ -216,8 +213,6 @@ class RemoteModule:
         try:
             async for item in items:
                 yield item
-        except BrokerUnreachableError as exc:
-            raise self._unreachable(exc) from None
         except (RemoteError, ProtocolError) as exc:
             better = await self._explained(exc, member, timeout)
             if better is None:
@@ -229,11 +224,6 @@ class RemoteModule:
     # the functions of a generated package call these
     call = blocking(acall)
     stream = blocking_iterator(astream)
-
-    def _unreachable(self, error: BrokerUnreachableError) -> BrokerUnreachableError:
-        """The error naming this package's own variable first (``<PREFIX>BROKER_URL``)."""
-        setting = self.settings.variable("broker_url")
-        return BrokerUnreachableError(error.url, error.reason, setting)
 
     def _portal(self) -> Portal:
         return self.client._portal()
