@@ -219,9 +219,10 @@ class Listener:
                 task.add_done_callback(in_flight.discard)
         finally:
             stop.cancel()
-            self._uploads.drop()  # their requests come again, here or elsewhere
+            dropped = self._uploads.drop()  # their requests come again, here or elsewhere
             if in_flight:
-                log.info("waiting for %d call(s) in flight", len(in_flight))
+                if len(in_flight) > dropped:
+                    log.info("waiting for %d call(s) in flight", len(in_flight) - dropped)
                 await asyncio.gather(*in_flight, return_exceptions=True)
             if control is not None:
                 control.cancel()

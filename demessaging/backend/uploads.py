@@ -216,10 +216,11 @@ class Uploads:
         self.budget.release(hold.reserved)
         hold.working, hold.reserved = False, 0
 
-    def drop(self) -> None:
-        """Cancel every upload not running yet (the listener stops)."""
+    def drop(self) -> int:
+        """Cancel every upload not running yet (the listener stops); returns how many."""
         for task in self._held:
             task.cancel()
+        return len(self._held)
 
     async def _refuse(self, head: Request | Query) -> None:
         """Delete the pieces of a refused head, if its side topic is one of ours."""
