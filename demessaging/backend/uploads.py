@@ -176,16 +176,19 @@ class Uploads:
         """
         task = asyncio.current_task()
         assert task is not None
+        try:  # refused with the worker slot: refusing a flood of heads takes a bounded effort
+            if len(self._held) >= self.uploads:
+                raise ProtocolError(
+                    f"{self.uploads} requests in pieces are being received already; try again later"
+                )
+            size = check_head(head, topic=self.topic, max_payload=self.max_payload)
+        except ProtocolError:
+            await self._refuse(head)
+            raise
+        self._held.add(task)
         hold.free.release()
         hold.working = False
-        if len(self._held) >= self.uploads:
-            await self._refuse(head)
-            raise ProtocolError(
-                f"{self.uploads} requests in pieces are being received already; try again later"
-            )
-        self._held.add(task)
         try:
-            size = check_head(head, topic=self.topic, max_payload=self.max_payload)
             await self.budget.reserve(size, started + self.timeout)
         except ProtocolError:
             await self._refuse(head)
