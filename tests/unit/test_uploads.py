@@ -188,6 +188,7 @@ def test_an_upload_waits_for_the_memory_budget_until_its_deadline(
         answer.payload.decode()
     )
     assert 0.9 < waited < 2
+    assert side_topic(topic, "s0") not in broker.subscriptions()  # its pieces are deleted
 
 
 def test_an_upload_that_fits_once_another_is_done_goes_ahead(broker: MemoryBroker) -> None:
@@ -264,6 +265,7 @@ def test_a_flood_of_heads_is_refused_beyond_the_uploads_held_at_once(
             assert client.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
         assert time.monotonic() - start < 2
     assert all("3 requests in pieces are being received already" in r for r in refused)
+    assert len([t for t in broker.subscriptions() if "_fragments_" in t]) == 3  # those held
     assert broker.backlog(topic, DEFAULT_SUBSCRIPTION) == 3  # left for another instance
 
 
