@@ -1,16 +1,13 @@
 """1,000 calls while backends are SIGKILLed and the broker restarts: none lost, none twice.
 
-Two backend instances serve a topic on a pulsar-lite broker this test owns. Four clients
+Two backend instances serve a topic on a broker this test owns (pulsar-lite, or Apache Pulsar
+standalone: the binary-protocol brokers chosen with ``--brokers``). Four clients
 (threads, one call in flight each) make 1,000 calls; on the way one backend is SIGKILLed and
 started again, then the other, then the broker is stopped and started again on the same port
 and data. A caller retries a call that failed as a user would: after a timeout or a broker
 error, at most a few times. Every call must return its own answer exactly once; the backend
 function logs every call id it runs, so re-executions (a request redelivered after a kill or
 the restart) are counted, printed and bounded.
-
-Apache Pulsar is left out: a standalone broker of its own, started and restarted here, takes
-a minute or more of the two cores the tests get (its session broker takes 15 to 30 s to
-start); the backends and clients are the same code on both brokers.
 
 pulsar-lite keeps the consumers of a backend SIGKILLed while requests stream in (a ghost,
 still there a minute later), and a backend started after it on this machine takes the slot
@@ -40,6 +37,7 @@ import pytest
 from demessaging import embedded
 from demessaging.client import Client
 from demessaging.errors import CallTimeoutError, RemoteError, TransportError
+from tools import pulsar
 
 from .conftest import Backend
 
@@ -128,6 +126,61 @@ def exits() -> Iterator[contextlib.ExitStack]:
         yield stack
 
 
+class Owned:
+    """A broker of the test's own, which it can restart on the same ports and data."""
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name, self.folder = name, folder
+        self.lite: embedded.EmbeddedBroker | None = None
+        self.standalone: pulsar.PulsarStandalone | None = None
+        self.port = self.web_port = 0
+        self.start()
+
+    @property
+    def url(self) -> str:
+        if self.lite is not None:
+            return self.lite.broker_url
+        assert self.standalone is not None
+        return self.standalone.broker_url
+
+    @property
+    def pid(self) -> int:
+        running = self.lite or self.standalone
+        assert running is not None
+        return running.pid
+
+    def start(self) -> None:
+        if self.name == "pulsar-lite":
+            self.lite = embedded.start(self.folder, port=self.port)
+            self.port = int(self.lite.url.rsplit(":", 1)[1])
+        else:
+            self.standalone = pulsar.start(self.folder, port=self.port, web_port=self.web_port)
+            self.port, self.web_port = self.standalone.port, self.standalone.web_port
+
+    def stop(self) -> None:
+        if self.lite is not None:
+            self.lite.stop()
+        if self.standalone is not None:
+            self.standalone.stop()
+        self.lite = self.standalone = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def owned(broker_name: str, tmp_path: Path) -> Iterator[Owned]:
+    """A broker of the test's own, of the kind ``broker_name`` (binary protocol only)."""
+    if broker_name not in ("pulsar-lite", "pulsar"):
+        pytest.skip("the broker is restarted by the test: pulsar-lite and Apache Pulsar only")
+    running = Owned(broker_name, tmp_path / "broker")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture
 def lite(tmp_path: Path) -> Iterator[list[embedded.EmbeddedBroker]]:
     """A pulsar-lite broker of this test's own (the last of the list is the running one)."""
@@ -139,16 +192,15 @@ def lite(tmp_path: Path) -> Iterator[list[embedded.EmbeddedBroker]]:
 
 
 def test_a_thousand_calls_survive_backend_kills_and_a_broker_restart(
-    lite: list[embedded.EmbeddedBroker],
+    owned: Owned,
     topic: str,
     launch: Callable[..., Backend],
     tmp_path: Path,
     dropped: Dropped,
     exits: contextlib.ExitStack,
 ) -> None:
-    url = lite[0].broker_url
+    url = owned.url
     keep = exits.enter_context(keeping_slots())
-    port = int(lite[0].url.rsplit(":", 1)[1])
     module, runs = tmp_path / f"crashing_{topic[3:]}.py", tmp_path / "runs"
     module.write_text(WORK)
     runs.mkdir()
@@ -200,13 +252,13 @@ def test_a_thousand_calls_survive_backend_kills_and_a_broker_restart(
             victim = serving.pop(0)
             os.kill(victim.pid, signal.SIGKILL)
             victim.process.wait(10)
-            keep(slot_of(victim))  # its ghost consumers' ids (see the module)
+            if owned.name == "pulsar-lite":
+                keep(slot_of(victim))  # its ghost consumers' ids (see the module)
             serving.append(launch(module, topic, url, workers=2))
             timeline.append(f"{at}: killed backend {victim.pid}, started {serving[-1].pid}")
         else:  # restart the broker on its port, with its data
-            lite[-1].stop()
-            lite.append(embedded.start(tmp_path / "broker", port=port))
-            timeline.append(f"{at}: restarted the broker (pid {lite[-1].pid})")
+            owned.restart()
+            timeline.append(f"{at}: restarted the broker (pid {owned.pid})")
     wait_for(CALLS)
     for thread in threads:
         thread.join(30)
