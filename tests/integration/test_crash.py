@@ -37,6 +37,7 @@ import pytest
 from demessaging import embedded
 from demessaging.client import Client
 from demessaging.errors import CallTimeoutError, RemoteError, TransportError
+from tests.brokers import selected_brokers
 from tools import pulsar
 
 from .conftest import Backend
@@ -182,8 +183,10 @@ def owned(broker_name: str, tmp_path: Path) -> Iterator[Owned]:
 
 
 @pytest.fixture
-def lite(tmp_path: Path) -> Iterator[list[embedded.EmbeddedBroker]]:
+def lite(pytestconfig: pytest.Config, tmp_path: Path) -> Iterator[list[embedded.EmbeddedBroker]]:
     """A pulsar-lite broker of this test's own (the last of the list is the running one)."""
+    if "pulsar-lite" not in selected_brokers(pytestconfig):
+        pytest.skip("pulsar-lite is not among the chosen brokers")
     running = [embedded.start(tmp_path / "broker")]
     try:
         yield running
