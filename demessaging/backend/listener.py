@@ -8,7 +8,9 @@
   budget and one deadline for the whole upload (:mod:`.uploads`).
 - A request is acknowledged only after its reply was published; if the backend dies before,
   the broker delivers the request again. A repeat of a request this listener has already
-  answered (the last 10,000, by response topic and context) is acknowledged, not run again.
+  answered (the last 10,000, by response topic, context, message type and a digest of the
+  payload: :func:`.recent.repeat_key`) is acknowledged, not run again; another message naming
+  the same response topic and context is not a repeat.
 - A message that cannot be handled is answered with an error when it names a response topic,
   and otherwise logged and acknowledged: it never stops the listener. A response topic that is
   not a topic name, or a full name outside the backend's namespaces, names nobody
@@ -49,7 +51,7 @@ from ..transport.base import Subscription, Transport
 from .cancel import Cancellations
 from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, permanent
 from .dispatcher import Dispatcher, type_name
-from .recent import Recent
+from .recent import Recent, repeat_key
 from .replies import Replies
 from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
 
@@ -258,7 +260,7 @@ class Listener:
         started = asyncio.get_running_loop().time()
         # who hears of an error, even if the message is refused
         address = Address.of(message, self.reply_topics)
-        key = address.key if address is not None else None
+        key = repeat_key(address.key, message) if address is not None else None
         if key is not None and key in self._answered:
             log.debug("acknowledging a repeat of the answered request %s", message.message_id)
             await subscription.ack(message)

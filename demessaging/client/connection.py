@@ -19,12 +19,13 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
-import itertools
 import logging
+import secrets
 import threading
 import time
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -48,7 +49,15 @@ from ..transport.base import Subscription, Transport
 from .bars import Progress
 from .portal import Portal
 
-__all__ = ["CANCEL_TIMEOUT", "CLEANUP_TIMEOUT", "CLOSE_TIMEOUT", "Connection", "Extras"]
+__all__ = [
+    "CANCEL_TIMEOUT",
+    "CLEANUP_TIMEOUT",
+    "CLOSE_TIMEOUT",
+    "CONTEXTS",
+    "Connection",
+    "Extras",
+    "USED_CONTEXTS",
+]
 
 log = logging.getLogger("demessaging.client")
 #: Seconds closing a client waits for the clean-up after failed uploads.
@@ -57,6 +66,13 @@ CLEANUP_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
 #: Seconds closing a client takes at most, whatever the broker does (gone, frozen).
 CLOSE_TIMEOUT = 5.0
+#: Request contexts are drawn at random from 1 to this, anew for each call: digits, as
+#: dasf-broker-django stores them in an integer column (of 32 bits on PostgreSQL), and not to
+#: be guessed by others on the broker, who could otherwise cancel calls before they are made.
+CONTEXTS = 2**31 - 1
+#: How many of its latest contexts a client does not draw again (a backend remembers as many
+#: requests it answered, by context among others, to spot their repeats).
+USED_CONTEXTS = 10_000
 T = TypeVar("T")
 
 
@@ -117,8 +133,9 @@ class Connection:
         self._connecting: asyncio.Lock | None = None
         #: Sends requests, in pieces where needed; made with the transport.
         self._uploads: Uploads | None = None
-        #: Request contexts: numbers, as dasf-broker-django stores them in an integer column.
-        self._contexts = itertools.count(1)
+        #: The latest request contexts (see :data:`CONTEXTS`), oldest first, and as a set.
+        self._used: deque[int] = deque()
+        self._used_set: set[int] = set()
         #: What is left to do after failed uploads; finished before closing.
         self._cleanups: set[asyncio.Future[None]] = set()
 
@@ -227,7 +244,7 @@ class Connection:
                 f"the request has {len(payload)} bytes, more than this client sends "
                 f"({self.max_payload} bytes; see max_payload)"
             )
-        context = str(next(self._contexts))
+        context = self._new_context()
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[context] = future
         if extras.on_progress is not None:
@@ -259,6 +276,17 @@ class Connection:
             self._watchers.pop(context, None)
             self._streams.pop(context, None)
             self._reassembler.discard(context)
+
+    def _new_context(self) -> str:
+        """The context of a new call: random, and none of the latest :data:`USED_CONTEXTS`."""
+        number = secrets.randbelow(CONTEXTS) + 1
+        while number in self._used_set or str(number) in self._pending:
+            number = secrets.randbelow(CONTEXTS) + 1
+        self._used.append(number)
+        self._used_set.add(number)
+        if len(self._used) > USED_CONTEXTS:
+            self._used_set.discard(self._used.popleft())
+        return str(number)
 
     async def _send_control(self, context: str, received: int | None = None) -> None:
         assert self._transport is not None

@@ -38,7 +38,7 @@ def test_hostile_replies_fail_no_pending_call_and_leave_the_reader_alive(
     settings = Settings(topic="hostile", encoding="json")
     client = Client(settings=settings, transport=MemoryTransport(broker), timeout=10.0)
 
-    async def scenario() -> list[object]:
+    async def scenario() -> tuple[list[object], list[str]]:
         backend = MemoryTransport(broker)
         requests = await backend.subscribe("hostile", "backend", shared=True)
         calls = [asyncio.ensure_future(client.acall({"func_name": "f", "x": i})) for i in (1, 2)]
@@ -64,12 +64,12 @@ def test_hostile_replies_fail_no_pending_call_and_leave_the_reader_alive(
             await backend.publish(request.properties[Prop.RESPONSE_TOPIC], reply)
         results = await asyncio.wait_for(asyncio.gather(*calls), 5)
         await backend.close()
-        return results
+        return results, [r.properties[Prop.REQUEST_CONTEXT] for r in received]
 
     try:
         with caplog.at_level(logging.DEBUG, logger="demessaging.client"):
-            results = client.run(scenario())
-        assert sorted(map(str, results)) == ["answer 1", "answer 2"]
+            results, contexts = client.run(scenario())
+        assert sorted(map(str, results)) == sorted(f"answer {context}" for context in contexts)
         reader = client._connection._reader
         assert reader is not None
         assert not reader.done()
