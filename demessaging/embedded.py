@@ -3,7 +3,14 @@
 One broker per data directory (``$DEMESSAGING_DATA_DIR``, else ``$XDG_DATA_HOME/demessaging``,
 else ``~/.local/share/demessaging``). Its process id and port are kept in ``broker.json`` there,
 so that every backend and client on the machine finds the same broker. It binds 127.0.0.1 only,
-with its metrics endpoint switched off, and keeps its data in ``pulsar-lite/``.
+with its metrics endpoint switched off, and keeps its data in ``pulsar-lite.rocksdb/`` and
+``pulsar-lite.metadata.json``.
+
+pulsar-lite deletes nothing it was given while it runs: every message, acknowledged or not,
+every topic and every subscription (even those a client unsubscribes from) stay on disk. The
+data goes when a broker starts on a data directory that no broker has touched for
+``$DEMESSAGING_EMBEDDED_KEEP`` seconds (an hour by default, see :func:`reclaim`): by then every
+call that was under way has passed its deadline.
 """
 
 from __future__ import annotations
@@ -11,9 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +32,31 @@ from urllib.parse import urlsplit
 from ._local import free_port, locked, stop_process
 from .errors import ConfigurationError, TransportError
 
-__all__ = ["EmbeddedBroker", "data_dir", "find_running", "resolve", "start"]
+__all__ = [
+    "DEFAULT_KEEP",
+    "EmbeddedBroker",
+    "data_dir",
+    "data_size",
+    "find_running",
+    "keep_seconds",
+    "reclaim",
+    "resolve",
+    "start",
+    "topics",
+]
 
 log = logging.getLogger("demessaging.embedded")
 CONFIG = """# written by demessaging: loopback only, no metrics endpoint
 [metrics]
 enabled = false
 """
+#: Seconds the data of a stopped embedded broker is kept, unless ``$DEMESSAGING_EMBEDDED_KEEP``
+#: says otherwise: far beyond a call's deadline (60 s by default).
+DEFAULT_KEEP = 3600.0
+KEEP_VARIABLE = "DEMESSAGING_EMBEDDED_KEEP"
+#: What pulsar-lite keeps for ``--db-path pulsar-lite``: messages and cursors (RocksDB), the
+#: topics and their subscriptions (JSON).
+_DATA = ("pulsar-lite", "pulsar-lite.rocksdb", "pulsar-lite.metadata.json")
 
 
 def data_dir() -> Path:
@@ -136,6 +164,149 @@ def resolve(broker_url: str, *, setting: str = "DEMESSAGING_BROKER_URL") -> str:
     return broker.broker_url
 
 
+def keep_seconds() -> float:
+    """Seconds the data of a stopped embedded broker is kept: ``$DEMESSAGING_EMBEDDED_KEEP``.
+
+    Raises
+    ------
+    ConfigurationError
+        If the variable is not a number of seconds, 0 or more.
+    """
+    text = os.environ.get(KEEP_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_KEEP
+    try:
+        keep = float(text)
+    except ValueError:
+        keep = -1.0
+    if not (math.isfinite(keep) and keep >= 0):
+        raise ConfigurationError(f"{KEEP_VARIABLE} must be seconds (0 or more), got {text!r}")
+    return keep
+
+
+def _files(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for name in _DATA:
+        path = folder / name
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(p for p in path.rglob("*") if p.is_file())
+    return found
+
+
+def data_size(folder: Path | None = None) -> int:
+    """Bytes the embedded broker of ``folder`` (default :func:`data_dir`) keeps on disk."""
+    total = 0
+    for path in _files(folder or data_dir()):
+        with contextlib.suppress(OSError):  # a file removed meanwhile
+            total += path.stat().st_size
+    return total
+
+
+def topics(folder: Path | None = None) -> dict[str, list[str]]:
+    """The persistent topics the embedded broker of ``folder`` keeps, with their subscriptions.
+
+    Read from pulsar-lite's own list (``pulsar-lite.metadata.json``), short names (``climate``
+    for ``persistent://public/default/climate``) unless outside ``public/default``. Empty if
+    there is none, or it cannot be read.
+    """
+    path = (folder or data_dir()) / "pulsar-lite.metadata.json"
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, list[str]] = {}
+
+    def walk(node: object, where: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key == "persistent" and isinstance(value, dict) and len(where) >= 2:
+                space = "/".join(where[-2:])
+                for name, topic in value.items():
+                    subscriptions = topic.get("subscriptions") if isinstance(topic, dict) else {}
+                    short = name if space == "public/default" else f"{space}/{name}"
+                    found[short] = sorted(subscriptions or {})
+            else:
+                walk(value, (*where, str(key)))
+
+    walk(document, ())
+    return found
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether a process holds the broker's database open (RocksDB locks its ``LOCK`` file)."""
+    lock = folder / "pulsar-lite.rocksdb" / "LOCK"
+    if sys.platform == "win32" or not lock.exists():
+        return False
+    import fcntl
+
+    try:
+        with open(lock, "r+b") as handle:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(handle, fcntl.LOCK_UN)
+    except OSError:  # held by the broker that has it open
+        return True
+    return False
+
+
+def _reclaim(folder: Path, keep: float) -> int:
+    """:func:`reclaim`, with ``broker.lock`` held and no broker running for ``folder``."""
+    files = _files(folder)
+    if not files or _in_use(folder):
+        return 0
+    stamps = []
+    for path in files:
+        with contextlib.suppress(OSError):
+            stamps.append(path.stat().st_mtime)
+    idle = time.time() - max(stamps, default=0.0)
+    if idle < keep:
+        return 0
+    size = data_size(folder)
+    for name in _DATA:
+        path = folder / name
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        except OSError as exc:
+            log.warning("could not delete the embedded broker's old data in %s: %s", path, exc)
+            return 0
+    log.info(
+        "deleted the embedded broker's data (%.1f MB, untouched for %.0f s; %s=%g)",
+        size / 1e6,
+        idle,
+        KEEP_VARIABLE,
+        keep,
+    )
+    return size
+
+
+def reclaim(folder: Path | None = None, *, keep: float | None = None) -> int:
+    """Delete the data of a stopped embedded broker, if no broker has touched it for ``keep`` s.
+
+    pulsar-lite deletes nothing, acknowledged or not, while it runs. Once it is stopped and
+    ``keep`` seconds (default :func:`keep_seconds`) have passed since it last wrote, every call
+    it carried has passed its deadline: no backend starts a request after its deadline, and
+    no caller waits for a reply after it. So the whole database goes, topics and
+    subscriptions with it. Nothing is deleted while a broker runs on ``folder``.
+    :func:`start` does this before it starts a broker.
+
+    Returns
+    -------
+    int
+        The bytes freed (0 if the data was kept).
+    """
+    folder = folder or data_dir()
+    keep = keep_seconds() if keep is None else keep
+    with locked(folder / "broker.lock"):
+        if find_running(folder) is not None:
+            return 0
+        return _reclaim(folder, keep)
+
+
 def _binary() -> str:
     try:
         from pulsar_lite.binary_finder import find_pulsar_lite_binary
@@ -147,8 +318,13 @@ def _binary() -> str:
     return str(find_pulsar_lite_binary())
 
 
-def start(folder: Path | None = None, *, port: int = 0, timeout: float = 15.0) -> EmbeddedBroker:
+def start(
+    folder: Path | None = None, *, port: int = 0, timeout: float = 15.0, keep: float | None = None
+) -> EmbeddedBroker:
     """Reuse the broker running for ``folder``, or start one (owned by this process).
+
+    Before it starts one, the data the last broker left is deleted if it has not been touched
+    for ``keep`` seconds (see :func:`reclaim`).
 
     Parameters
     ----------
@@ -158,6 +334,8 @@ def start(folder: Path | None = None, *, port: int = 0, timeout: float = 15.0) -
         The port to listen on; a free one if 0.
     timeout
         Seconds to wait for the broker to accept connections.
+    keep
+        Seconds the data of a stopped broker is kept; :func:`keep_seconds` by default.
 
     Raises
     ------
@@ -167,12 +345,14 @@ def start(folder: Path | None = None, *, port: int = 0, timeout: float = 15.0) -
         If the broker does not start in time (its log is quoted).
     """
     folder = folder or data_dir()
+    keep = keep_seconds() if keep is None else keep
     with locked(folder / "broker.lock"):
         running = find_running(folder)
         if running is not None:
             log.info("using the embedded broker at %s (pid %d)", running.url, running.pid)
             return running
         binary = _binary()
+        _reclaim(folder, keep)
         port = port or free_port()
         (folder / "pulsar-lite.toml").write_text(CONFIG)
         log_path = folder / "pulsar-lite.log"
