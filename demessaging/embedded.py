@@ -57,6 +57,7 @@ KEEP_VARIABLE = "DEMESSAGING_EMBEDDED_KEEP"
 #: What pulsar-lite keeps for ``--db-path pulsar-lite``: messages and cursors (RocksDB), the
 #: topics and their subscriptions (JSON).
 _DATA = ("pulsar-lite", "pulsar-lite.rocksdb", "pulsar-lite.metadata.json")
+_TRASH = ".deleting-"
 
 
 def data_dir() -> Path:
@@ -264,16 +265,26 @@ def _reclaim(folder: Path, keep: float) -> int:
     if idle < keep:
         return 0
     size = data_size(folder)
-    for name in _DATA:
-        path = folder / name
-        try:
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        except OSError as exc:
-            log.warning("could not delete the embedded broker's old data in %s: %s", path, exc)
-            return 0
+    # moved aside first, all or nothing (on Windows, files a process holds open cannot move):
+    # a database is never left half deleted
+    trash = folder / f"{_TRASH}{os.getpid()}-{time.monotonic_ns()}"
+    trash.mkdir()
+    moved: list[str] = []
+    try:
+        for name in _DATA:
+            if (folder / name).exists():
+                (folder / name).rename(trash / name)
+                moved.append(name)
+    except OSError as exc:
+        for name in moved:
+            with contextlib.suppress(OSError):
+                (trash / name).rename(folder / name)
+        with contextlib.suppress(OSError):
+            trash.rmdir()
+        log.warning("could not delete the embedded broker's old data in %s: %s", folder, exc)
+        return 0
+    for old in folder.glob(f"{_TRASH}*"):  # this one, and any an earlier run left
+        shutil.rmtree(old, ignore_errors=True)
     log.info(
         "deleted the embedded broker's data (%.1f MB, untouched for %.0f s; %s=%g)",
         size / 1e6,

@@ -48,7 +48,8 @@ def _mentions(folder: Path, text: str) -> bool:
     return any(text.encode() in path.read_bytes() for path in files if path.is_file())
 
 
-@pytest.mark.slow  # 20 calls of 10 MiB
+# 3 MiB requests go in one message each: what is measured here is the broker's disk, not
+# calls in pieces
 def test_the_data_of_a_stopped_embedded_broker_is_deleted_once_its_calls_are_over(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -57,12 +58,12 @@ def test_the_data_of_a_stopped_embedded_broker_is_deleted_once_its_calls_are_ove
     broker = embedded.start(folder)
     try:
         with serve(CLIMATE, broker_url=broker.broker_url):
-            topics = _calls(broker.broker_url, 20, 10)
+            topics = _calls(broker.broker_url, 20, 3)
         assert embedded.reclaim(folder, keep=0) == 0  # never under a running broker
     finally:
         broker.stop()
     grown = embedded.data_size(folder)
-    assert grown > 20 * 10 * MIB, "pulsar-lite keeps every request whole while it runs"
+    assert grown > 20 * 3 * MIB, "pulsar-lite keeps every request whole while it runs"
     kept = embedded.topics(folder)  # closed clients' topics and subscriptions stay too
     assert set(topics) <= set(kept)
     assert all(kept[topic] for topic in topics)
@@ -70,7 +71,7 @@ def test_the_data_of_a_stopped_embedded_broker_is_deleted_once_its_calls_are_ove
 
     with embedded.start(folder):  # at once again: calls may still wait for it, all is kept
         pass
-    assert embedded.data_size(folder) > 20 * 10 * MIB
+    assert embedded.data_size(folder) > 20 * 3 * MIB
 
     monkeypatch.setenv(embedded.KEEP_VARIABLE, "0")  # no call lasts that long
     with embedded.start(folder) as fresh:

@@ -44,6 +44,28 @@ def test_old_data_is_deleted_with_its_topics(tmp_path: Path) -> None:
     assert not (tmp_path / "pulsar-lite.rocksdb").exists()
     assert not (tmp_path / "pulsar-lite.metadata.json").exists()
     assert (tmp_path / "pulsar-lite.toml").exists()  # not data: left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broker.lock", "pulsar-lite.toml"]
+
+
+def test_data_that_cannot_be_moved_aside_is_kept_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = _data(tmp_path, age=2 * HOUR)
+    (tmp_path / ".deleting-1-2").mkdir()  # left by a run that was interrupted
+    rename = Path.rename
+
+    def refuse(self: Path, target: Path) -> Path:  # as Windows does for files held open
+        if self.name == "pulsar-lite.metadata.json":
+            raise PermissionError("in use")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", refuse)
+    assert embedded.reclaim(tmp_path, keep=HOUR) == 0
+    assert embedded.data_size(tmp_path) == size
+    assert (tmp_path / "pulsar-lite.rocksdb" / "entrylog" / "0.log").exists()
+    monkeypatch.undo()
+    assert embedded.reclaim(tmp_path, keep=HOUR) == size
+    assert not list(tmp_path.glob(".deleting-*"))
 
 
 def test_recent_data_is_kept_calls_may_wait_for_it(tmp_path: Path) -> None:
