@@ -7,10 +7,11 @@ with its metrics endpoint switched off, and keeps its data in ``pulsar-lite.rock
 ``pulsar-lite.metadata.json``.
 
 pulsar-lite deletes nothing it was given while it runs: every message, acknowledged or not,
-every topic and every subscription (even those a client unsubscribes from) stay on disk. The
-data goes when a broker starts on a data directory that no broker has touched for
-``$DEMESSAGING_EMBEDDED_KEEP`` seconds (an hour by default, see :func:`reclaim`): by then every
-call that was under way has passed its deadline.
+every topic and every subscription (even those a client unsubscribes from) stay on disk. Once no
+message has come for ``$DEMESSAGING_EMBEDDED_KEEP`` seconds (an hour by default), every call it
+carried has passed its deadline and the whole database goes: before a broker starts on it
+(:func:`reclaim`), and while it runs, by the process that started it, which restarts it on the
+same port with no data (:meth:`EmbeddedBroker.renew`). The data itself: :mod:`._lite_data`.
 """
 
 from __future__ import annotations
@@ -18,22 +19,24 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
-import shutil
 import socket
 import subprocess
-import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ._lite_data import DEFAULT_KEEP, KEEP_VARIABLE, delete_if_idle, idle_seconds, keep_seconds
+from ._lite_data import data_size as _data_size
+from ._lite_data import topics as _topics
 from ._local import free_port, locked, stop_process
 from .errors import ConfigurationError, TransportError
 
 __all__ = [
     "DEFAULT_KEEP",
+    "KEEP_VARIABLE",
     "EmbeddedBroker",
     "data_dir",
     "data_size",
@@ -46,18 +49,17 @@ __all__ = [
 ]
 
 log = logging.getLogger("demessaging.embedded")
+#: Seconds between two looks of the process that started the embedded broker at its data.
+CHECK_EVERY = 300.0
+#: The shared subscription backends take requests on (the listener's DEFAULT_SUBSCRIPTION):
+#: made again on a database renewed, before anyone reconnects.
+SERVED = "demessaging-backend"
+#: Bytes of data below which a running embedded broker is not restarted to delete them.
+RENEW_ABOVE = 16 * 1024 * 1024
 CONFIG = """# written by demessaging: loopback only, no metrics endpoint
 [metrics]
 enabled = false
 """
-#: Seconds the data of a stopped embedded broker is kept, unless ``$DEMESSAGING_EMBEDDED_KEEP``
-#: says otherwise: far beyond a call's deadline (60 s by default).
-DEFAULT_KEEP = 3600.0
-KEEP_VARIABLE = "DEMESSAGING_EMBEDDED_KEEP"
-#: What pulsar-lite keeps for ``--db-path pulsar-lite``: messages and cursors (RocksDB), the
-#: topics and their subscriptions (JSON).
-_DATA = ("pulsar-lite", "pulsar-lite.rocksdb", "pulsar-lite.metadata.json")
-_TRASH = ".deleting-"
 
 
 def data_dir() -> Path:
@@ -89,17 +91,73 @@ class EmbeddedBroker:
     folder: Path
     owned: bool = False
     _process: subprocess.Popen[bytes] | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def broker_url(self) -> str:
         """The URL demessaging reaches it by: ``pulsar-lite://``, with its work-arounds."""
         return self.url.replace("pulsar://", "pulsar-lite://", 1)
 
+    def renew(self, keep: float | None = None, timeout: float = 15.0) -> int:
+        """Restart the broker with no data if no message was written for ``keep`` seconds.
+
+        Not for less than :data:`RENEW_ABOVE` bytes of data.
+
+        pulsar-lite deletes nothing while it runs. When nothing was published to it for
+        ``keep`` seconds (:func:`keep_seconds` by default), every call it carried has passed
+        its deadline: the broker is stopped, its data deleted if that still holds, and it is
+        started again on the same port (clients and backends reconnect, in well under a
+        second). Only the process that started it does this.
+
+        Returns
+        -------
+        int
+            The bytes freed (0 if nothing was done).
+        """
+        keep = keep_seconds() if keep is None else keep
+        if not self.owned or _data_size(self.folder) < RENEW_ABOVE:
+            return 0
+        if idle_seconds(self.folder) < keep:
+            return 0
+        port = int(self.url.rsplit(":", 1)[1])
+        with self._lock, locked(self.folder / "broker.lock"):
+            if self._stopping.is_set():
+                return 0
+            served = [t for t, subs in _topics(self.folder).items() if SERVED in subs]
+            stop_process(self._process or self.pid, timeout, name="the embedded broker")
+            freed = delete_if_idle(self.folder, keep)  # a message may have come meanwhile
+            if freed and served:  # requests sent before their backends are back are kept
+                other = free_port()  # nobody else knows of it
+                aside = _launch(_binary(), self.folder, other, timeout, record=False)
+                try:
+                    _subscribe(other, served)
+                finally:
+                    stop_process(aside, timeout, name="the embedded broker")
+            self._process = _launch(_binary(), self.folder, port, timeout)
+            self.pid = self._process.pid
+        log.info("restarted the embedded broker (pid %d) with its data deleted", self.pid)
+        return freed
+
+    def _follow(self, keep: float, every: float) -> None:
+        """Call :meth:`renew` every ``every`` seconds until stopped, in a daemon thread."""
+
+        def run() -> None:
+            while not self._stopping.wait(every):
+                try:
+                    self.renew(keep)
+                except Exception:  # the broker is stopped or will not start: said, then again
+                    log.warning("renewing the embedded broker failed", exc_info=True)
+
+        threading.Thread(target=run, name="demessaging-embedded-renew", daemon=True).start()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker by its PID (SIGTERM, then SIGKILL), if this process started it."""
         if not self.owned:
             return
-        stop_process(self._process or self.pid, timeout, name="the embedded broker")
+        self._stopping.set()
+        with self._lock:  # not while it is being renewed
+            stop_process(self._process or self.pid, timeout, name="the embedded broker")
         with contextlib.suppress(FileNotFoundError, ValueError, OSError):
             if _read_state(self.folder).get("pid") == self.pid:
                 (self.folder / "broker.json").unlink()
@@ -165,134 +223,19 @@ def resolve(broker_url: str, *, setting: str = "DEMESSAGING_BROKER_URL") -> str:
     return broker.broker_url
 
 
-def keep_seconds() -> float:
-    """Seconds the data of a stopped embedded broker is kept: ``$DEMESSAGING_EMBEDDED_KEEP``.
-
-    Raises
-    ------
-    ConfigurationError
-        If the variable is not a number of seconds, 0 or more.
-    """
-    text = os.environ.get(KEEP_VARIABLE, "").strip()
-    if not text:
-        return DEFAULT_KEEP
-    try:
-        keep = float(text)
-    except ValueError:
-        keep = -1.0
-    if not (math.isfinite(keep) and keep >= 0):
-        raise ConfigurationError(f"{KEEP_VARIABLE} must be seconds (0 or more), got {text!r}")
-    return keep
-
-
-def _files(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for name in _DATA:
-        path = folder / name
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            found.extend(p for p in path.rglob("*") if p.is_file())
-    return found
-
-
 def data_size(folder: Path | None = None) -> int:
     """Bytes the embedded broker of ``folder`` (default :func:`data_dir`) keeps on disk."""
-    total = 0
-    for path in _files(folder or data_dir()):
-        with contextlib.suppress(OSError):  # a file removed meanwhile
-            total += path.stat().st_size
-    return total
+    return _data_size(folder or data_dir())
 
 
 def topics(folder: Path | None = None) -> dict[str, list[str]]:
     """The persistent topics the embedded broker of ``folder`` keeps, with their subscriptions.
 
-    Read from pulsar-lite's own list (``pulsar-lite.metadata.json``), short names (``climate``
-    for ``persistent://public/default/climate``) unless outside ``public/default``. Empty if
-    there is none, or it cannot be read.
+    Read from pulsar-lite's own list, short names (``climate`` for
+    ``persistent://public/default/climate``) unless outside ``public/default``; empty if there
+    is none or it cannot be read. ``folder`` is :func:`data_dir` by default.
     """
-    path = (folder or data_dir()) / "pulsar-lite.metadata.json"
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    found: dict[str, list[str]] = {}
-
-    def walk(node: object, where: tuple[str, ...]) -> None:
-        if not isinstance(node, dict):
-            return
-        for key, value in node.items():
-            if key == "persistent" and isinstance(value, dict) and len(where) >= 2:
-                space = "/".join(where[-2:])
-                for name, topic in value.items():
-                    subscriptions = topic.get("subscriptions") if isinstance(topic, dict) else {}
-                    short = name if space == "public/default" else f"{space}/{name}"
-                    found[short] = sorted(subscriptions or {})
-            else:
-                walk(value, (*where, str(key)))
-
-    walk(document, ())
-    return found
-
-
-def _in_use(folder: Path) -> bool:
-    """Whether a process holds the broker's database open (RocksDB locks its ``LOCK`` file)."""
-    lock = folder / "pulsar-lite.rocksdb" / "LOCK"
-    if sys.platform == "win32" or not lock.exists():
-        return False
-    import fcntl
-
-    try:
-        with open(lock, "r+b") as handle:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.lockf(handle, fcntl.LOCK_UN)
-    except OSError:  # held by the broker that has it open
-        return True
-    return False
-
-
-def _reclaim(folder: Path, keep: float) -> int:
-    """:func:`reclaim`, with ``broker.lock`` held and no broker running for ``folder``."""
-    files = _files(folder)
-    if not files or _in_use(folder):
-        return 0
-    stamps = []
-    for path in files:
-        with contextlib.suppress(OSError):
-            stamps.append(path.stat().st_mtime)
-    idle = time.time() - max(stamps, default=0.0)
-    if idle < keep:
-        return 0
-    size = data_size(folder)
-    # moved aside first, all or nothing (on Windows, files a process holds open cannot move):
-    # a database is never left half deleted
-    trash = folder / f"{_TRASH}{os.getpid()}-{time.monotonic_ns()}"
-    trash.mkdir()
-    moved: list[str] = []
-    try:
-        for name in _DATA:
-            if (folder / name).exists():
-                (folder / name).rename(trash / name)
-                moved.append(name)
-    except OSError as exc:
-        for name in moved:
-            with contextlib.suppress(OSError):
-                (trash / name).rename(folder / name)
-        with contextlib.suppress(OSError):
-            trash.rmdir()
-        log.warning("could not delete the embedded broker's old data in %s: %s", folder, exc)
-        return 0
-    for old in folder.glob(f"{_TRASH}*"):  # this one, and any an earlier run left
-        shutil.rmtree(old, ignore_errors=True)
-    log.info(
-        "deleted the embedded broker's data (%.1f MB, untouched for %.0f s; %s=%g)",
-        size / 1e6,
-        idle,
-        KEEP_VARIABLE,
-        keep,
-    )
-    return size
+    return _topics(folder or data_dir())
 
 
 def reclaim(folder: Path | None = None, *, keep: float | None = None) -> int:
@@ -315,7 +258,7 @@ def reclaim(folder: Path | None = None, *, keep: float | None = None) -> int:
     with locked(folder / "broker.lock"):
         if find_running(folder) is not None:
             return 0
-        return _reclaim(folder, keep)
+        return delete_if_idle(folder, keep)
 
 
 def _binary() -> str:
@@ -330,12 +273,19 @@ def _binary() -> str:
 
 
 def start(
-    folder: Path | None = None, *, port: int = 0, timeout: float = 15.0, keep: float | None = None
+    folder: Path | None = None,
+    *,
+    port: int = 0,
+    timeout: float = 15.0,
+    keep: float | None = None,
+    check_every: float = CHECK_EVERY,
 ) -> EmbeddedBroker:
     """Reuse the broker running for ``folder``, or start one (owned by this process).
 
-    Before it starts one, the data the last broker left is deleted if it has not been touched
-    for ``keep`` seconds (see :func:`reclaim`).
+    Before it starts one, the data the last broker left is deleted if no message was written
+    to it for ``keep`` seconds (see :func:`reclaim`); while it runs, this process looks every
+    ``check_every`` seconds whether that is so, and if it is, restarts it on the same port with
+    no data (see :meth:`EmbeddedBroker.renew`).
 
     Parameters
     ----------
@@ -346,7 +296,9 @@ def start(
     timeout
         Seconds to wait for the broker to accept connections.
     keep
-        Seconds the data of a stopped broker is kept; :func:`keep_seconds` by default.
+        Seconds the data is kept after the last message; :func:`keep_seconds` by default.
+    check_every
+        Seconds between two looks at the data of the broker started; 0: never.
 
     Raises
     ------
@@ -363,37 +315,9 @@ def start(
             log.info("using the embedded broker at %s (pid %d)", running.url, running.pid)
             return running
         binary = _binary()
-        _reclaim(folder, keep)
+        delete_if_idle(folder, keep)
         port = port or free_port()
-        (folder / "pulsar-lite.toml").write_text(CONFIG)
-        log_path = folder / "pulsar-lite.log"
-        with open(log_path, "ab") as log_file:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    "--config",
-                    str(folder / "pulsar-lite.toml"),
-                    "--addr",
-                    f"127.0.0.1:{port}",
-                    "--db-path",
-                    str(folder / "pulsar-lite"),
-                    "--log-level",
-                    "warn",
-                ],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C meant for the backend does not hit it first
-            )
-        deadline = time.monotonic() + timeout
-        while not _alive(process.pid, port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                if process.poll() is None:
-                    process.kill()
-                process.wait(10)
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise TransportError(f"the embedded broker did not start; its log ends:\n{tail}")
-            time.sleep(0.05)
+        process = _launch(binary, folder, port, timeout)
         (folder / "broker.json").write_text(json.dumps({"pid": process.pid, "port": port}))
     broker = EmbeddedBroker(
         url=f"pulsar://127.0.0.1:{port}",
@@ -405,4 +329,61 @@ def start(
     log.info(
         "started the embedded broker at %s (pid %d, data in %s)", broker.url, broker.pid, folder
     )
+    if check_every:
+        broker._follow(keep, check_every)
     return broker
+
+
+def _subscribe(port: int, topics: list[str]) -> None:
+    """Make the backends' shared subscription of ``topics`` on the broker at ``port``."""
+    import pulsar
+
+    client = pulsar.Client(f"pulsar://127.0.0.1:{port}", operation_timeout_seconds=10, logger=log)
+    try:
+        for topic in topics:
+            full = f"persistent://{topic}" if topic.count("/") == 2 else topic
+            consumer = client.subscribe(full, SERVED, consumer_type=pulsar.ConsumerType.Shared)
+            consumer.close()
+    finally:
+        client.close()
+
+
+def _launch(
+    binary: str, folder: Path, port: int, timeout: float, *, record: bool = True
+) -> subprocess.Popen[bytes]:
+    """Start pulsar-lite on ``folder`` and ``port``; wait until it accepts connections.
+
+    With ``record``, its process id and port go to ``broker.json``, where others find it.
+    """
+    (folder / "pulsar-lite.toml").write_text(CONFIG)
+    log_path = folder / "pulsar-lite.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--config",
+                str(folder / "pulsar-lite.toml"),
+                "--addr",
+                f"127.0.0.1:{port}",
+                "--db-path",
+                str(folder / "pulsar-lite"),
+                "--log-level",
+                "warn",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C meant for the backend does not hit it first
+        )
+    deadline = time.monotonic() + timeout
+    while not _alive(process.pid, port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise TransportError(f"the embedded broker did not start; its log ends:\n{tail}")
+        time.sleep(0.05)
+    if record:
+        (folder / "broker.json").write_text(json.dumps({"pid": process.pid, "port": port}))
+    return process

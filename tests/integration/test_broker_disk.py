@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,35 @@ def test_the_data_of_a_stopped_embedded_broker_is_deleted_once_its_calls_are_ove
             Client("climate", broker_url=fresh.broker_url, timeout=30) as client,
         ):
             assert client.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
+
+
+def test_a_running_embedded_broker_gives_its_data_back_once_no_message_came_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "data"
+    monkeypatch.delenv(embedded.KEEP_VARIABLE, raising=False)
+    with embedded.start(folder, keep=3, check_every=0.5) as broker:
+        url = broker.broker_url
+        with (
+            serve(CLIMATE, broker_url=url),
+            Client("climate", broker_url=url, timeout=10) as client,
+        ):
+            first = broker.pid
+            _calls(url, 8, 3)  # 24 MiB, above RENEW_ABOVE
+            assert embedded.data_size(folder) > 8 * 3 * MIB
+            assert broker.renew() == 0  # messages came within the hour
+            deadline = time.monotonic() + 30
+            while broker.pid == first:  # restarted 3 s after the last message
+                assert time.monotonic() < deadline, "the data was not given back"
+                time.sleep(0.2)
+            assert embedded.data_size(folder) < 2 * MIB
+            running = embedded.find_running(folder)
+            assert running is not None
+            assert (running.url, running.pid) == (broker.url, broker.pid)  # on the same port
+            # the backend and the client reconnect; the backend's subscription was made
+            # again before: the first request after the restart is not lost
+            assert client.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
+    assert embedded.find_running(folder) is None
 
 
 def test_namespace_policies_and_what_clients_and_backends_leave_on_apache_pulsar(

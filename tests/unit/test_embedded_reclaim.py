@@ -76,7 +76,7 @@ def test_recent_data_is_kept_calls_may_wait_for_it(tmp_path: Path) -> None:
 
 def test_one_recent_file_keeps_all(tmp_path: Path) -> None:
     size = _data(tmp_path, age=2 * HOUR)
-    (tmp_path / "pulsar-lite.rocksdb" / "000004.log").touch()
+    (tmp_path / "pulsar-lite.rocksdb" / "entrylog" / "0.log").touch()  # a message
     assert embedded.reclaim(tmp_path, keep=HOUR) == 0
     assert embedded.data_size(tmp_path) == size
 
@@ -165,3 +165,34 @@ def test_topics_are_read_from_pulsar_lites_list(tmp_path: Path) -> None:
     }
     (tmp_path / "pulsar-lite.metadata.json").write_text("{not json")
     assert embedded.topics(tmp_path) == {}
+
+
+def test_cursor_writes_alone_do_not_keep_it(tmp_path: Path) -> None:
+    size = _data(tmp_path, age=2 * HOUR)
+    (tmp_path / "pulsar-lite.rocksdb" / "000004.log").touch()  # acknowledgements, not messages
+    assert embedded.reclaim(tmp_path, keep=HOUR) == size
+
+
+def test_only_the_process_that_started_a_broker_renews_it(tmp_path: Path) -> None:
+    _data(tmp_path, age=2 * HOUR)
+    (tmp_path / "pulsar-lite.rocksdb" / "entrylog" / "1.log").write_bytes(
+        b"z" * embedded.RENEW_ABOVE
+    )
+    os.utime(tmp_path / "pulsar-lite.rocksdb" / "entrylog" / "1.log", (0, 0))
+    found = embedded.EmbeddedBroker(url="pulsar://127.0.0.1:1", pid=os.getpid(), folder=tmp_path)
+    assert found.renew(keep=0) == 0
+    assert embedded.data_size(tmp_path) > embedded.RENEW_ABOVE
+
+
+def test_a_small_database_is_not_worth_a_restart(tmp_path: Path) -> None:
+    _data(tmp_path, age=2 * HOUR)
+    broker = embedded.EmbeddedBroker(
+        url="pulsar://127.0.0.1:1", pid=os.getpid(), folder=tmp_path, owned=True
+    )
+    assert broker.renew(keep=0) == 0  # nothing stopped: this process is no broker
+
+
+def test_the_subscription_made_again_is_the_backends() -> None:
+    from demessaging.backend.listener import DEFAULT_SUBSCRIPTION
+
+    assert embedded.SERVED == DEFAULT_SUBSCRIPTION
