@@ -146,3 +146,32 @@ def test_namespace_policies_and_what_clients_and_backends_leave_on_apache_pulsar
     assert admin.request("GET", reply)["subscriptions"] == {}  # the closed client's
     assert backend.stop(signal.SIGTERM) == 0
     assert admin.request("GET", control)["subscriptions"] == {}  # the stopped backend's
+
+
+@pytest.mark.slow  # the broker looks for inactive topics once a minute
+def test_apache_pulsar_deletes_the_topics_of_a_closed_client_and_a_stopped_backend(
+    broker: Broker, topic: str, launch: Callable[..., Backend]
+) -> None:
+    if not broker.admin_url:
+        pytest.skip(f"{broker.name} has no admin REST API")
+    tenant, space = f"gone-{uuid.uuid4().hex[:6]}", "climate"
+    admin = PulsarAdmin(broker.admin_url)
+    admin.ensure_namespace(tenant, space, cleanup=Cleanup(inactive_topics=5))
+    names = {"DEMESSAGING_TENANT": tenant, "DEMESSAGING_NAMESPACE": space}
+    backend = launch(WORKERS, topic, broker.url, env=names)
+    settings = Settings(
+        broker_url=broker.url, transport=TransportOptions(tenant=tenant, namespace=space)
+    )
+    with Client(topic, settings=settings, timeout=30) as client:
+        assert client.call({"func_name": "echo_sum", "values": [2, 3]}) == 5.0
+        reply = f"persistent://{tenant}/{space}/{client.response_topic}"
+    listing = f"/admin/v2/persistent/{tenant}/{space}"
+    control = f"persistent://{tenant}/{space}/{topic}_control"
+    assert {reply, control} <= set(admin.request("GET", listing))
+    assert backend.stop() == 0  # it kept a producer on the reply topic: now it is unused
+    deadline = time.monotonic() + 180
+    while {reply, control} & set(admin.request("GET", listing)):
+        assert time.monotonic() < deadline, "unused topics without subscriptions stayed"
+        time.sleep(2)
+    # the request topic keeps the backends' subscription, and the requests sent meanwhile
+    assert f"persistent://{tenant}/{space}/{topic}" in admin.request("GET", listing)
