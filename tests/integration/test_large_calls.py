@@ -5,8 +5,9 @@ than its write-buffer high-water mark (64 KiB by default) and sends it only at t
 subscription's next event (a publish, a flow permit, a consumer coming or going). A request
 in 1 MiB pieces then stalled now and then (about one call in 20 to 100) when that happened to
 the last pieces on the side topic: the upload was done, the backend had permits left, so no
-event came and the backend gave the request up after its fragment timeout. The embedded
-broker is configured with a high-water mark above what its consumers let come.
+event came and the backend gave the request up after its fragment timeout. Replies in pieces
+stalled the same way on the client's reply topic (one call in 40 to 80 timed out). The
+embedded broker is configured with a high-water mark above what its consumers let come.
 
 pulsar-lite keeps every byte it was given (these calls leave 30 GB): the test runs its own
 broker, in a folder it deletes at the end, instead of the session's.
@@ -34,6 +35,8 @@ from .conftest import Backend
 pytestmark = pytest.mark.slow
 
 CALLS = 300
+#: Calls with a large result: each takes about as long as a large request.
+REPLIES = 100
 SIZE = 100 * 1024 * 1024
 #: Stop after this many failed calls: the test has failed, and each waits for a timeout.
 MAX_FAILURES = 3
@@ -58,6 +61,17 @@ def checksum(values: npt.NDArray[np.float64]) -> int:
         The values.
     """
     return zlib.crc32(np.ascontiguousarray(values).view(np.uint8))
+
+
+def count(n: int) -> npt.NDArray[np.float64]:
+    """The numbers from 0 to n - 1.
+
+    Parameters
+    ----------
+    n
+        How many.
+    """
+    return np.arange(n, dtype=np.float64)
 '''
 
 
@@ -79,13 +93,30 @@ def lite(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[embedded.Em
     assert not folder.exists()
 
 
-def test_300_calls_of_100_mib_all_arrive_whole(
+@pytest.fixture
+def served(
     lite: embedded.EmbeddedBroker, launch: Callable[..., Backend], tmp_path: Path
-) -> None:
+) -> tuple[str, Backend]:
+    """The topic of a backend of the module above, on its own broker."""
     module = tmp_path / "checksums.py"
     module.write_text(MODULE)
     topic = f"large-{uuid.uuid4().hex[:8]}"
-    backend = launch(module, topic, lite.broker_url)
+    return topic, launch(module, topic, lite.broker_url)
+
+
+def figures(seconds: list[float], what: str) -> str:
+    ranked = sorted(seconds)
+    return (
+        f"{len(seconds)} calls {what}: median {statistics.median(seconds):.2f} s, "
+        f"p99 {ranked[int(0.99 * (len(ranked) - 1))]:.2f} s, slowest {ranked[-1]:.2f} s, "
+        f"total {sum(seconds):.0f} s"
+    )
+
+
+def test_300_calls_of_100_mib_all_arrive_whole(
+    lite: embedded.EmbeddedBroker, served: tuple[str, Backend]
+) -> None:
+    topic, backend = served
     values = np.random.default_rng(14).random(SIZE // 8)
     seconds: list[float] = []
     failures: list[str] = []
@@ -103,11 +134,31 @@ def test_300_calls_of_100_mib_all_arrive_whole(
                 failures.append(f"call {n} ({seconds[-1]:.1f} s): {result!r}, not {expected}")
                 if len(failures) >= MAX_FAILURES:
                     break
-    ranked = sorted(seconds)
-    print(  # the figures, with -s
-        f"{len(seconds)} calls of {SIZE >> 20} MiB: median {statistics.median(seconds):.2f} s, "
-        f"p99 {ranked[int(0.99 * (len(ranked) - 1))]:.2f} s, slowest {ranked[-1]:.2f} s, "
-        f"total {sum(seconds):.0f} s"
-    )
+    print(figures(seconds, f"of {SIZE >> 20} MiB"))  # with -s
     assert not failures, "\n".join(failures) + f"\nbackend log ends:\n{backend.output()[-3000:]}"
     assert len(seconds) == CALLS
+
+
+def test_100_results_of_100_mib_all_arrive_whole(
+    lite: embedded.EmbeddedBroker, served: tuple[str, Backend]
+) -> None:
+    topic, backend = served
+    seconds: list[float] = []
+    failures: list[str] = []
+    with Client(topic, broker_url=lite.broker_url, timeout=120) as client:
+        for n in range(SIZE // 8, SIZE // 8 + REPLIES):  # another size each time
+            start = time.perf_counter()
+            try:
+                result = client.call({"func_name": "count", "n": n})
+                whole = len(result) == n and bool((result == np.arange(n)).all())
+            except Exception as exc:
+                result, whole = f"{type(exc).__name__}: {exc}", False
+            seconds.append(time.perf_counter() - start)
+            if not whole:
+                failures.append(f"call for {n} values ({seconds[-1]:.1f} s): {result!r}")
+                if len(failures) >= MAX_FAILURES:
+                    break
+            del result
+    print(figures(seconds, f"returning {SIZE >> 20} MiB"))  # with -s
+    assert not failures, "\n".join(failures) + f"\nbackend log ends:\n{backend.output()[-3000:]}"
+    assert len(seconds) == REPLIES
