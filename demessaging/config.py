@@ -20,6 +20,7 @@ from typing import Any
 
 from .embedded import resolve
 from .errors import ConfigurationError
+from .protocol.fragments import DEFAULT_MAX_PAYLOAD
 from .protocol.topics import parse_namespaces
 from .transport import Transport, TransportOptions
 from .transport import connect as connect_transport
@@ -74,6 +75,16 @@ class Settings:
     dead_letter_topic
         Backends: where such requests go, with the reason in their properties;
         ``<topic>-DLQ`` if empty.
+    max_payload
+        Backends: the largest request taken, in bytes (1 GiB); a request in pieces claiming
+        more is refused at once.
+    upload_memory
+        Backends: the bytes that requests in pieces may claim together while they are
+        received and until they are answered; ``2 * max_payload`` if 0. A request that does
+        not fit waits until its upload deadline, then is refused.
+    upload_timeout
+        Backends: seconds for the whole upload of a request in pieces, from when its first
+        piece is taken (60).
     prefixes
         The environment prefixes the settings were read with (:meth:`from_env`), the first
         one winning; errors name the variables to change by them (:meth:`variable`). Not a
@@ -90,6 +101,9 @@ class Settings:
     reply_namespaces: str = ""
     reply_retries: int = 5
     dead_letter_topic: str = ""
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    upload_memory: int = 0
+    upload_timeout: float = 60.0
     prefixes: tuple[str, ...] = (ENV_PREFIX,)
 
     def variable(self, name: str) -> str:
@@ -120,6 +134,9 @@ class Settings:
             "reply_namespaces": parse_namespaces(self.reply_namespaces),
             "reply_retries": self.reply_retries,
             "dead_letter_topic": self.dead_letter_topic,
+            "max_payload": self.max_payload,
+            "upload_memory": self.upload_memory or 2 * self.max_payload,
+            "upload_timeout": self.upload_timeout,
         }
 
     def __post_init__(self) -> None:
@@ -136,6 +153,17 @@ class Settings:
                 f"reply_retries must be at least 1, got {self.reply_retries!r}"
             )
         parse_namespaces(self.reply_namespaces, setting=self.variable("reply_namespaces"))
+        if self.max_payload < 1:
+            raise ConfigurationError(f"max_payload must be at least 1, got {self.max_payload!r}")
+        if self.upload_memory and self.upload_memory < self.max_payload:
+            raise ConfigurationError(
+                f"upload_memory must be at least max_payload ({self.max_payload}) or 0, got "
+                f"{self.upload_memory!r}"
+            )
+        if not self.upload_timeout > 0:
+            raise ConfigurationError(
+                f"upload_timeout must be positive, got {self.upload_timeout!r}"
+            )
 
     @classmethod
     def from_env(

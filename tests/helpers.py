@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -13,8 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 
 from demessaging.codegen import generate
+from demessaging.transport.admin import PulsarAdmin
 
-__all__ = ["forget_package", "generated_client"]
+__all__ = ["forget_package", "fuzz", "generated_client", "rss_bytes", "unacknowledged"]
 
 
 @contextlib.contextmanager
@@ -56,3 +58,31 @@ def fuzz(examples: int, *suppressed: HealthCheck) -> Any:
         database=None,
         suppress_health_check=[HealthCheck.too_slow, *suppressed],
     )
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident memory of the process ``pid`` in bytes (Linux: ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def unacknowledged(admin_url: str, topic: str, *, seconds: float = 15.0) -> dict[str, int]:
+    """Messages left on the subscriptions of ``topic`` (Apache Pulsar's admin REST API).
+
+    ``topic`` is a short name in ``public/default``. Returns, by subscription, its backlog
+    plus its unacknowledged messages once all are 0, or their last values after
+    ``seconds`` (acknowledgements reach the broker a moment after the work is done).
+    """
+    path = f"/admin/v2/persistent/public/default/{topic}/stats"
+    deadline = time.monotonic() + seconds
+    while True:
+        stats = PulsarAdmin(admin_url).request("GET", path)
+        left = {
+            name: int(sub.get("msgBacklog", 0)) + int(sub.get("unackedMessages", 0))
+            for name, sub in stats.get("subscriptions", {}).items()
+        }
+        if not any(left.values()) or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)

@@ -4,7 +4,8 @@
   worker is free, so the rest wait in the broker where other backend instances can take them
   (back-pressure without a local queue to lose).
 - Each message is parsed once (:func:`~demessaging.protocol.envelope.parse_request`); a request
-  in pieces is gathered from its side topic (:mod:`demessaging.protocol.pieces`) first.
+  in pieces is gathered from its side topic first, without a worker slot, within a memory
+  budget and one deadline for the whole upload (:mod:`.uploads`).
 - A request is acknowledged only after its reply was published; if the backend dies before,
   the broker delivers the request again. A repeat of a request this listener has already
   answered (the last 10,000, by response topic and context) is acknowledged, not run again.
@@ -14,7 +15,8 @@
   (:mod:`demessaging.protocol.topics`): such a request is logged, acknowledged and not run.
 - A reply that cannot be published is handled by :mod:`.deadletter`: dropped if it fails for
   good, else retried (without running the function again), then dead-lettered.
-- :meth:`Listener.stop` stops taking requests and waits for those in flight.
+- :meth:`Listener.stop` stops taking requests, drops the uploads not running yet (their
+  requests go back to the broker) and waits for the calls in flight.
 
 Replies, progress messages and items are sent by :mod:`.replies`; cancellations and stream
 credit are read by :mod:`.cancel`; :mod:`.thread` runs a listener in a thread or until a signal.
@@ -28,6 +30,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -39,7 +42,7 @@ from ..message import Message, MessageType, Prop
 from ..protocol.envelope import Address, ErrorInfo, Query, Request, Stage, parse_request
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
 from ..protocol.outgoing import error_reply, reply_to
-from ..protocol.pieces import Gathered, gather
+from ..protocol.pieces import Gathered
 from ..protocol.topics import DEFAULT_NAMESPACE, ReplyTopics
 from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
@@ -48,6 +51,7 @@ from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, 
 from .dispatcher import Dispatcher, type_name
 from .recent import Recent
 from .replies import Replies
+from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
 
 __all__ = ["CLOCK_SKEW", "DEFAULT_SUBSCRIPTION", "Listener"]
 
@@ -73,10 +77,18 @@ class Listener:
     workers
         How many requests run at once.
     max_payload
-        The largest request taken, in bytes; requests in pieces are reassembled in memory,
-        so at most ``workers * max_payload`` bytes are held for them.
+        The largest request taken, in bytes.
+    upload_memory
+        The bytes that requests in pieces, reassembled in memory, may claim together, from
+        their head until they are answered; ``2 * max_payload`` if None. A head that does not
+        fit waits for memory until its upload deadline.
+    upload_timeout
+        Seconds for the whole upload of a request in pieces, from when its head is taken:
+        waiting for memory and for every piece.
+    uploads
+        How many requests in pieces are held at once; heads beyond are refused.
     fragment_timeout
-        Seconds to wait for each piece of a request sent in pieces.
+        Deprecated name of ``upload_timeout``.
     reply_namespaces
         ``tenant/namespace`` names whose topics replies may go to, besides the transport's own
         and that of ``topic`` (when a full name).
@@ -95,7 +107,10 @@ class Listener:
         subscription: str = DEFAULT_SUBSCRIPTION,
         workers: int = 4,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
-        fragment_timeout: float = 60.0,
+        upload_memory: int | None = None,
+        upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
+        uploads: int = DEFAULT_UPLOADS,
+        fragment_timeout: float | None = None,
         reply_namespaces: Iterable[str] = (),
         reply_retries: int = DEFAULT_REPLY_RETRIES,
         dead_letter_topic: str = "",
@@ -104,13 +119,40 @@ class Listener:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if reply_retries < 1:
             raise ValueError(f"reply_retries must be at least 1, got {reply_retries}")
+        if fragment_timeout is not None:
+            warnings.warn(
+                "Listener(fragment_timeout=...) is deprecated: it is upload_timeout now, one "
+                "deadline for the whole upload rather than one per piece",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            upload_timeout = fragment_timeout
+        upload_memory = 2 * max_payload if upload_memory is None else upload_memory
+        if max_payload < 1 or upload_memory < max_payload:
+            raise ValueError(
+                f"max_payload must be at least 1 and upload_memory at least max_payload, got "
+                f"{max_payload} and {upload_memory}"
+            )
+        if not upload_timeout > 0 or uploads < 1:
+            raise ValueError(
+                f"upload_timeout must be positive and uploads at least 1, got {upload_timeout} "
+                f"and {uploads}"
+            )
         self.dispatcher = dispatcher
         self.transport = transport
         self.topic = topic
         self.subscription = subscription
         self.workers = workers
         self.max_payload = max_payload
-        self.fragment_timeout = fragment_timeout
+        self.upload_timeout = upload_timeout
+        self._uploads = Uploads(
+            transport,
+            topic,
+            max_payload=max_payload,
+            memory=upload_memory,
+            timeout=upload_timeout,
+            uploads=uploads,
+        )
         self.handled = 0
         self.replies = Replies(transport, topic)
         tenant, namespace = _home(transport)
@@ -123,6 +165,11 @@ class Listener:
         #: made by :meth:`serve` (on its event loop), set by :meth:`stop`
         self._stopping: asyncio.Event | None = None
         self.ready = threading.Event()
+
+    @property
+    def uploading(self) -> int:
+        """Requests in pieces held now: waiting for memory, gathering, or for a worker."""
+        return self._uploads.held
 
     @cached_property
     def _info(self) -> str:
@@ -140,7 +187,11 @@ class Listener:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
         self._stopping = asyncio.Event()
         subscription = await self.transport.subscribe(
-            self.topic, self.subscription, shared=True, prefetch=1, unacked=self.workers
+            self.topic,
+            self.subscription,
+            shared=True,
+            prefetch=1,
+            unacked=self.workers + self._uploads.uploads,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
@@ -160,14 +211,18 @@ class Listener:
                         await receive
                     free.release()
                     break
-                task = asyncio.ensure_future(self._handle(subscription, receive.result(), pool))
+                # the task gives the worker slot back when done, or while it gathers pieces
+                task = asyncio.ensure_future(
+                    self._handle(subscription, receive.result(), pool, free)
+                )
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
-                task.add_done_callback(lambda _: free.release())
         finally:
             stop.cancel()
+            dropped = self._uploads.drop()  # their requests come again, here or elsewhere
             if in_flight:
-                log.info("waiting for %d call(s) in flight", len(in_flight))
+                if len(in_flight) > dropped:
+                    log.info("waiting for %d call(s) in flight", len(in_flight) - dropped)
                 await asyncio.gather(*in_flight, return_exceptions=True)
             if control is not None:
                 control.cancel()
@@ -184,8 +239,23 @@ class Listener:
             self._stopping.set()
 
     async def _handle(
-        self, subscription: Subscription, message: Message, pool: ThreadPoolExecutor
+        self,
+        subscription: Subscription,
+        message: Message,
+        pool: ThreadPoolExecutor,
+        free: asyncio.Semaphore,
     ) -> None:
+        """Handle one message, holding a worker slot (``free``) but while it gathers pieces."""
+        hold = Hold(free)
+        try:
+            await self._handle_holding(subscription, message, pool, hold)
+        finally:
+            self._uploads.finish(hold)
+
+    async def _handle_holding(
+        self, subscription: Subscription, message: Message, pool: ThreadPoolExecutor, hold: Hold
+    ) -> None:
+        started = asyncio.get_running_loop().time()
         # who hears of an error, even if the message is refused
         address = Address.of(message, self.reply_topics)
         key = address.key if address is not None else None
@@ -197,14 +267,8 @@ class Listener:
         whole = message  # the request, its pieces put together: what a dead letter holds
         try:
             request = parse_request(message, self.reply_topics)
-            if request.count > 1:
-                request, gathered = await gather(
-                    self.transport,
-                    request,
-                    topic=self.topic,
-                    max_payload=self.max_payload,
-                    timeout=self.fragment_timeout,
-                )
+            if request.count > 1:  # gathered without a worker slot
+                request, gathered = await self._uploads.gather(request, started, hold)
                 whole = request.message
             # a reply that failed before is sent again; its function does not run again
             reply = self._unsent.reply(key) or await self._reply(request, pool)
@@ -212,6 +276,13 @@ class Listener:
             reply = self._error(address, "ProtocolError", str(exc), "request")
             if reply is None:
                 log.warning("dropping message %s: %s", message.message_id, exc)
+        except asyncio.CancelledError:  # stopping while gathering: let the request come again
+            if hold.working:  # not ours: a call in flight is never cancelled
+                raise
+            log.info("stopped gathering request %s; it will be redelivered", message.message_id)
+            with contextlib.suppress(TransportError):
+                await subscription.nack(message)
+            return
         except TransportError as exc:  # reading the pieces failed: let the request come again
             log.error(
                 "could not read message %s (%s); it will be redelivered", message.message_id, exc

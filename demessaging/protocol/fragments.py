@@ -23,8 +23,8 @@ crash means redelivery of the head and of the unacknowledged pieces.
 A client that gives up sending (a timeout, a cancellation, a broker error) after the head may
 have gone out publishes an empty message with the property ``aborted`` to the side topic
 (:func:`abort_marker`); the backend then stops waiting, and deletes the side subscription.
-A client that dies mid-upload cannot: its backend waits for each piece up to its fragment
-timeout (60 s by default) and then gives the request up.
+A client that dies mid-upload cannot: its backend waits for the pieces until the request's
+upload deadline (60 s after it took the head, by default) and then gives the request up.
 """
 
 from __future__ import annotations
@@ -192,7 +192,11 @@ def split(
 
 @dataclass
 class Reassembly:
-    """The pieces of one payload, written into one buffer as they come.
+    """The pieces of one payload, put together as they come.
+
+    Memory grows with the bytes received, never ahead of them: pieces in order extend one
+    buffer, pieces ahead of it wait aside until the gap before them is filled. The buffer
+    becomes the payload, without a copy at the end.
 
     Parameters
     ----------
@@ -201,6 +205,11 @@ class Reassembly:
         pieces are kept apart and joined in order at the end.
     count
         The number of pieces.
+
+    Raises
+    ------
+    ProtocolError
+        If ``count`` is more than ``size`` allows (every piece carries at least one byte).
     """
 
     size: int | None
@@ -214,7 +223,9 @@ class Reassembly:
 
     def __post_init__(self) -> None:
         if self.size is not None:
-            self._buffer = bytearray(self.size)
+            if self.count > max(1, self.size):
+                raise ProtocolError(f"{self.count} pieces for a payload of {self.size} bytes")
+            self._buffer = bytearray()
 
     def add(self, piece: Message) -> bool:
         """Take one piece; returns True once all have come.
@@ -222,7 +233,7 @@ class Reassembly:
         Raises
         ------
         ProtocolError
-            If the piece does not fit the payload.
+            If the piece does not fit the payload, or overlaps another piece.
         """
         props = piece.properties
         index = natural(props.get(Prop.FRAGMENT, "0"), Prop.FRAGMENT)
@@ -230,22 +241,38 @@ class Reassembly:
             raise ProtocolError(f"fragment {index} of {self.count} is out of range")
         if index in self._seen:
             return self.complete  # a redelivered piece
+        if self.count > 1 and not piece.payload:
+            raise ProtocolError(f"fragment {index} is empty")
         if self._buffer is not None:
-            try:
-                offset = natural(props[Prop.FRAGMENT_OFFSET], Prop.FRAGMENT_OFFSET)
-            except (KeyError, ProtocolError):
-                raise ProtocolError("a fragment lacks a valid fragment_offset") from None
-            end = offset + len(piece.payload)
-            if end > len(self._buffer):
-                raise ProtocolError(f"fragment {index} overflows the payload of {self.size} bytes")
-            self._buffer[offset:end] = piece.payload
+            self._place(index, props, piece.payload)
         else:
             self._pieces[index] = piece.payload
         if index == 0:
             self.properties = {k: v for k, v in props.items() if k not in _PIECE_PROPS}
         self._seen.add(index)
         self.received += len(piece.payload)
+        if self.complete and self._buffer is not None and len(self._buffer) != self.size:
+            raise ProtocolError("the pieces of the payload overlap or leave gaps")
         return self.complete
+
+    def _place(self, index: int, props: Mapping[str, str], payload: bytes | bytearray) -> None:
+        """Append a piece to the buffer, or keep it aside until the pieces before it came."""
+        assert self._buffer is not None
+        assert self.size is not None
+        try:
+            offset = natural(props[Prop.FRAGMENT_OFFSET], Prop.FRAGMENT_OFFSET)
+        except (KeyError, ProtocolError):
+            raise ProtocolError("a fragment lacks a valid fragment_offset") from None
+        if offset + len(payload) > self.size:
+            raise ProtocolError(f"fragment {index} overflows the payload of {self.size} bytes")
+        if offset < len(self._buffer) or offset in self._pieces:
+            raise ProtocolError(f"fragment {index} overlaps another")
+        if offset > len(self._buffer):  # ahead of the buffer: aside
+            self._pieces[offset] = payload
+            return
+        self._buffer += payload
+        while len(self._buffer) in self._pieces:  # the gap is filled: what waited follows
+            self._buffer += self._pieces.pop(len(self._buffer))
 
     @property
     def complete(self) -> bool:
@@ -280,7 +307,11 @@ class Reassembler:
 
     @property
     def held(self) -> int:
-        """Bytes held now (the declared sizes of the partial payloads)."""
+        """Bytes counted against the bound.
+
+        The sizes the partial payloads declare (memory itself grows with the bytes received),
+        or the bytes received for those that declare none.
+        """
         return sum(r.size if r.size is not None else r.received for r in self._partial.values())
 
     def add(self, key: str, piece: Message) -> Message | None:
@@ -303,6 +334,8 @@ class Reassembler:
                     f"a payload of {size} bytes does not fit in the {self.max_bytes} bytes "
                     f"reserved for reassembly ({self.held} in use)"
                 )
+            if size is None and count > self.max_bytes:
+                raise ProtocolError(f"{count} pieces for at most {self.max_bytes} bytes")
             partial = self._partial[key] = Reassembly(size, count)
         try:
             done = partial.add(piece)

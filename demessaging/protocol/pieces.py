@@ -38,7 +38,7 @@ from .fragments import (
     split,
 )
 
-__all__ = ["Gathered", "Uploads", "gather"]
+__all__ = ["Gathered", "Uploads", "check_head", "drop_pieces", "gather", "is_side_topic_of"]
 
 _Head = TypeVar("_Head", bound=Incoming)
 
@@ -138,11 +138,7 @@ class Uploads:
             await self._transport.release(side)
 
     async def _delete_side_topic(self, name: str) -> None:
-        try:
-            holder = await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
-            await holder.unsubscribe()
-        except TransportError as exc:
-            log.warning("could not delete the side topic subscription of %s: %s", name, exc)
+        await drop_pieces(self._transport, name)
 
 
 class Gathered:
@@ -171,10 +167,59 @@ class Gathered:
         await self.side.close()
 
 
+def is_side_topic_of(name: str, topic: str) -> bool:
+    """Whether ``name`` is a side topic for requests to ``topic``."""
+    return name.startswith(side_topic(topic, "")) and len(name) > len(side_topic(topic, ""))
+
+
+async def drop_pieces(transport: Transport, name: str) -> None:
+    """Delete the subscription holding the pieces on the side topic ``name`` (and them)."""
+    try:
+        holder = await transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
+        await holder.unsubscribe()
+    except TransportError as exc:
+        log.warning("could not delete the side topic subscription of %s: %s", name, exc)
+
+
+def check_head(head: Incoming, *, topic: str, max_payload: int) -> int:
+    """The size of the request of ``head`` (piece 0), if it may be gathered.
+
+    Raises
+    ------
+    ProtocolError
+        If the head names no side topic of ``topic``, gives no ``payload_size``, claims more
+        than ``max_payload`` bytes, or more pieces than its bytes allow.
+    """
+    side_name = head.fragments_topic or ""
+    if not is_side_topic_of(side_name, topic):
+        raise ProtocolError(
+            f"a request in pieces must name a fragments_topic of {topic!r}, not {side_name!r}"
+        )
+    if head.payload_size is None:
+        raise ProtocolError("a request in pieces must give its payload_size")
+    if head.payload_size > max_payload:
+        raise ProtocolError(
+            f"the request has {head.payload_size} bytes, more than this backend takes "
+            f"({max_payload} bytes)"
+        )
+    if head.count > max(1, head.payload_size):
+        raise ProtocolError(f"{head.count} pieces for a payload of {head.payload_size} bytes")
+    return head.payload_size
+
+
 async def gather(
-    transport: Transport, head: _Head, *, topic: str, max_payload: int, timeout: float
+    transport: Transport,
+    head: _Head,
+    *,
+    topic: str,
+    max_payload: int,
+    timeout: float,
+    started: float | None = None,
 ) -> tuple[_Head, Gathered]:
     """Read the pieces of the request of ``head`` from its side topic.
+
+    Memory grows with the pieces that come (:class:`~.fragments.Reassembly`), not with the
+    size the head claims.
 
     Parameters
     ----------
@@ -187,7 +232,9 @@ async def gather(
     max_payload
         The largest request taken, in bytes.
     timeout
-        Seconds to wait for each piece.
+        Seconds for the whole upload, from ``started``: one deadline for all pieces.
+    started
+        When the head was taken, in the event loop's time; now if None.
 
     Returns
     -------
@@ -197,30 +244,28 @@ async def gather(
     Raises
     ------
     ProtocolError
-        If the head is malformed, the request too large, a piece malformed or late, or the
-        caller gave up sending (the side subscription is then deleted).
+        If the head is malformed, the request too large, a piece malformed, the deadline
+        passed, or the caller gave up sending (the side subscription is then deleted).
     """
-    side_name = head.fragments_topic or ""
-    if not side_name.startswith(side_topic(topic, "")):
-        raise ProtocolError(
-            f"a request in pieces must name a fragments_topic of {topic!r}, not {side_name!r}"
-        )
-    if head.payload_size is None:
-        raise ProtocolError("a request in pieces must give its payload_size")
-    if head.payload_size > max_payload:
-        raise ProtocolError(
-            f"the request has {head.payload_size} bytes, more than this backend takes "
-            f"({max_payload} bytes)"
-        )
-    whole = Reassembly(head.payload_size, head.count)
+    size = check_head(head, topic=topic, max_payload=max_payload)
+    loop = asyncio.get_running_loop()
+    deadline = (loop.time() if started is None else started) + timeout
+    whole = Reassembly(size, head.count)
     whole.add(head.message)
     side = await transport.subscribe(  # its pieces are acknowledged after the reply
-        side_name, FRAGMENT_SUBSCRIPTION, shared=True, prefetch=PIECE_PREFETCH, unacked=whole.count
+        head.fragments_topic or "",
+        FRAGMENT_SUBSCRIPTION,
+        shared=True,
+        prefetch=PIECE_PREFETCH,
+        unacked=whole.count,
     )
     pieces: list[Message] = []
     try:
         while not whole.complete:
-            piece = await asyncio.wait_for(side.receive(), timeout)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise asyncio.TimeoutError
+            piece = await asyncio.wait_for(side.receive(), left)
             if is_abort_marker(piece):
                 raise ProtocolError("the caller gave up sending the request")
             whole.add(piece)

@@ -519,7 +519,7 @@ def test_bad_requests_in_pieces_are_answered_with_errors(
         return reply
 
     listener = Listener(
-        Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "heads", fragment_timeout=0.3
+        Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "heads", upload_timeout=0.3
     )
     with ListenerThread(listener):
         reply = asyncio.run(exchange())
@@ -723,7 +723,7 @@ def test_a_call_that_times_out_waiting_for_its_head_stops_the_backend_waiting(
         start = time.monotonic()  # the head was sent: the backend took it, then the abort
         with Client("late", transport=MemoryTransport(broker), timeout=10) as other:
             assert other.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
-        assert time.monotonic() - start < 3  # not the 60 s of fragment_timeout
+        assert time.monotonic() - start < 3  # not the 60 s of upload_timeout
     deadline = time.monotonic() + 5
     while any("_fragments_" in t for t in broker.subscriptions()):
         assert time.monotonic() < deadline, broker.subscriptions()
