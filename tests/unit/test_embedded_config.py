@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import pytest
 
 from demessaging import embedded
-from demessaging.backend.listener import Listener
+from demessaging.backend.uploads import DEFAULT_UPLOADS
 from demessaging.protocol.fragments import PIECE_PREFETCH
 from demessaging.transport.pulsar import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PIECE_SIZE
 
@@ -20,8 +19,8 @@ LOW = "pulsar_channel_write_buffer_low_water_mark_bytes"
 
 def test_the_write_buffer_holds_what_a_backends_consumers_let_come() -> None:
     config = tomllib.loads(embedded.CONFIG)
-    workers = inspect.signature(Listener).parameters["workers"].default  # each gathers one
-    let_come = workers * PIECE_PREFETCH * DEFAULT_PIECE_SIZE + DEFAULT_MAX_MESSAGE_SIZE
+    # a backend gathering every upload it holds at once, and taking a request
+    let_come = DEFAULT_UPLOADS * PIECE_PREFETCH * DEFAULT_PIECE_SIZE + DEFAULT_MAX_MESSAGE_SIZE
     high = config.get(HIGH, 64 * 1024)  # pulsar-lite's defaults
     low = config.get(LOW, 32 * 1024)
     assert high > let_come
