@@ -9,8 +9,10 @@ event came and the backend gave the request up after its fragment timeout. Repli
 stalled the same way on the client's reply topic (one call in 40 to 80 timed out). The
 embedded broker is configured with a high-water mark above what its consumers let come.
 
-pulsar-lite keeps every byte it was given (these calls leave 30 GB): the test runs its own
-broker, in a folder it deletes at the end, instead of the session's.
+pulsar-lite keeps every byte it was given (300 such calls leave 30 GB): the test runs its own
+broker, in a folder it deletes at the end, instead of the session's, and renews it (restarts
+it with its data deleted, :meth:`~demessaging.embedded.EmbeddedBroker.renew`) every
+``ROUND`` calls, between two clients, while the backend keeps serving.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from .conftest import Backend
 pytestmark = pytest.mark.slow
 
 CALLS = 300
+#: Calls of one client; the broker's data is deleted between two.
+ROUND = 50
 #: Calls with a large result: each takes about as long as a large request.
 REPLIES = 100
 SIZE = 100 * 1024 * 1024
@@ -113,6 +117,16 @@ def figures(seconds: list[float], what: str) -> str:
     )
 
 
+def renew(lite: embedded.EmbeddedBroker, done: int) -> None:
+    """After ``done`` calls (a multiple of ``ROUND``), delete the data they left."""
+    if done == 0:
+        return
+    held = embedded.data_size(lite.folder)
+    assert held > ROUND * SIZE  # every call's request or reply stays whole until now
+    assert lite.renew(keep=0) > 0
+    assert embedded.data_size(lite.folder) < held // 10
+
+
 def test_300_calls_of_100_mib_all_arrive_whole(
     lite: embedded.EmbeddedBroker, served: tuple[str, Backend]
 ) -> None:
@@ -120,20 +134,24 @@ def test_300_calls_of_100_mib_all_arrive_whole(
     values = np.random.default_rng(14).random(SIZE // 8)
     seconds: list[float] = []
     failures: list[str] = []
-    with Client(topic, broker_url=lite.broker_url, timeout=120) as client:
-        for n in range(CALLS):
-            values[n % values.size] = n  # another array each time
-            expected = zlib.crc32(values.view(np.uint8))
-            start = time.perf_counter()
-            try:
-                result = client.call({"func_name": "checksum", "values": values})
-            except Exception as exc:
-                result = f"{type(exc).__name__}: {exc}"
-            seconds.append(time.perf_counter() - start)
-            if result != expected:
-                failures.append(f"call {n} ({seconds[-1]:.1f} s): {result!r}, not {expected}")
-                if len(failures) >= MAX_FAILURES:
-                    break
+    for first in range(0, CALLS, ROUND):
+        renew(lite, first)
+        with Client(topic, broker_url=lite.broker_url, timeout=120) as client:
+            for n in range(first, first + ROUND):
+                values[n % values.size] = n  # another array each time
+                expected = zlib.crc32(values.view(np.uint8))
+                start = time.perf_counter()
+                try:
+                    result = client.call({"func_name": "checksum", "values": values})
+                except Exception as exc:
+                    result = f"{type(exc).__name__}: {exc}"
+                seconds.append(time.perf_counter() - start)
+                if result != expected:
+                    failures.append(f"call {n} ({seconds[-1]:.1f} s): {result!r}, not {expected}")
+                    if len(failures) >= MAX_FAILURES:
+                        break
+        if len(failures) >= MAX_FAILURES:
+            break
     print(figures(seconds, f"of {SIZE >> 20} MiB"))  # with -s
     assert not failures, "\n".join(failures) + f"\nbackend log ends:\n{backend.output()[-3000:]}"
     assert len(seconds) == CALLS
@@ -145,20 +163,24 @@ def test_100_results_of_100_mib_all_arrive_whole(
     topic, backend = served
     seconds: list[float] = []
     failures: list[str] = []
-    with Client(topic, broker_url=lite.broker_url, timeout=120) as client:
-        for n in range(SIZE // 8, SIZE // 8 + REPLIES):  # another size each time
-            start = time.perf_counter()
-            try:
-                result = client.call({"func_name": "count", "n": n})
-                whole = len(result) == n and bool((result == np.arange(n)).all())
-            except Exception as exc:
-                result, whole = f"{type(exc).__name__}: {exc}", False
-            seconds.append(time.perf_counter() - start)
-            if not whole:
-                failures.append(f"call for {n} values ({seconds[-1]:.1f} s): {result!r}")
-                if len(failures) >= MAX_FAILURES:
-                    break
-            del result
+    for first in range(0, REPLIES, ROUND):
+        renew(lite, first)
+        with Client(topic, broker_url=lite.broker_url, timeout=120) as client:
+            for n in range(SIZE // 8 + first, SIZE // 8 + first + ROUND):  # another size each
+                start = time.perf_counter()
+                try:
+                    result = client.call({"func_name": "count", "n": n})
+                    whole = len(result) == n and bool((result == np.arange(n)).all())
+                except Exception as exc:
+                    result, whole = f"{type(exc).__name__}: {exc}", False
+                seconds.append(time.perf_counter() - start)
+                if not whole:
+                    failures.append(f"call for {n} values ({seconds[-1]:.1f} s): {result!r}")
+                    if len(failures) >= MAX_FAILURES:
+                        break
+                del result
+        if len(failures) >= MAX_FAILURES:
+            break
     print(figures(seconds, f"returning {SIZE >> 20} MiB"))  # with -s
     assert not failures, "\n".join(failures) + f"\nbackend log ends:\n{backend.output()[-3000:]}"
     assert len(seconds) == REPLIES
