@@ -1,4 +1,4 @@
-"""Apache Pulsar's admin REST API: who serves a topic, what waits, and namespace settings.
+"""Apache Pulsar's admin REST API: who serves a topic, what waits, and namespace policies.
 
 pulsar-lite has no admin API; Apache Pulsar serves it on its web port (8080, or 8443 with TLS).
 Errors are ours: :class:`~demessaging.errors.AuthenticationError` for 401 and 403,
@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from ..errors import AuthenticationError, ConfigurationError, TransportError
 
-__all__ = ["Backend", "PulsarAdmin", "TopicStatus", "admin_url_for"]
+__all__ = ["RECOMMENDED", "Backend", "Cleanup", "PulsarAdmin", "TopicStatus", "admin_url_for"]
 
 
 def admin_url_for(broker_url: str) -> str:
@@ -89,6 +89,53 @@ class TopicStatus:
             f"requests in: {self.rate_in:.2f}/s, out: {self.rate_out:.2f}/s",
         ]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """How a namespace gets rid of what nobody uses any more (Apache Pulsar's policies).
+
+    None leaves a policy to the broker's configuration.
+
+    Attributes
+    ----------
+    subscription_expiry
+        Minutes after which a subscription without consumers is deleted: a killed backend's
+        subscription of ``<topic>_control``, a killed client's reply subscription. 0: never.
+    inactive_topics
+        Seconds after which a topic without subscriptions, producers and consumers is deleted
+        (``delete_when_no_subscriptions``): closed clients' reply topics, the side topics of
+        finished uploads. 0: never.
+    retention
+        Minutes messages every subscription has acknowledged are kept. 0: they are deleted
+        (with the ledger holding them).
+    """
+
+    subscription_expiry: int | None = None
+    inactive_topics: int | None = None
+    retention: int | None = None
+
+    def text(self) -> str:
+        """One line for people."""
+
+        def show(value: int | None, unit: str, zero: str) -> str:
+            if value is None:
+                return "the broker's default"
+            return zero if value == 0 else f"{value} {unit}"
+
+        kept = "deleted" if self.retention == 0 else f"kept {show(self.retention, 'min', '')}"
+        return (
+            "subscriptions without consumers expire after "
+            f"{show(self.subscription_expiry, 'min', 'never')}; topics without subscriptions "
+            f"are deleted after {show(self.inactive_topics, 's', 'never')}; acknowledged "
+            f"messages are {kept}"
+        )
+
+
+#: What ``demessaging namespace`` sets unless told otherwise (see docs/deploying.md): a day for
+#: a subscription nobody reads (a backend down for longer starts afresh), ten minutes for a
+#: topic nobody uses, no retention of acknowledged messages.
+RECOMMENDED = Cleanup(subscription_expiry=1440, inactive_topics=600, retention=0)
 
 
 class PulsarAdmin:
@@ -188,15 +235,22 @@ class PulsarAdmin:
         )
 
     def ensure_namespace(
-        self, tenant: str, namespace: str, *, message_ttl: int | None = None
+        self,
+        tenant: str,
+        namespace: str,
+        *,
+        message_ttl: int | None = None,
+        cleanup: Cleanup | None = None,
     ) -> bool:
-        """Create ``tenant/namespace`` (and the tenant) unless they exist; set its message TTL.
+        """Create ``tenant/namespace`` (and the tenant) unless they exist; set its policies.
 
         Parameters
         ----------
         message_ttl
             Seconds after which unconsumed messages expire (requests nobody served, replies
             nobody read); 0 means never.
+        cleanup
+            Subscription expiry, inactive topic deletion and retention (those not None).
 
         Returns
         -------
@@ -214,7 +268,54 @@ class PulsarAdmin:
             self.request("PUT", f"/admin/v2/namespaces/{name}")
         if message_ttl is not None:
             self.request("POST", f"/admin/v2/namespaces/{name}/messageTTL", message_ttl)
+        if cleanup is not None:
+            self.set_cleanup(tenant, namespace, cleanup)
         return created
+
+    def set_cleanup(self, tenant: str, namespace: str, cleanup: Cleanup) -> None:
+        """Set the policies of ``cleanup`` that are not None on ``tenant/namespace``.
+
+        Raises
+        ------
+        ConfigurationError
+            For a negative value.
+        """
+        values = (cleanup.subscription_expiry, cleanup.inactive_topics, cleanup.retention)
+        if any(value is not None and value < 0 for value in values):
+            raise ConfigurationError(f"namespace policies must be 0 or more, got {cleanup}")
+        base = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}"
+        if cleanup.subscription_expiry is not None:
+            self.request("POST", f"{base}/subscriptionExpirationTime", cleanup.subscription_expiry)
+        if cleanup.inactive_topics is not None:
+            policy = {
+                "inactiveTopicDeleteMode": "delete_when_no_subscriptions",
+                "maxInactiveDurationSeconds": cleanup.inactive_topics or 60,
+                "deleteWhileInactive": cleanup.inactive_topics > 0,
+            }
+            self.request("POST", f"{base}/inactiveTopicPolicies", policy)
+        if cleanup.retention is not None:
+            policy = {"retentionTimeInMinutes": cleanup.retention, "retentionSizeInMB": 0}
+            if cleanup.retention:
+                policy["retentionSizeInMB"] = -1  # the time alone bounds it
+            self.request("POST", f"{base}/retention", policy)
+
+    def cleanup(self, tenant: str, namespace: str) -> Cleanup:
+        """The namespace's subscription expiry, inactive topic deletion and retention."""
+        policies = self.request("GET", f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}")
+        policies = policies if isinstance(policies, dict) else {}
+        expiry = policies.get("subscription_expiration_time_minutes")
+        inactive = policies.get("inactive_topic_policies") or {}
+        retention = policies.get("retention_policies") or {}
+        topics = None
+        if inactive:
+            delete = inactive.get("deleteWhileInactive")
+            topics = int(inactive.get("maxInactiveDurationSeconds", 0)) if delete else 0
+        minutes = retention.get("retentionTimeInMinutes")
+        return Cleanup(
+            subscription_expiry=None if expiry is None else int(expiry),
+            inactive_topics=topics,
+            retention=None if minutes is None else int(minutes),
+        )
 
     def message_ttl(self, tenant: str, namespace: str) -> int | None:
         """The namespace's message TTL in seconds (None if unset)."""

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from demessaging.cli import cli
 from demessaging.errors import AuthenticationError, ConfigurationError, TransportError
-from demessaging.transport.admin import PulsarAdmin, admin_url_for
+from demessaging.transport.admin import RECOMMENDED, Cleanup, PulsarAdmin, admin_url_for
 
 TOPIC = "persistent://public/default/climate"
 STATS = {
@@ -179,3 +179,101 @@ def test_the_namespace_command_wants_tenant_and_namespace() -> None:
     result = CliRunner().invoke(cli, ["namespace", "research", "--admin-url", "http://x"])
     assert result.exit_code == 2
     assert "expected TENANT/NAMESPACE, got 'research'" in result.output
+
+
+NAMESPACE = "/admin/v2/namespaces/research/climate"
+
+
+def _policy_routes(fake: FakeAdmin, policies: dict[str, Any]) -> None:
+    fake.routes |= {
+        ("GET", "/admin/v2/tenants"): (200, ["research"]),
+        ("GET", "/admin/v2/namespaces/research"): (200, ["research/climate"]),
+        ("POST", f"{NAMESPACE}/subscriptionExpirationTime"): (204, None),
+        ("POST", f"{NAMESPACE}/inactiveTopicPolicies"): (204, None),
+        ("POST", f"{NAMESPACE}/retention"): (204, None),
+        ("GET", f"{NAMESPACE}/messageTTL"): (200, 3600),
+        ("GET", NAMESPACE): (200, policies),
+    }
+
+
+def test_cleanup_sets_expiry_inactive_topic_deletion_and_retention(fake: FakeAdmin) -> None:
+    _policy_routes(fake, {})
+    PulsarAdmin(fake.url).set_cleanup("research", "climate", RECOMMENDED)
+    writes = [(p, body) for m, p, _, body in fake.seen if m == "POST"]
+    assert writes == [
+        (f"{NAMESPACE}/subscriptionExpirationTime", 1440),
+        (
+            f"{NAMESPACE}/inactiveTopicPolicies",
+            {
+                "inactiveTopicDeleteMode": "delete_when_no_subscriptions",
+                "maxInactiveDurationSeconds": 600,
+                "deleteWhileInactive": True,
+            },
+        ),
+        (f"{NAMESPACE}/retention", {"retentionTimeInMinutes": 0, "retentionSizeInMB": 0}),
+    ]
+
+
+def test_cleanup_of_zero_means_never_and_none_leaves_the_broker_default(fake: FakeAdmin) -> None:
+    _policy_routes(fake, {})
+    admin = PulsarAdmin(fake.url)
+    admin.set_cleanup("research", "climate", Cleanup(inactive_topics=0, retention=30))
+    writes = [(p, body) for m, p, _, body in fake.seen if m == "POST"]
+    assert writes == [
+        (
+            f"{NAMESPACE}/inactiveTopicPolicies",
+            {
+                "inactiveTopicDeleteMode": "delete_when_no_subscriptions",
+                "maxInactiveDurationSeconds": 60,
+                "deleteWhileInactive": False,
+            },
+        ),
+        (f"{NAMESPACE}/retention", {"retentionTimeInMinutes": 30, "retentionSizeInMB": -1}),
+    ]
+    with pytest.raises(ConfigurationError, match="0 or more"):
+        admin.set_cleanup("research", "climate", Cleanup(subscription_expiry=-1))
+
+
+def test_cleanup_is_read_from_the_namespace_policies(fake: FakeAdmin) -> None:
+    _policy_routes(
+        fake,
+        {
+            "subscription_expiration_time_minutes": 1440,
+            "inactive_topic_policies": {
+                "inactiveTopicDeleteMode": "delete_when_no_subscriptions",
+                "maxInactiveDurationSeconds": 600,
+                "deleteWhileInactive": True,
+            },
+            "retention_policies": {"retentionTimeInMinutes": 0, "retentionSizeInMB": 0},
+        },
+    )
+    assert PulsarAdmin(fake.url).cleanup("research", "climate") == RECOMMENDED
+    fake.routes["GET", NAMESPACE] = (200, {"inactive_topic_policies": {"deleteWhileInactive": 0}})
+    assert PulsarAdmin(fake.url).cleanup("research", "climate") == Cleanup(inactive_topics=0)
+    assert "the broker's default" in Cleanup().text()
+
+
+def test_the_namespace_command_sets_the_cleanup_policies(fake: FakeAdmin) -> None:
+    _policy_routes(fake, {"subscription_expiration_time_minutes": 1440})
+    result = CliRunner().invoke(cli, ["namespace", "research/climate", "--admin-url", fake.url])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "namespace research/climate exists; message TTL: 3600 s",
+        "subscriptions without consumers expire after 1440 min; topics without subscriptions "
+        "are deleted after the broker's default; acknowledged messages are kept the broker's "
+        "default",
+    ]
+    sent = {p.rsplit("/", 1)[1]: body for m, p, _, body in fake.seen if m == "POST"}
+    assert sent["subscriptionExpirationTime"] == 1440
+    assert sent["inactiveTopicPolicies"]["maxInactiveDurationSeconds"] == 600
+    assert sent["retention"]["retentionTimeInMinutes"] == 0
+    args = ["--subscription-expiry", "0", "--inactive-topics", "5", "--retention", "7"]
+    fake.seen.clear()
+    result = CliRunner().invoke(
+        cli, ["namespace", "research/climate", "--admin-url", fake.url, *args]
+    )
+    assert result.exit_code == 0, result.output
+    sent = {p.rsplit("/", 1)[1]: body for m, p, _, body in fake.seen if m == "POST"}
+    assert sent["subscriptionExpirationTime"] == 0
+    assert sent["inactiveTopicPolicies"]["maxInactiveDurationSeconds"] == 5
+    assert sent["retention"]["retentionTimeInMinutes"] == 7
