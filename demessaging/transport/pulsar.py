@@ -42,7 +42,7 @@ log = logging.getLogger("demessaging.transport.pulsar")
 _LIBRARY_ERRORS = (pulsar.PulsarException, pulsar_asyncio.PulsarException)
 #: Seconds closing a transport takes at most; then the connection is dropped (see ``close``).
 CLOSE_TIMEOUT = 5.0
-#: Seconds closing one consumer waits for the broker's confirmation.
+#: Seconds closing one consumer or producer waits for the broker's confirmation.
 _CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
@@ -122,6 +122,8 @@ class _PulsarSubscription(Subscription):
         self._topic = topic
         self._delete = delete
         self._received: dict[str, Any] = {}
+        #: Whether the broker left closing unanswered (frozen or gone).
+        self.unanswered = False
 
     @override
     async def receive(self) -> Message:
@@ -156,8 +158,10 @@ class _PulsarSubscription(Subscription):
         try:  # bounded: a frozen broker would keep it for the operation timeout
             await asyncio.wait_for(self._consumer.close(), _CONSUMER_CLOSE_TIMEOUT)
         except asyncio.TimeoutError:  # the broker redelivers what it had pushed to it
+            self.unanswered = True
             log.debug("the broker did not confirm closing the consumer of %s", self._topic)
         except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
+            self.unanswered = lite.timed_out(exc)
             log.debug("closing the consumer of %s: %s", self._topic, exc)
 
 
@@ -200,10 +204,12 @@ class PulsarTransport(Transport):
         self.piece_size = piece_size
         self._client: pulsar_asyncio.Client | None = None
         self._producers = ProducerPool(
-            self._new_producer, _close_producer, self.options.max_producers
+            self._new_producer, self._close_producer, self.options.max_producers
         )
         self._subscriptions: set[_PulsarSubscription] = set()
         self._ids_spread = not pulsar_lite
+        #: Whether the broker left closing a producer unanswered (frozen or gone).
+        self._unanswered = False
 
     def topic(self, name: str) -> str:
         """The full name of a topic."""
@@ -312,12 +318,31 @@ class PulsarTransport(Transport):
         self._subscriptions.add(sub)
         return sub
 
+    async def _close_producer(self, producer: pulsar_asyncio.Producer) -> None:
+        if self._unanswered:  # the broker is frozen or gone: shutdown() drops it
+            return
+        try:  # bounded, and below pulsar-client's operation timeout (see _close_gracefully)
+            await asyncio.wait_for(producer.close(), _CONSUMER_CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            self._unanswered = True
+        except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
+            self._unanswered = self._unanswered or lite.timed_out(exc)
+            log.debug("closing a producer: %s", exc)
+
     async def _close_gracefully(self, client: pulsar_asyncio.Client | None) -> None:
         for sub in list(self._subscriptions):
             await sub.close()
+            if sub.unanswered:
+                self._unanswered = True
+                break
         self._subscriptions.clear()
         await self._producers.close()
-        if client is not None:
+        if client is not None and self._unanswered:
+            # once a request of ours timed out in pulsar-client, closing (or shutting down)
+            # the client waits for the broker 10 s (pulsar-client 3.13): drop it before
+            log.debug("the broker did not answer while closing: connection dropped")
+            client.shutdown()
+        elif client is not None:
             try:
                 await client.close()
             except _LIBRARY_ERRORS as exc:
@@ -350,13 +375,6 @@ class PulsarTransport(Transport):
             # a process that exits before that thread does aborts ("terminate called without
             # an active exception", apache/pulsar-client-python#256): give it time to end
             await asyncio.sleep(_CLOSE_GRACE)
-
-
-async def _close_producer(producer: pulsar_asyncio.Producer) -> None:
-    try:
-        await producer.close()
-    except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
-        log.debug("closing a producer: %s", exc)
 
 
 def _library_logger() -> Any:
