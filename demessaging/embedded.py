@@ -56,7 +56,18 @@ CHECK_EVERY = 300.0
 SERVED = "demessaging-backend"
 #: Bytes of data below which a running embedded broker is not restarted to delete them.
 RENEW_ABOVE = 16 * 1024 * 1024
-CONFIG = """# written by demessaging: loopback only, no metrics endpoint
+#: The write-buffer high-water mark of the broker's connections, in bytes. pulsar-lite 0.2
+#: holds back a message for a consumer whose connection has more bytes waiting to be written,
+#: and sends it only at the subscription's next event (a publish, flow permits, a consumer
+#: coming or going): with its default (64 KiB), 1 MiB pieces waited whenever the last ones were
+#: held back (a 100 MiB request failed about once in 20 to 100 calls). Above what the
+#: consumers of one connection let come (a backend gathering its 16 uploads at once, 16 pieces
+#: of 1 MiB each: 256 MiB), while their permits still bound what the broker buffers.
+WRITE_BUFFER = 512 * 1024 * 1024
+CONFIG = f"""# written by demessaging: loopback only, no metrics endpoint, room for large payloads
+pulsar_channel_write_buffer_high_water_mark_bytes = {WRITE_BUFFER}
+pulsar_channel_write_buffer_low_water_mark_bytes = {WRITE_BUFFER // 2}
+
 [metrics]
 enabled = false
 """

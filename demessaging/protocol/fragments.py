@@ -56,9 +56,10 @@ __all__ = [
 FRAGMENT_SUBSCRIPTION = "demessaging-fragments"
 #: The largest payload sent or reassembled unless configured otherwise (1 GiB).
 DEFAULT_MAX_PAYLOAD = 1 << 30
-#: How many messages a consumer of pieces lets the broker push ahead. Modest on purpose:
-#: pulsar-lite 0.2 stalls a subscription whose consumer asks for 100 or more messages of
-#: 1 MiB ahead; 16 is as fast as 1000 elsewhere.
+#: How many messages a consumer of pieces lets the broker push ahead. Modest on purpose: what
+#: the consumers of one connection let come must stay below pulsar-lite's write-buffer mark
+#: (:data:`demessaging.embedded.WRITE_BUFFER`), or pulsar-lite 0.2 holds pieces back until the
+#: subscription's next event, which may never come; 16 is as fast as 1000 elsewhere.
 PIECE_PREFETCH = 16
 _PIECE_PROPS = (Prop.FRAGMENT, Prop.NUM_FRAGMENTS, Prop.FRAGMENT_OFFSET, Prop.PAYLOAD_SIZE)
 
