@@ -16,16 +16,12 @@ its warnings at WARNING and INFO (the command line's default), also its informat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import ssl
-import tempfile
-import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import pulsar
 import pulsar.asyncio as pulsar_asyncio
@@ -33,6 +29,7 @@ from typing_extensions import override
 
 from ..errors import AuthenticationError, TransportError
 from ..message import Message
+from . import lite
 from .base import Subscription, Transport, TransportOptions
 from .handshake import check_credentials
 from .producers import ProducerPool
@@ -45,18 +42,12 @@ log = logging.getLogger("demessaging.transport.pulsar")
 _LIBRARY_ERRORS = (pulsar.PulsarException, pulsar_asyncio.PulsarException)
 #: Seconds closing a transport takes at most; then the connection is dropped (see ``close``).
 CLOSE_TIMEOUT = 5.0
-#: Seconds closing one consumer waits for the broker's confirmation.
+#: Seconds closing one consumer or producer waits for the broker's confirmation.
 _CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
 T = TypeVar("T")
 
-#: Consumer ids a transport on pulsar-lite numbers its consumers in before the next one's range.
-_SLOT_SIZE = 1024
-#: Slots tried before a random one is taken (no more collision-free).
-_MAX_SLOTS = 256
-#: Scratch consumers made at once while spreading consumer ids.
-_BURN_BATCH = 64
 #: The largest payload sent in one message. Below the brokers' limit (5 MiB), as pulsar-lite
 #: 0.2 loses messages close to its limit.
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
@@ -131,6 +122,8 @@ class _PulsarSubscription(Subscription):
         self._topic = topic
         self._delete = delete
         self._received: dict[str, Any] = {}
+        #: Whether the broker left closing unanswered (frozen or gone).
+        self.unanswered = False
 
     @override
     async def receive(self) -> Message:
@@ -165,8 +158,10 @@ class _PulsarSubscription(Subscription):
         try:  # bounded: a frozen broker would keep it for the operation timeout
             await asyncio.wait_for(self._consumer.close(), _CONSUMER_CLOSE_TIMEOUT)
         except asyncio.TimeoutError:  # the broker redelivers what it had pushed to it
+            self.unanswered = True
             log.debug("the broker did not confirm closing the consumer of %s", self._topic)
         except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
+            self.unanswered = lite.timed_out(exc)
             log.debug("closing the consumer of %s: %s", self._topic, exc)
 
 
@@ -181,16 +176,12 @@ class PulsarTransport(Transport):
         Topics, authentication and limits.
     pulsar_lite
         Work around two faults of pulsar-lite 0.2. It refuses a consumer of a shared
-        subscription whose id another connection's consumer already has ("Consumer 0 already
-        exists"; pulsar-client retries until its operation timeout), while every
-        pulsar-client connection numbers its consumers from 0: before its first shared
-        subscription, the transport takes the lowest slot number ``k`` no other transport on
-        this machine holds (a locked file, released when the transport closes or its process
-        ends), and creates and closes ``k * 1024`` consumers of a scratch topic (about 0.5 ms
-        each, many at once), so that the transports on one machine number their consumers in
-        ranges of their own. And deleting a subscription redelivers messages of other
-        consumers whose acknowledgement is still on its way: subscriptions are closed instead
-        of deleted (pulsar-lite never deletes data anyway).
+        subscription whose id another connection's consumer of it has, also one a killed
+        process left: the transport skips a random number of consumer ids, and tries a
+        refused consumer again on another id within seconds (see :mod:`.lite`). And
+        deleting a subscription redelivers messages of other consumers whose
+        acknowledgement is still on its way: subscriptions are closed instead of deleted
+        (pulsar-lite never deletes data anyway).
     max_message_size
         The largest payload sent in one message, in bytes; larger ones go in pieces.
     piece_size
@@ -213,12 +204,12 @@ class PulsarTransport(Transport):
         self.piece_size = piece_size
         self._client: pulsar_asyncio.Client | None = None
         self._producers = ProducerPool(
-            self._new_producer, _close_producer, self.options.max_producers
+            self._new_producer, self._close_producer, self.options.max_producers
         )
         self._subscriptions: set[_PulsarSubscription] = set()
         self._ids_spread = not pulsar_lite
-        #: The slot of consumer ids this transport holds on pulsar-lite (see the class).
-        self._slot: IO[bytes] | None = None
+        #: Whether the broker left closing a producer unanswered (frozen or gone).
+        self._unanswered = False
 
     def topic(self, name: str) -> str:
         """The full name of a topic."""
@@ -234,10 +225,13 @@ class PulsarTransport(Transport):
             await _check(self.url, self.options)
         if self._client is None:
             o = self.options
+            timeout = max(1, math.ceil(o.operation_timeout))
+            if self.pulsar_lite:
+                timeout = min(timeout, lite.OPERATION_TIMEOUT)
             self._client = pulsar_asyncio.Client(
                 self.url,
                 authentication=authentication(o),
-                operation_timeout_seconds=max(1, math.ceil(o.operation_timeout)),
+                operation_timeout_seconds=timeout,
                 connection_timeout_ms=min(10_000, int(o.operation_timeout * 1000)),
                 tls_trust_certs_file_path=o.tls_trust_certs or None,
                 logger=_library_logger(),
@@ -245,15 +239,27 @@ class PulsarTransport(Transport):
         return self._client
 
     async def _new_producer(self, topic: str) -> pulsar_asyncio.Producer:
-        return await _guard(
-            (await self._connect()).create_producer(
+        async def attempt() -> pulsar_asyncio.Producer:
+            return await (await self._connect()).create_producer(
                 topic,
                 batching_enabled=False,
                 block_if_queue_full=True,
                 send_timeout_millis=int(self.options.operation_timeout * 1000),
-            ),
-            f"creating a producer on {topic}",
-        )
+            )
+
+        return await self._patiently(attempt, f"creating a producer on {topic}")
+
+    async def _patiently(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        what: str,
+        again: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """``attempt()``; on pulsar-lite, again while it times out (see :mod:`.lite`)."""
+        if not self.pulsar_lite:
+            return await _guard(attempt(), what)
+        timeout = self.options.operation_timeout
+        return await _guard(lite.patiently(attempt, what, timeout, again), what)
 
     @override
     async def prepare(self, topic: str) -> None:
@@ -272,24 +278,23 @@ class PulsarTransport(Transport):
                 f"publishing to {full}",
             )
 
-    async def _spread_consumer_ids(self) -> None:
-        client = await self._connect()
-        self._slot, number = _claim_slot()
+    async def _skip_consumer_ids(self) -> None:
         o = self.options
-        scratch = f"non-persistent://{o.tenant}/{o.namespace}/demessaging-consumer-ids"
-        name = f"ids-{uuid.uuid4().hex}"  # its own: burning ids must not clash either
+        await _guard(lite.skip_ids(await self._connect(), o.tenant, o.namespace), "skipping ids")
 
-        async def burn() -> None:
-            consumer = await _guard(
-                client.subscribe(scratch, name, consumer_type=pulsar.ConsumerType.Shared),
-                "spreading consumer ids",
-            )
-            await consumer.close()
+    async def _consumer(self, full: str, subscription: str, **options: Any) -> Any:
+        """A consumer of ``full``; on pulsar-lite, tried again on another id if refused."""
+        shared = options["consumer_type"] == pulsar.ConsumerType.Shared
+        if shared and not self._ids_spread:
+            await self._skip_consumer_ids()
+            self._ids_spread = True
 
-        wanted = number * _SLOT_SIZE
-        for start in range(0, wanted, _BURN_BATCH):
-            await asyncio.gather(*(burn() for _ in range(min(_BURN_BATCH, wanted - start))))
-        self._ids_spread = True
+        async def attempt() -> Any:
+            return await (await self._connect()).subscribe(full, subscription, **options)
+
+        # refused (its id is taken, maybe by a killed process's consumer) or slow
+        again = self._skip_consumer_ids if shared else None
+        return await self._patiently(attempt, f"subscribing to {full}", again)
 
     @override
     async def subscribe(
@@ -302,30 +307,42 @@ class PulsarTransport(Transport):
         unacked: int = 0,
     ) -> Subscription:
         full = self.topic(topic)
-        if shared and not self._ids_spread:
-            await self._spread_consumer_ids()
-        consumer = await _guard(
-            (await self._connect()).subscribe(
-                full,
-                subscription,
-                consumer_type=pulsar.ConsumerType.Shared
-                if shared
-                else pulsar.ConsumerType.Exclusive,
-                receiver_queue_size=max(1, prefetch),
-                negative_ack_redelivery_delay_ms=1000,
-            ),
-            f"subscribing to {full}",
+        consumer = await self._consumer(
+            full,
+            subscription,
+            consumer_type=pulsar.ConsumerType.Shared if shared else pulsar.ConsumerType.Exclusive,
+            receiver_queue_size=max(1, prefetch),
+            negative_ack_redelivery_delay_ms=1000,
         )
         sub = _PulsarSubscription(consumer, full, not self.pulsar_lite, self._subscriptions.discard)
         self._subscriptions.add(sub)
         return sub
 
+    async def _close_producer(self, producer: pulsar_asyncio.Producer) -> None:
+        if self._unanswered:  # the broker is frozen or gone: shutdown() drops it
+            return
+        try:  # bounded, and below pulsar-client's operation timeout (see _close_gracefully)
+            await asyncio.wait_for(producer.close(), _CONSUMER_CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            self._unanswered = True
+        except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
+            self._unanswered = self._unanswered or lite.timed_out(exc)
+            log.debug("closing a producer: %s", exc)
+
     async def _close_gracefully(self, client: pulsar_asyncio.Client | None) -> None:
         for sub in list(self._subscriptions):
             await sub.close()
+            if sub.unanswered:
+                self._unanswered = True
+                break
         self._subscriptions.clear()
         await self._producers.close()
-        if client is not None:
+        if client is not None and self._unanswered:
+            # once a request of ours timed out in pulsar-client, closing (or shutting down)
+            # the client waits for the broker 10 s (pulsar-client 3.13): drop it before
+            log.debug("the broker did not answer while closing: connection dropped")
+            client.shutdown()
+        elif client is not None:
             try:
                 await client.close()
             except _LIBRARY_ERRORS as exc:
@@ -340,9 +357,6 @@ class PulsarTransport(Transport):
         connection is dropped at once, without telling the broker.
         """
         client, self._client = self._client, None
-        if self._slot is not None:  # our consumers are gone (or going): another may take it
-            self._slot.close()
-            self._slot = None
         try:
             await asyncio.wait_for(self._close_gracefully(client), CLOSE_TIMEOUT)
         except asyncio.TimeoutError:
@@ -361,42 +375,6 @@ class PulsarTransport(Transport):
             # a process that exits before that thread does aborts ("terminate called without
             # an active exception", apache/pulsar-client-python#256): give it time to end
             await asyncio.sleep(_CLOSE_GRACE)
-
-
-async def _close_producer(producer: pulsar_asyncio.Producer) -> None:
-    try:
-        await producer.close()
-    except _LIBRARY_ERRORS as exc:  # already closed, or the broker is gone
-        log.debug("closing a producer: %s", exc)
-
-
-def _claim_slot() -> tuple[IO[bytes] | None, int]:
-    """The lowest slot number no other transport on this machine holds, and its locked file.
-
-    The lock (``flock``) goes with the file: closing it, or the end of the process, frees
-    the slot. Where files cannot be locked, a random slot (no longer collision-free).
-    """
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no pulsar-lite binary either, as of 0.2
-        return None, int.from_bytes(os.urandom(1), "big")
-    folder = Path(tempfile.gettempdir()) / "demessaging-consumer-slots"
-    folder.mkdir(exist_ok=True)
-    with contextlib.suppress(OSError):  # shared by the users of the machine, as /tmp is
-        os.chmod(folder, 0o1777)
-    for number in range(_MAX_SLOTS):
-        try:
-            # read-only: the slot files of one user can be locked by every other user too
-            file = open(os.open(folder / str(number), os.O_RDONLY | os.O_CREAT, 0o444), "rb")  # noqa: SIM115
-        except OSError:  # another user's file we cannot read: not ours to take
-            continue
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # another transport's
-            file.close()
-            continue
-        return file, number
-    return None, _MAX_SLOTS + int.from_bytes(os.urandom(1), "big")
 
 
 def _library_logger() -> Any:

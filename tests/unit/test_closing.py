@@ -10,7 +10,6 @@ import pytest
 from demessaging.client import Client
 from demessaging.errors import CallTimeoutError, ConfigurationError
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
-from demessaging.transport.pulsar import _claim_slot
 
 
 class _Frozen(MemoryTransport):
@@ -52,17 +51,3 @@ def test_close_takes_close_timeout_at_most(transport: type[_Frozen]) -> None:
 def test_close_timeout_must_be_positive() -> None:
     with pytest.raises(ConfigurationError, match="close_timeout"):
         Client("t", transport=MemoryTransport(MemoryBroker()), close_timeout=0)
-
-
-def test_consumer_id_slots_are_distinct_while_held() -> None:
-    first, a = _claim_slot()
-    second, b = _claim_slot()
-    assert first is not None
-    assert second is not None
-    assert a != b
-    first.close()  # freed: taken again (unless a transport elsewhere was quicker)
-    third, c = _claim_slot()
-    assert c != b
-    for held in (second, third):
-        assert held is not None
-        held.close()
