@@ -193,7 +193,9 @@ class Listener:
             self.subscription,
             shared=True,
             prefetch=1,
-            unacked=self.workers + self._uploads.uploads,
+            # not more: the WebSocket API also prefetches this many, which other instances
+            # would then wait for (heads gathering count against it there)
+            unacked=self.workers,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
