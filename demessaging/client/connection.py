@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 import weakref
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -44,6 +43,7 @@ from ..protocol.control import control_topic, make_control
 from ..protocol.fragments import PIECE_PREFETCH, Reassembler
 from ..protocol.outgoing import make_request
 from ..protocol.pieces import Uploads
+from ..protocol.recent import Recent
 from ..protocol.replies import Reply, parse_reply
 from ..transport.base import Subscription, Transport
 from .bars import Progress
@@ -133,9 +133,8 @@ class Connection:
         self._connecting: asyncio.Lock | None = None
         #: Sends requests, in pieces where needed; made with the transport.
         self._uploads: Uploads | None = None
-        #: The latest request contexts (see :data:`CONTEXTS`), oldest first, and as a set.
-        self._used: deque[int] = deque()
-        self._used_set: set[int] = set()
+        #: The latest request contexts (see :data:`CONTEXTS`).
+        self._used = Recent(USED_CONTEXTS)
         #: What is left to do after failed uploads; finished before closing.
         self._cleanups: set[asyncio.Future[None]] = set()
 
@@ -279,14 +278,11 @@ class Connection:
 
     def _new_context(self) -> str:
         """The context of a new call: random, and none of the latest :data:`USED_CONTEXTS`."""
-        number = secrets.randbelow(CONTEXTS) + 1
-        while number in self._used_set or str(number) in self._pending:
-            number = secrets.randbelow(CONTEXTS) + 1
-        self._used.append(number)
-        self._used_set.add(number)
-        if len(self._used) > USED_CONTEXTS:
-            self._used_set.discard(self._used.popleft())
-        return str(number)
+        context = str(secrets.randbelow(CONTEXTS) + 1)
+        while context in self._used or context in self._pending:
+            context = str(secrets.randbelow(CONTEXTS) + 1)
+        self._used.add(context)
+        return context
 
     async def _send_control(self, context: str, received: int | None = None) -> None:
         assert self._transport is not None

@@ -39,6 +39,7 @@ from ..errors import ProtocolError
 from .envelope import Message, Prop, fragment_count, natural, payload_size_of
 
 __all__ = [
+    "check_count",
     "DEFAULT_MAX_PAYLOAD",
     "PIECE_PREFETCH",
     "FRAGMENT_SUBSCRIPTION",
@@ -67,6 +68,18 @@ _PIECE_PROPS = (Prop.FRAGMENT, Prop.NUM_FRAGMENTS, Prop.FRAGMENT_OFFSET, Prop.PA
 def side_topic(topic: str, name: str) -> str:
     """A side topic called ``name`` for the pieces of a request sent to ``topic``."""
     return f"{topic}_fragments_{name}"
+
+
+def check_count(count: int, size: int) -> None:
+    """Refuse ``count`` pieces for a payload of ``size`` bytes: each piece carries one at least.
+
+    Raises
+    ------
+    ProtocolError
+        If ``count`` is more than ``size`` allows.
+    """
+    if count > max(1, size):
+        raise ProtocolError(f"{count} pieces for a payload of {size} bytes")
 
 
 def abort_marker() -> Message:
@@ -223,8 +236,7 @@ class Reassembly:
 
     def __post_init__(self) -> None:
         if self.size is not None:
-            if self.count > max(1, self.size):
-                raise ProtocolError(f"{self.count} pieces for a payload of {self.size} bytes")
+            check_count(self.count, self.size)
             self._buffer = bytearray()
 
     def add(self, piece: Message) -> bool:

@@ -32,6 +32,7 @@ from .fragments import (
     PIECE_PREFETCH,
     Reassembly,
     abort_marker,
+    check_count,
     is_abort_marker,
     send_pieces,
     side_topic,
@@ -202,8 +203,7 @@ def check_head(head: Incoming, *, topic: str, max_payload: int) -> int:
             f"the request has {head.payload_size} bytes, more than this backend takes "
             f"({max_payload} bytes)"
         )
-    if head.count > max(1, head.payload_size):
-        raise ProtocolError(f"{head.count} pieces for a payload of {head.payload_size} bytes")
+    check_count(head.count, head.payload_size)
     return head.payload_size
 
 

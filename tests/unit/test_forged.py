@@ -167,8 +167,8 @@ def test_a_client_draws_none_of_its_latest_contexts_again(
         assert made == ["5", "10", "2"]
         for _ in range(USED_CONTEXTS + 5):
             c._connection._new_context()
-        assert len(c._connection._used) == len(c._connection._used_set) == USED_CONTEXTS
-        assert 5 not in c._connection._used_set  # the oldest forgotten: memory is bounded
+        assert len(c._connection._used) == USED_CONTEXTS
+        assert "5" not in c._connection._used  # the oldest forgotten: memory is bounded
 
 
 def test_a_forged_cancel_for_a_context_to_come_does_not_stop_a_call(
