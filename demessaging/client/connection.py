@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from ..config import ENV_PREFIX, Settings
 from ..errors import (
+    AuthenticationError,
     BrokerUnreachableError,
     CallTimeoutError,
     ConfigurationError,
@@ -332,6 +333,10 @@ class Connection:
                 )
             except BrokerUnreachableError as exc:
                 raise self._unreachable(exc) from None
+            except AuthenticationError as exc:  # refused its reply topic: the namespace?
+                where = f"{self.settings.variable('reply_namespace')}, where the role may consume"
+                hint = f"; a partner's reply topic is made in its reply namespace ({where})"
+                raise type(exc)(f"{exc}{hint if 'uthoriz' in str(exc) else ''}") from None
             self._reader = asyncio.ensure_future(self._read(self._subscription))
 
     def _unreachable(self, error: BrokerUnreachableError) -> BrokerUnreachableError:

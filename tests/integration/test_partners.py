@@ -10,6 +10,7 @@ and to make the backend publish elsewhere: each attempt is refused, or lands now
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -67,6 +68,7 @@ class Deployment:
     tokens: dict[str, str]
     granted: str  # what `demessaging namespace` printed
     backend: Backend
+    url: str  # the backend's broker URL: the binary protocol, or the WebSocket API
 
     @property
     def request_topic(self) -> str:
@@ -76,11 +78,11 @@ class Deployment:
         token = self.tokens[role] if role else self.broker.admin_token
         return PulsarAdmin(self.broker.admin_url, token=token)
 
-    def settings(self, role: str, url: str = "") -> Settings:
-        """A partner's settings, as `demessaging namespace` printed them."""
+    def settings(self, role: str) -> Settings:
+        """A partner's settings, as `demessaging namespace` printed them (on the backend's API)."""
         options = TransportOptions(token=self.tokens[role], tenant="research", namespace="climate")
         return Settings(
-            broker_url=url or self.broker.broker_url,
+            broker_url=self.url,
             transport=options,
             reply_namespace=f"{NAMESPACE}-{role}",
         )
@@ -88,10 +90,17 @@ class Deployment:
 
 @pytest.fixture
 def deployment(
-    secured: tuple[pulsar.PulsarStandalone, bytes], launch: Callable[..., Backend], topic: str
+    request: pytest.FixtureRequest,
+    secured: tuple[pulsar.PulsarStandalone, bytes],
+    launch: Callable[..., Backend],
+    topic: str,
 ) -> Deployment:
-    """The grants for ``topic`` applied with the CLI, and its backend serving."""
+    """The grants for ``topic`` applied with the CLI, and its backend serving (over the
+    WebSocket API if the parameter says ``websocket``)."""
     broker, secret = secured
+    url = broker.broker_url
+    if getattr(request, "param", "binary") == "websocket":
+        url = f"ws://127.0.0.1:{broker.web_port}"
     tokens = {role: create_token(secret, role) for role in ROLES}
     command = [sys.executable, "-m", "demessaging", "namespace", NAMESPACE]
     command += ["--admin-url", broker.admin_url, "--backend-role", "backend", "--topic", topic]
@@ -102,7 +111,7 @@ def deployment(
     backend = launch(
         WORKERS,
         topic,
-        broker.broker_url,
+        url,
         workers=2,
         env={
             "DEMESSAGING_TOKEN": tokens["backend"],
@@ -112,7 +121,7 @@ def deployment(
             "DEMESSAGING_REPLY_NAMESPACES_ONLY": "true",
         },
     )
-    return Deployment(broker, topic, tokens, done.stdout, backend)
+    return Deployment(broker, topic, tokens, done.stdout, backend, url)
 
 
 def test_the_command_grants_partners_only_produce_on_the_request_and_control_topics(
@@ -134,7 +143,10 @@ def test_the_command_grants_partners_only_produce_on_the_request_and_control_top
 
 
 def _calls(client: Client, marker: Path, backend: Backend) -> None:
-    """A small call, an upload in pieces, a result in pieces, progress, a cancelled call."""
+    """Ping, info, a small call, an upload and a result in pieces, progress, a stream, a
+    cancelled call."""
+    assert client.ping() < PROMPT
+    assert "echo_sum" in str(client.info())
     assert client.call({"func_name": "echo_sum", "values": [1.0, 2.0]}) == 3.0
     assert client.call({"func_name": "echo_sum", "values": np.ones(LARGE)}) == float(LARGE)
     assert len(client.call({"func_name": "make", "n": LARGE})) == LARGE
@@ -142,6 +154,8 @@ def _calls(client: Client, marker: Path, backend: Backend) -> None:
     request = {"func_name": "steps", "seconds": 0.3, "marker": str(marker)}
     assert client.call(request, on_progress=seen.append) == 0.3
     assert seen, "no progress arrived"
+    request = {"func_name": "counting", "n": 50, "marker": str(marker.with_suffix(".n"))}
+    assert list(client.stream(request, window=4)) == list(range(50))
 
     async def cancel() -> None:
         marker.unlink()
@@ -161,12 +175,11 @@ def _calls(client: Client, marker: Path, backend: Backend) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize("api", ["binary", "websocket"])
+@pytest.mark.parametrize("deployment", ["binary", "websocket"], indirect=True)
 def test_a_partner_calls_with_only_the_granted_rights(
-    deployment: Deployment, api: str, tmp_path: Path
+    deployment: Deployment, tmp_path: Path
 ) -> None:
-    url = "" if api == "binary" else f"ws://127.0.0.1:{deployment.broker.web_port}"
-    with Client(deployment.topic, settings=deployment.settings("partner-b", url)) as client:
+    with Client(deployment.topic, settings=deployment.settings("partner-b")) as client:
         assert client.response_topic.startswith(f"persistent://{NAMESPACE}-partner-b/")
         _calls(client, tmp_path / "marker", deployment.backend)
 
@@ -271,3 +284,13 @@ def test_forged_requests_land_nowhere_and_the_backend_publishes_nowhere_else(
     # in the backend's own namespace too: in this mode it replies only to partners
     assert log.count("outside the backend's namespaces") == len(outside) - 1
     assert "is a short name" in log
+
+
+def test_a_partner_without_its_reply_namespace_is_told_at_once(deployment: Deployment) -> None:
+    settings = dataclasses.replace(deployment.settings("partner-a"), reply_namespace="")
+    with Client(deployment.topic, settings=settings, timeout=30) as client:
+        started = time.monotonic()
+        with pytest.raises(DemessagingError) as info:
+            client.call({"func_name": "echo_sum", "values": [1.0]})
+        assert time.monotonic() - started < PROMPT
+    assert "DEMESSAGING_REPLY_NAMESPACE" in str(info.value)

@@ -19,7 +19,12 @@ from demessaging.backend import Dispatcher, Listener, ListenerThread
 from demessaging.cli import cli
 from demessaging.client import Client
 from demessaging.config import Settings
-from demessaging.errors import CallTimeoutError, ConfigurationError, ProtocolError
+from demessaging.errors import (
+    AuthenticationError,
+    CallTimeoutError,
+    ConfigurationError,
+    ProtocolError,
+)
 from demessaging.namespaces import Grant, Partners
 from demessaging.protocol import Message, Prop
 from demessaging.protocol.envelope import parse_request
@@ -372,3 +377,23 @@ def test_the_namespace_command_applies_the_grants_and_prints_the_settings(
     bad = CliRunner().invoke(cli, [*args[:6], "--partner", "a b", "--topic", "climate"])
     assert bad.exit_code == 2
     assert "map it to one" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("refusal", "hinted"),
+    [("8 AuthorizationError: Client is not authorized", True), ("bad token", False)],
+)
+def test_a_refused_reply_topic_names_the_reply_namespace_setting(
+    broker: MemoryBroker, refusal: str, hinted: bool
+) -> None:
+    class Refusing(MemoryTransport):
+        async def subscribe(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+            raise AuthenticationError(f"subscribing to {topic} failed: {refusal}")
+
+    with (
+        Client("climate", transport=Refusing(broker), timeout=5) as client,
+        pytest.raises(AuthenticationError) as info,
+    ):
+        client.call({"func_name": "total", "values": [1]})
+    assert refusal in str(info.value)
+    assert ("DEMESSAGING_REPLY_NAMESPACE," in str(info.value)) is hinted
