@@ -4,18 +4,22 @@ With ``--backend-role`` and ``--partner``, it applies the partner model of docs/
 ("Partners"): the backend's namespace ``T/NS`` holds its request topics; each partner role gets
 only ``produce`` on each request topic and its control topic, and a reply namespace of its
 own (``T/NS-ROLE`` unless mapped), where it and the backend role produce and consume. Nothing
-else is granted, and nothing is revoked: grants only add to what a role may do already.
+else is granted, and nothing is revoked unless asked (``--revoke-others``): grants only add
+to what a role may do already.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .protocol.control import control_topic
 from .protocol.topics import full_name, split_name
+
+if TYPE_CHECKING:
+    from .transport.admin import PulsarAdmin
 
 __all__ = ["Grant", "Partners", "namespace"]
 
@@ -153,6 +157,10 @@ _AT_LEAST_0: dict[str, Any] = {"type": click.IntRange(min=0), "show_default": Tr
 _TTL = "Seconds after which requests nobody served and replies nobody read expire (0: never)."
 _EXPIRY = "Minutes until a subscription without consumers (a killed process's) goes (0: never)."
 _INACTIVE = "Seconds until a topic nobody uses, without subscriptions, goes (0: never)."
+_REVOKE = (
+    "Also take back, on these namespaces and topics, what roles may do beyond the grants of "
+    "this command (a partner removed, a grant made by hand)."
+)
 _PARTNER = (
     "A partner role: it may call the backend's --topic(s) and gets the reply namespace "
     "TENANT/NAMESPACE-ROLE (or ROLE=TENANT/NAMESPACE). Repeat for each partner."
@@ -161,7 +169,12 @@ _PARTNER = (
 
 @click.command()
 @click.argument("name", metavar="TENANT/NAMESPACE")
-@click.option("--broker-url", help="The broker [default: $DEMESSAGING_BROKER_URL].")
+@click.option(
+    "--broker-url",
+    help="The broker: pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, embedded:// or memory:// "
+    "[default: $DEMESSAGING_BROKER_URL, else the embedded pulsar-lite broker]. Credentials "
+    "come from $DEMESSAGING_TOKEN, $DEMESSAGING_OAUTH2, $DEMESSAGING_TLS_*.",
+)
 @click.option(
     "--admin-url",
     help="Apache Pulsar's web service [default: $DEMESSAGING_ADMIN_URL, else the broker's host "
@@ -176,6 +189,7 @@ _PARTNER = (
     "--partner", "partners", multiple=True, metavar="ROLE[=TENANT/NAMESPACE]", help=_PARTNER
 )
 @click.option("--topic", "topics", multiple=True, help="A request topic partners may call.")
+@click.option("--revoke-others", is_flag=True, help=_REVOKE)
 def namespace(
     name: str,
     broker_url: str | None,
@@ -183,6 +197,7 @@ def namespace(
     backend_role: str,
     partners: tuple[str, ...],
     topics: tuple[str, ...],
+    revoke_others: bool,
     **policy: Any,
 ) -> None:
     """Create TENANT/NAMESPACE on Apache Pulsar unless it exists; set its policies.
@@ -201,7 +216,7 @@ def namespace(
     if split_name(full_name(name, "x")) is None:
         raise click.BadParameter(f"expected TENANT/NAMESPACE, got {name!r}", param_hint="NAME")
     plan = None
-    if partners or backend_role or topics:
+    if partners or backend_role or topics or revoke_others:
         plan = Partners.of(name, backend_role, list(partners), list(topics))
     ttl = policy.pop("message_ttl")
     with _errors():
@@ -222,12 +237,35 @@ def namespace(
             request = full_name(name, topic)
             for each in (request, control_topic(request)):
                 admin.ensure_topic(each)
-        click.echo("grants (added to what each role may do already):")
-        for grant in plan.grants():
-            if "://" in grant.target:
-                admin.grant_topic(grant.target, grant.role, list(grant.actions))
-            else:
-                tenant, _, part = grant.target.partition("/")
-                admin.grant_namespace(tenant, part, grant.role, list(grant.actions))
-            click.echo(f"  {grant.text()}")
+        _apply(admin, plan, exact=revoke_others)
         click.echo(plan.settings())
+
+
+def _apply(admin: PulsarAdmin, plan: Partners, *, exact: bool) -> None:
+    """Apply the grants of ``plan``; with ``exact``, take back the others on its targets."""
+    grants = plan.grants()
+    added = "only these" if exact else "added to what each role may do already"
+    click.echo(f"grants ({added}):")
+    for grant in grants:
+        if "://" in grant.target:
+            admin.grant_topic(grant.target, grant.role, list(grant.actions), exact=exact)
+        else:
+            tenant, _, part = grant.target.partition("/")
+            admin.grant_namespace(tenant, part, grant.role, list(grant.actions), exact=exact)
+        click.echo(f"  {grant.text()}")
+    if not exact:
+        return
+    planned = {(grant.target, grant.role) for grant in grants}
+    spaces = dict.fromkeys(grant.target for grant in grants if "://" not in grant.target)
+    for space in spaces:
+        tenant, _, part = space.partition("/")
+        for role in admin.namespace_permissions(tenant, part):
+            if (space, role) not in planned:
+                admin.revoke_namespace(tenant, part, role)
+                click.echo(f"  revoked: {role} on namespace {space}")
+    held = admin.namespace_permissions(*plan.namespace.split("/"))  # the topics' namespace
+    for topic in dict.fromkeys(grant.target for grant in grants if "://" in grant.target):
+        for role in admin.topic_permissions(topic):  # those of the namespace among them
+            if (topic, role) not in planned and role not in held:
+                admin.revoke_topic(topic, role)
+                click.echo(f"  revoked: {role} on topic {topic}")

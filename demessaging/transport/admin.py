@@ -317,15 +317,22 @@ class PulsarAdmin:
             retention=None if minutes is None else int(minutes),
         )
 
-    def grant_namespace(self, tenant: str, namespace: str, role: str, actions: list[str]) -> None:
+    def grant_namespace(
+        self, tenant: str, namespace: str, role: str, actions: list[str], *, exact: bool = False
+    ) -> None:
         """Let ``role`` do ``actions`` (``produce``, ``consume``) on every topic of the namespace.
 
-        What the role may do there already is kept: the grant only adds.
+        What the role may do there already is kept (the grant only adds), unless ``exact``.
         """
         path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
-        held = self.request("GET", path) or {}
+        held = {} if exact else self.request("GET", path) or {}
         wanted = sorted({*held.get(role, []), *actions})
         self.request("POST", f"{path}/{quote(role, safe='')}", wanted)
+
+    def revoke_namespace(self, tenant: str, namespace: str, role: str) -> None:
+        """Take back what ``role`` may do on every topic of ``tenant/namespace``."""
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
+        self.request("DELETE", f"{path}/{quote(role, safe='')}")
 
     def namespace_permissions(self, tenant: str, namespace: str) -> dict[str, list[str]]:
         """What each role may do on every topic of ``tenant/namespace``."""
@@ -354,12 +361,21 @@ class PulsarAdmin:
         self.request("POST", f"{path}/inactiveTopicPolicies", policy)
         return created
 
-    def grant_topic(self, topic: str, role: str, actions: list[str]) -> None:
-        """Let ``role`` do ``actions`` on the existing topic ``topic`` (a full name); only adds."""
+    def grant_topic(
+        self, topic: str, role: str, actions: list[str], *, exact: bool = False
+    ) -> None:
+        """Let ``role`` do ``actions`` on the existing topic ``topic`` (a full name).
+
+        Only adds to what it may do there, unless ``exact``.
+        """
         path = f"/admin/v2/{_topic_path(topic)}/permissions"
-        held = self.request("GET", path) or {}
+        held = {} if exact else self.request("GET", path) or {}
         wanted = sorted({*held.get(role, []), *actions})
         self.request("POST", f"{path}/{quote(role, safe='')}", wanted)
+
+    def revoke_topic(self, topic: str, role: str) -> None:
+        """Take back what ``role`` was granted on ``topic`` itself (not on its namespace)."""
+        self.request("DELETE", f"/admin/v2/{_topic_path(topic)}/permissions/{quote(role, safe='')}")
 
     def topic_permissions(self, topic: str) -> dict[str, list[str]]:
         """What each role may do on ``topic``: its own grants and its namespace's."""

@@ -102,12 +102,7 @@ def deployment(
     if getattr(request, "param", "binary") == "websocket":
         url = f"ws://127.0.0.1:{broker.web_port}"
     tokens = {role: create_token(secret, role) for role in ROLES}
-    command = [sys.executable, "-m", "demessaging", "namespace", NAMESPACE]
-    command += ["--admin-url", broker.admin_url, "--backend-role", "backend", "--topic", topic]
-    command += ["--partner", "partner-a", "--partner", "partner-b"]
-    env = os.environ | {"DEMESSAGING_TOKEN": broker.admin_token}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
+    granted = _grant(broker, topic)
     backend = launch(
         WORKERS,
         topic,
@@ -121,25 +116,67 @@ def deployment(
             "DEMESSAGING_REPLY_NAMESPACES_ONLY": "true",
         },
     )
-    return Deployment(broker, topic, tokens, done.stdout, backend, url)
+    return Deployment(broker, topic, tokens, granted, backend, url)
+
+
+def _sorted(permissions: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {role: sorted(actions) for role, actions in permissions.items()}
+
+
+def _grant(broker: pulsar.PulsarStandalone, topic: str, *extra: str) -> str:
+    """Run `demessaging namespace` for ``topic`` as an admin would; what it printed."""
+    command = [sys.executable, "-m", "demessaging", "namespace", NAMESPACE, *extra]
+    command += ["--admin-url", broker.admin_url, "--backend-role", "backend", "--topic", topic]
+    command += ["--partner", "partner-a", "--partner", "partner-b"]
+    env = os.environ | {"DEMESSAGING_TOKEN": broker.admin_token}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def test_the_command_grants_partners_only_produce_on_the_request_and_control_topics(
     deployment: Deployment,
 ) -> None:
     admin = deployment.admin()
-    assert admin.namespace_permissions("research", "climate") == {"backend": ["consume", "produce"]}
+    assert _sorted(admin.namespace_permissions("research", "climate")) == {
+        "backend": ["consume", "produce"]
+    }
     for role in ("partner-a", "partner-b"):
-        granted = admin.namespace_permissions("research", f"climate-{role}")
-        assert {r: sorted(a) for r, a in granted.items()} == {
+        assert _sorted(admin.namespace_permissions("research", f"climate-{role}")) == {
             role: ["consume", "produce"],
             "backend": ["consume", "produce"],
         }
     for name in (deployment.request_topic, f"{deployment.request_topic}_control"):
-        granted = admin.topic_permissions(name)
+        granted = _sorted(admin.topic_permissions(name))
         assert granted["partner-a"] == granted["partner-b"] == ["produce"]
     assert f"DEMESSAGING_REPLY_NAMESPACE={NAMESPACE}-partner-a" in deployment.granted
     assert "DEMESSAGING_REPLY_NAMESPACES_ONLY=true" in deployment.granted
+
+
+def test_the_command_takes_back_other_grants_when_asked(deployment: Deployment) -> None:
+    admin = deployment.admin()
+    request = deployment.request_topic
+    admin.grant_namespace("research", "climate", "partner-c", ["consume"])  # by hand
+    admin.grant_namespace("research", "climate-partner-a", "partner-b", ["consume"])
+    admin.grant_topic(request, "partner-c", ["produce"])
+    admin.grant_topic(request, "partner-a", ["consume"])
+    again = _grant(deployment.broker, deployment.topic)  # adds only: the others stay
+    assert "revoked" not in again
+    assert "partner-c" in admin.namespace_permissions("research", "climate")
+    printed = _grant(deployment.broker, deployment.topic, "--revoke-others")
+    assert "revoked: partner-c on namespace research/climate" in printed
+    assert _sorted(admin.namespace_permissions("research", "climate")) == {
+        "backend": ["consume", "produce"]
+    }
+    assert set(admin.namespace_permissions("research", "climate-partner-a")) == {
+        "backend",
+        "partner-a",
+    }
+    assert _sorted(admin.topic_permissions(request)) == {
+        "backend": ["consume", "produce"],
+        "partner-a": ["produce"],
+        "partner-b": ["produce"],
+    }
 
 
 def _calls(client: Client, marker: Path, backend: Backend) -> None:

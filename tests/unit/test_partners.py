@@ -397,3 +397,40 @@ def test_a_refused_reply_topic_names_the_reply_namespace_setting(
         client.call({"func_name": "total", "values": [1]})
     assert refusal in str(info.value)
     assert ("DEMESSAGING_REPLY_NAMESPACE," in str(info.value)) is hinted
+
+
+def test_revoke_others_takes_back_only_what_the_plan_does_not_give(fake: FakeAdmin) -> None:
+    spaces = "/admin/v2/namespaces/research"
+    topic = "/admin/v2/persistent/research/climate/climate"
+    held = {
+        f"{spaces}/climate/permissions": {"be": ["produce", "consume"], "c": ["consume"]},
+        f"{spaces}/climate-a/permissions": {"a": ["produce", "consume"], "be": ["consume"]},
+        f"{topic}/permissions": {"be": ["produce", "consume"], "a": ["consume"], "c": ["produce"]},
+        f"{topic}_control/permissions": {"be": ["produce", "consume"], "a": ["produce"]},
+    }
+
+    class Routes(dict):  # type: ignore[type-arg]
+        def get(self, key: tuple[str, str], default: Any = None) -> Any:
+            method, path = key
+            if method == "DELETE":  # the broker forgets it
+                where, _, role = path.rpartition("/")
+                held.get(where, {}).pop(role, None)
+            if method != "GET":
+                return 204, None
+            if path.endswith(("/tenants", "/namespaces/research")):
+                return 200, ["research", "research/climate", "research/climate-a"]
+            return 200, held.get(path, None if path.endswith("messageTTL") else {})
+
+    fake.routes = Routes()
+    plan = Partners.of("research/climate", "be", ["a"], ["climate"])
+    args = ["namespace", "research/climate", "--admin-url", fake.url, "--backend-role", "be"]
+    args += ["--partner", "a", "--topic", "climate", "--revoke-others"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    deleted = [p for m, p, _, _ in fake.seen if m == "DELETE"]
+    assert deleted == [f"{spaces}/climate/permissions/c", f"{topic}/permissions/c"]
+    exact = {p: body for m, p, _, body in fake.seen if m == "POST" and "/permissions/" in p}
+    assert exact[f"{topic}/permissions/a"] == ["produce"]  # its consume is taken back
+    assert exact[f"{spaces}/climate-a/permissions/be"] == ["consume", "produce"]
+    assert len(exact) == len(plan.grants())
+    assert "revoked: c on namespace research/climate" in result.output
