@@ -257,7 +257,6 @@ async def gather(
         FRAGMENT_SUBSCRIPTION,
         shared=True,
         prefetch=PIECE_PREFETCH,
-        unacked=whole.count,
     )
     pieces: list[Message] = []
     try:
