@@ -195,10 +195,9 @@ class Listener:
             self.topic,
             self.subscription,
             shared=True,
+            # one request at a time, taken when a worker is free or a head goes to gathering:
+            # the rest wait in the broker, where other instances can take them
             prefetch=1,
-            # not more: the WebSocket API also prefetches this many, which other instances
-            # would then wait for (heads gathering count against it there)
-            unacked=self.workers,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)

@@ -286,7 +286,6 @@ async def gather(
         FRAGMENT_SUBSCRIPTION,
         shared=True,
         prefetch=PIECE_PREFETCH,
-        unacked=whole.count,
     )
     pieces: list[Message] = []
     try:
