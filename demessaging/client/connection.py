@@ -86,6 +86,7 @@ class Extras:
     fingerprint: str | None = None
     window: int | None = None  # a stream: this many items on their way at most
     on_item: Callable[[Message], None] | None = None
+    reads_pieces: Callable[[], Awaitable[bool]] | None = None  # asked of a large request
 
 
 class Connection:
@@ -264,7 +265,7 @@ class Connection:
                 window=extras.window,
             )
             assert self._uploads is not None
-            await self._uploads.publish(message)
+            await self._uploads.publish(message, extras.reads_pieces)
             sent.set()
             try:
                 return await future
@@ -318,6 +319,7 @@ class Connection:
                     self.topic,
                     self._later,
                     namespace=self.settings.reply_namespace.strip(),
+                    frame_setting=self.settings.variable("frame_size"),
                 )
             if self._subscription is not None:  # a reader that stopped: drop its subscription
                 await self._drop_subscription()
@@ -340,11 +342,7 @@ class Connection:
             self._reader = asyncio.ensure_future(self._read(self._subscription))
 
     def _unreachable(self, error: BrokerUnreachableError) -> BrokerUnreachableError:
-        """The error naming the variables these settings were read from.
-
-        Left as it is for ``DEMESSAGING_*`` alone; a generated package's
-        ``<PREFIX>BROKER_URL`` is named first.
-        """
+        """The error naming the variables of these settings (a package's ones first)."""
         if self.settings.prefixes == (ENV_PREFIX,):
             return error
         return BrokerUnreachableError(error.url, error.reason, self.settings.variable("broker_url"))

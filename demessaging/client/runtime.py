@@ -108,8 +108,8 @@ class Client:
             close_timeout=close_timeout,
         )
         self._changed: set[str] = set()  # members the backend changed, warned about
-        #: The encoding the backend's pong offered (for the ``auto`` setting).
-        self._negotiated: str | None = None
+        #: The properties of the backend's pong, asked once when needed.
+        self._pong: dict[str, str] | None = None
 
     @property
     def max_payload(self) -> int:
@@ -178,7 +178,11 @@ class Client:
             member,
             content_type,
             deadline=deadline,
-            extras=Extras(on_progress=on_progress, fingerprint=fingerprint),
+            extras=Extras(
+                on_progress=on_progress,
+                fingerprint=fingerprint,
+                reads_pieces=lambda: self._reads_pieces(left, member),
+            ),
         )
         try:
             reply = await exchange
@@ -300,12 +304,24 @@ class Client:
         """
         if self.settings.encoding != "auto":
             return self.settings.encoding
-        if self._negotiated is None:
+        offered = (await self._backend_pong(timeout, member)).get(Prop.CONTENT_TYPES, "")
+        return "msgpack" if msgpack_codec.CONTENT_TYPE in offered.split(",") else "json"
+
+    async def _reads_pieces(self, timeout: float, member: str) -> bool:
+        """Whether the backend reads requests in pieces.
+
+        Not a DASF one, whose pong lists no content types: DASF clients send requests whole,
+        and its backends read only the first piece.
+        """
+        return Prop.CONTENT_TYPES in await self._backend_pong(timeout, member)
+
+    async def _backend_pong(self, timeout: float, member: str) -> dict[str, str]:
+        if self._pong is None:
             pong = await self._connection.exchange(MessageType.PING, b"", timeout, member)
-            offered = pong.properties.get(Prop.CONTENT_TYPES, "").split(",")
-            self._negotiated = "msgpack" if msgpack_codec.CONTENT_TYPE in offered else "json"
-            log.debug("requests to %s go as %s", self.topic, self._negotiated)
-        return self._negotiated
+            self._pong = dict(pong.properties)
+            offered = self._pong.get(Prop.CONTENT_TYPES) or "nothing (a DASF backend)"
+            log.debug("the backend of %s reads %s", self.topic, offered)
+        return self._pong
 
     async def _schema(self, kind: MessageType, prop: str, timeout: float | None) -> dict[str, Any]:
         reply = await self._connection.exchange(kind, b"", timeout, kind.value)

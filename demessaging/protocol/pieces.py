@@ -3,7 +3,13 @@
 :mod:`demessaging.protocol.fragments` describes the exchange. A request larger than the broker
 takes in one message goes as a head on the request topic and pieces on a side topic of its own,
 whose subscription exists before anything is sent, so that no piece is lost whichever backend
-takes the head. The head and the pieces go at the same time. A side topic is made ahead of need
+takes the head. The head and the pieces go at the same time.
+
+Some requests go whole, however large: where clients may make no topics
+(:attr:`~demessaging.transport.base.Transport.request_pieces`: dasf-broker-django), and to
+backends that read no pieces (DASF's, whose clients send requests whole). One larger than the
+broker takes in one message is then refused before it is sent, with an error that names the
+limit and how to raise it. A side topic is made ahead of need
 (creating a topic costs tens of milliseconds on Apache Pulsar), and an upload that fails is
 cleaned up in the background: an ``aborted`` marker tells the backend reading the side topic to
 stop waiting, or, if no backend will come for the pieces, their subscription is deleted.
@@ -22,9 +28,9 @@ import logging
 import secrets
 from asyncio import FIRST_EXCEPTION
 from collections.abc import Awaitable, Callable, Collection
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
-from ..errors import ProtocolError, TransportError
+from ..errors import PayloadTooLargeError, ProtocolError, TransportError
 from ..transport.base import Subscription, Transport
 from .envelope import Incoming, Message, Prop
 from .fragments import (
@@ -62,6 +68,8 @@ class Uploads:
         The client's reply namespace (``TENANT/NAMESPACE``): side topics are made there, as
         ``persistent://NAMESPACE/<short topic>_fragments_<random>``; if empty, next to
         ``topic``.
+    frame_setting
+        Where the client's ``frame_size`` is set, for errors (``DEMESSAGING_FRAME_SIZE``).
     """
 
     def __init__(
@@ -71,21 +79,39 @@ class Uploads:
         later: Callable[[Awaitable[None]], None],
         *,
         namespace: str = "",
+        frame_setting: str = "DEMESSAGING_FRAME_SIZE",
     ) -> None:
         self._transport = transport
+        self._frame_setting = frame_setting
         self._topic = topic
         self._side_base = full_name(namespace, short_name(topic)) if namespace else topic
         self._later = later
         #: A side topic for the next request in pieces, subscribed ahead of need.
         self._spare: asyncio.Future[tuple[str, Subscription]] | None = None
 
-    async def publish(self, message: Message) -> None:
-        """Publish a request, in pieces if the broker needs it."""
+    async def publish(
+        self, message: Message, reads_pieces: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Publish a request, in pieces if the broker needs it and the backend reads them.
+
+        ``reads_pieces`` tells whether the backend reads requests in pieces; it is awaited
+        only for a request too large for one message (None: it does).
+
+        Raises
+        ------
+        PayloadTooLargeError
+            If the request must go whole and is larger than one message takes.
+        """
         transport = self._transport
         limit = transport.max_message_size
-        if limit is None or len(message.payload) <= limit:
+        size = len(message.payload)
+        if limit is None or size <= limit:
             await transport.publish(self._topic, message)
             return
+        if not transport.request_pieces:
+            self._refuse(size, "this broker takes no requests in pieces (dasf-broker-django)")
+        if reads_pieces is not None and not await reads_pieces():
+            self._refuse(size, "the backend reads requests whole only (a DASF backend)")
         side = await self._take_side_topic()
         pieces = split(
             message, limit, extra={Prop.FRAGMENTS_TOPIC: side}, piece_size=transport.piece_size
@@ -106,6 +132,15 @@ class Uploads:
             self._later(self._abandon(side, head))
             raise
         self._later(transport.release(side))
+
+    def _refuse(self, size: int, why: str) -> NoReturn:
+        hint = self._transport.whole_message_hint(size).replace(
+            "frame_size", f"frame_size ({self._frame_setting})"
+        )
+        raise PayloadTooLargeError(
+            f"the request has {size} bytes and must go in one message: {why}; {hint} "
+            "(see docs/dasf.md)"
+        )
 
     async def close(self) -> None:
         """Delete the subscription of the side topic made ahead of need, if it is unused."""

@@ -121,10 +121,22 @@ class Transport(abc.ABC):
         payloads go in pieces.
     piece_size
         The size of those pieces, at most ``max_message_size``; None for that size.
+    request_pieces
+        Whether requests may go in pieces, on side topics made for them. False where making
+        a topic needs a right that clients lack (dasf-broker-django, as it is installed):
+        requests then go whole, ``max_message_size`` at most.
     """
 
     max_message_size: int | None = None
     piece_size: int | None = None
+    request_pieces: bool = True
+
+    def whole_message_hint(self, size: int) -> str:
+        """How to let ``size`` bytes go in one message, for errors: what limits it, and where."""
+        return (
+            f"this client sends {self.max_message_size} bytes at most in one message (Apache "
+            "Pulsar's maxMessageSize is 5 MB by default)"
+        )
 
     @abc.abstractmethod
     async def publish(self, topic: str, message: Message) -> None:

@@ -69,7 +69,7 @@ from .producers import ProducerPool
 from .reach import unreachable_reason
 from .websocket_producer import Producer
 
-__all__ = ["WebSocketTransport", "payload_limit"]
+__all__ = ["WebSocketTransport", "frame_for", "payload_limit"]
 
 log = logging.getLogger("demessaging.transport")
 
@@ -81,6 +81,23 @@ def payload_limit(frame_size: int) -> int:
     """The largest payload whose frame fits in ``frame_size`` bytes: base64 takes 4/3."""
     room = max(frame_size - _FRAME_RESERVE, frame_size // 2)
     return room * 3 // 4 // 3 * 3
+
+
+def frame_for(payload: int) -> int:
+    """The smallest frame limit, in whole MiB, that lets a payload of ``payload`` bytes go."""
+    mib = 1024 * 1024
+    frame = -(-(payload * 4 // 3 + _FRAME_RESERVE + 4) // mib) * mib
+    while payload_limit(frame) < payload:
+        frame += mib
+    return frame
+
+
+#: How to raise the frame limit of the brokers with a WebSocket API.
+BROKER_FRAME_SETTINGS = (
+    "dasf-broker-django: its daphne server's --websocket-max-message-size and "
+    "--websocket-max-frame-size, 1 MiB by default; Apache Pulsar: webSocketMaxTextFrameSize "
+    "in broker.conf or standalone.conf, and maxMessageSize"
+)
 
 
 class _Layout:
@@ -269,6 +286,8 @@ class WebSocketTransport(Transport):
         self.options = options or TransportOptions()
         self.layout = _Layout(url, self.options)
         self.max_message_size = payload_limit(self.options.frame_size)
+        # dasf-broker-django lets only users with a right to make topics publish to new ones
+        self.request_pieces = self.layout.pulsar
         self._producers = ProducerPool(
             self._new_producer, Producer.close, self.options.max_producers
         )
@@ -276,6 +295,17 @@ class WebSocketTransport(Transport):
         self._ssl: ssl.SSLContext | None = None
         if url.startswith("wss://"):
             self._ssl = ssl.create_default_context(cafile=self.options.tls_trust_certs or None)
+
+    @override
+    def whole_message_hint(self, size: int) -> str:
+        frame = self.options.frame_size
+        return (
+            f"one message takes {self.max_message_size} bytes at most here (base64 in a "
+            f"WebSocket frame of {frame} bytes); {size} bytes need a frame of "
+            f"{frame_for(size)} bytes: raise the broker's frame limit to that "
+            f"({BROKER_FRAME_SETTINGS}), "
+            "then the client's frame_size to match"
+        )
 
     def _headers(self) -> dict[str, str]:
         headers = dict(self.options.headers)
@@ -330,7 +360,8 @@ class WebSocketTransport(Transport):
             raise TransportError(
                 f"a message of about {size} bytes to {topic} exceeds the frame size of "
                 f"{self.options.frame_size} bytes (its properties take "
-                f"{size - len(encoded) - 100}); raise the broker's limit and frame_size"
+                f"{size - len(encoded) - 100}); raise the broker's frame limit "
+                f"({BROKER_FRAME_SETTINGS}), then frame_size to match"
             )
         for _ in range(2):  # a producer socket the broker closed while idle is made again
             try:
