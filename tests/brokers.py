@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import pytest
 
 from demessaging import embedded
+from demessaging.message import Message
 from tools import dasf_broker, pulsar
 
 KNOWN = ("pulsar-lite", "pulsar", "pulsar-ws", "dasf-broker")
@@ -155,7 +156,26 @@ def pulsar_standalone(brokers: Brokers) -> pulsar.PulsarStandalone:
     return brokers.standalone()
 
 
+def is_probe(message: Message) -> bool:
+    """Whether ``message`` is dasf-broker-django's ``api_info`` probe of a consumer that
+    connects to a topic with nothing outstanding (backends answer it; tests of the transport
+    drop it)."""
+    props = message.properties
+    return props.get("messageType") == "api_info" and props.get("response_topic") == "status-ping"
+
+
 @pytest.fixture
-def topic() -> str:
-    """A topic no other test uses."""
-    return f"it-{uuid.uuid4().hex[:10]}"
+def topic(request: pytest.FixtureRequest) -> str:
+    """A topic no other test uses.
+
+    On dasf-broker-django (the test's ``broker`` or ``target``) it is made, with its control
+    topic, public and open to anonymous users, as that broker's admin makes a backend's
+    topics (docs/dasf.md): publishing makes none there.
+    """
+    name = f"it-{uuid.uuid4().hex[:10]}"
+    for fixture in ("broker", "target"):
+        if fixture in request.fixturenames:
+            running: Broker = request.getfixturevalue(fixture)
+            if running.django is not None:
+                running.django.create_topic(name, f"{name}_control")
+    return name

@@ -9,9 +9,11 @@ The broker and its dependencies (Django among them) are installed once into a vi
 environment of their own in the cache directory (see :func:`.pulsar.cache_dir`), not into
 the environment that runs demessaging: the package's pytest plugin needs pytest-django.
 
-The anonymous user may create topics (``dasf_broker.add_brokertopic``), so that a topic is made
-when first published to, the side topics of requests in pieces included; without that
-permission every topic has to be made beforehand (:meth:`DasfBroker.create_topic`).
+Permissions are dasf-broker-django's own, as installed: nobody may make topics by publishing
+to them (``dasf_broker.add_brokertopic``), so each request topic is made beforehand, public
+and open to anonymous users, as its ``dasf_topic --new --anonymous`` command does
+(:meth:`DasfBroker.create_topic`). Reply topics it makes itself, for the requests that name
+them.
 
 From the command line::
 
@@ -69,7 +71,13 @@ AUTHENTICATION_BACKENDS = [
     "guardian.backends.ObjectPermissionBackend",
 ]
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
+        "OPTIONS": {"timeout": 30},  # topics are made while it serves
+    }
+}
 ASGI_APPLICATION = "site_broker.asgi.application"
 ROOT_URLCONF = "site_broker.urls"
 USE_TZ = True
@@ -91,15 +99,6 @@ from dasf_broker.token_auth_middleware import TokenAuthMiddlewareStack
 
 application = ProtocolTypeRouter(
     {"http": http, "websocket": TokenAuthMiddlewareStack(URLRouter(websocket_urlpatterns))}
-)
-"""
-
-_ANONYMOUS_CREATES_TOPICS = """\
-from django.contrib.auth.models import Permission
-from guardian.shortcuts import get_anonymous_user
-
-get_anonymous_user().user_permissions.add(
-    Permission.objects.get(codename="add_brokertopic", content_type__app_label="dasf_broker")
 )
 """
 
@@ -162,9 +161,15 @@ class DasfBroker:
         """Run ``manage.py`` of its project; returns the output."""
         return _manage(self.env, self.folder, *args, timeout=timeout)
 
-    def create_topic(self, slug: str) -> None:
-        """Make a topic that anybody may publish to and read."""
-        self.manage("dasf_topic", slug, "--new", "--anonymous")
+    def create_topic(self, *slugs: str) -> None:
+        """Make topics that anybody may publish to and read, as an admin does.
+
+        Each as ``manage.py dasf_topic SLUG --new --anonymous`` makes it (in one process).
+        """
+        calls = "".join(
+            f"call_command('dasf_topic', {slug!r}, new=True, anonymous=True)\n" for slug in slugs
+        )
+        self.manage("shell", "-c", f"from django.core.management import call_command\n{calls}")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop it by its PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""
@@ -243,7 +248,6 @@ def start(
         "execute_from_command_line(sys.argv)\n"
     )
     _manage(env, folder, "migrate", "--no-input")
-    _manage(env, folder, "shell", "-c", _ANONYMOUS_CREATES_TOPICS)
     port = port or free_port()
     command = [
         str(_python(env)),

@@ -103,7 +103,13 @@ class Producer:
             self._waiting.pop(context, None)
         if answer.get("result") != "ok":
             reason = answer.get("errorMsg") or answer.get("result") or answer
-            raise TransportError(f"the broker refused a message to {self.topic}: {reason}")
+            hint = ""
+            if "create topics" in str(reason) or "does not exist" in str(reason):
+                hint = (  # dasf-broker-django, where publishing makes no topic as installed
+                    f"; there is no topic {self.topic} there, and only its admin may make one "
+                    f"(manage.py dasf_topic {self.topic} --new --anonymous; see docs/dasf.md)"
+                )
+            raise TransportError(f"the broker refused a message to {self.topic}: {reason}{hint}")
 
     async def _exchange(self, frame: str, waiter: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
         await self.socket.send(frame)

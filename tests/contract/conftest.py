@@ -15,12 +15,14 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
+from demessaging.message import Message
 from demessaging.transport import Transport, connect
-from tests.brokers import Broker, Brokers, selected_brokers
+from demessaging.transport.base import Subscription
+from tests.brokers import Broker, Brokers, is_probe, selected_brokers
 
 T = TypeVar("T")
 
@@ -115,8 +117,46 @@ class Contract:
 
 
 def make_transport(broker: Broker) -> Transport:
-    """The transport the suite tests on ``broker``: the one place transports are built."""
-    return connect(broker.url)
+    """The transport the suite tests on ``broker``: the one place transports are built.
+
+    On dasf-broker-django, whose topics its admin made (:func:`tests.brokers.topic`), a
+    consumer connecting to a topic with nothing outstanding is sent an ``api_info`` probe:
+    its subscriptions drop those.
+    """
+    transport = connect(broker.url)
+    if broker.django is not None:
+        subscribe = transport.subscribe
+
+        async def without_probes(topic: str, subscription: str, **options: Any) -> Subscription:
+            return _Unprobed(await subscribe(topic, subscription, **options))
+
+        transport.subscribe = without_probes  # type: ignore[method-assign]
+    return transport
+
+
+class _Unprobed(Subscription):
+    """A subscription that drops dasf-broker-django's probes."""
+
+    def __init__(self, inner: Subscription) -> None:
+        self._inner = inner
+
+    async def receive(self) -> Message:
+        while True:
+            message = await self._inner.receive()
+            if not is_probe(message):  # the broker keeps no probe: nothing to acknowledge
+                return message
+
+    async def ack(self, message: Message) -> None:
+        await self._inner.ack(message)
+
+    async def nack(self, message: Message) -> None:
+        await self._inner.nack(message)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def unsubscribe(self) -> None:
+        await self._inner.unsubscribe()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from demessaging.client import Client, Progress
 from demessaging.errors import APIChangedError, CallTimeoutError, RemoteError
-from tests.brokers import Broker
+from tests.brokers import Broker, is_probe
 from tests.helpers import generated_client
 
 from .conftest import ROOT, Backend
@@ -271,8 +271,10 @@ def test_malformed_messages_do_not_stop_the_backend(
 
 
 def test_20_mb_arrays_round_trip(
-    broker_url: str, topic: str, backends: Callable[..., Backend]
+    broker: Broker, broker_url: str, topic: str, backends: Callable[..., Backend]
 ) -> None:
+    if broker.django is not None:  # test_dasf_large_requests.py, with the limit raised
+        pytest.skip("requests go whole on dasf-broker-django, within its 1 MiB frames")
     backends(WORKERS, topic)
     values = np.random.default_rng(1).random(20 * 1024 * 1024 // 8)
     with Client(topic, broker_url=broker_url, timeout=120) as client:
@@ -286,7 +288,7 @@ def test_20_mb_arrays_round_trip(
 
 
 def test_ping_info_and_remote_call_from_the_command_line(
-    broker_url: str, topic: str, backends: Callable[..., Backend]
+    broker: Broker, broker_url: str, topic: str, backends: Callable[..., Backend]
 ) -> None:
     backends(WORKERS, topic)
 
@@ -310,14 +312,21 @@ def test_ping_info_and_remote_call_from_the_command_line(
     assert call.stdout.strip() == "3.0"
     missing = cli("ping", f"{topic}-nobody", "--timeout", "3")  # room to reach a busy broker
     assert missing.returncode == 1
-    assert "got no reply within 3 s" in missing.stderr
+    if broker.django is None:
+        assert "got no reply within 3 s" in missing.stderr
+    else:  # publishing makes no topic there: its admin does
+        assert f"manage.py dasf_topic {topic}-nobody --new --anonymous" in missing.stderr
 
 
-def test_a_transport_keeps_a_bounded_number_of_producers(broker_url: str, topic: str) -> None:
+def test_a_transport_keeps_a_bounded_number_of_producers(
+    broker: Broker, broker_url: str, topic: str
+) -> None:
     from demessaging.protocol import Message
     from demessaging.transport import TransportOptions, connect
 
     topics = [f"{topic}-{i}" for i in range(10)]
+    if broker.django is not None:  # made by its admin
+        broker.django.create_topic(*topics, f"{topic}-ahead")
 
     async def run() -> list[bytes]:
         transport = connect(broker_url, TransportOptions(max_producers=4))
@@ -339,10 +348,11 @@ def test_a_transport_keeps_a_bounded_number_of_producers(broker_url: str, topic:
             assert not ahead()
             received = []
             for sub in subs:
-                for _ in range(2):
+                while len(received) < 2 * (subs.index(sub) + 1):
                     message = await asyncio.wait_for(sub.receive(), 30)
                     await sub.ack(message)
-                    received.append(message.payload)
+                    if not is_probe(message):
+                        received.append(message.payload)
             for sub in subs:
                 await sub.unsubscribe()
             return received

@@ -163,8 +163,7 @@ def test_dasf_broker_django_sees_a_demessaging_backend_online(
 ) -> None:
     if broker.django is None:
         pytest.skip("status pings are dasf-broker-django's")
-    django = broker.django
-    django.create_topic(topic)
+    django = broker.django  # the topic fixture made the topic, as an admin does
     launch(module_dir / "both.py", topic, broker.url)
 
     def state() -> tuple[bool, str]:
