@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from websockets.asyncio.server import ServerConnection
 
 from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
 from demessaging.client import Client
 from demessaging.config import Settings
-from demessaging.errors import APIChangedError, PayloadTooLargeError
+from demessaging.errors import APIChangedError, PayloadTooLargeError, TransportError
 from demessaging.protocol import Message, Prop
 from demessaging.transport import TransportOptions
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 from demessaging.transport.websocket import WebSocketTransport, frame_for, payload_limit
 from tests.unit.test_roundtrip import CLIMATE
+from tests.unit.test_websocket_transport import Frame, fake_broker, run, within
 
 LIMIT = 300
 
@@ -122,3 +124,30 @@ def test_the_error_over_websocket_names_the_frame_needed_and_the_settings() -> N
     assert "--websocket-max-frame-size" in hint
     assert "webSocketMaxTextFrameSize" in hint
     assert "frame_size" in hint
+
+
+@pytest.mark.parametrize(
+    ("reason", "hinted"),
+    [
+        ("User is not allowed to create topics.", True),
+        ("Topic it-x does not exist.", True),
+        ("User is not allowed to publish to this topic", False),
+    ],
+)
+def test_a_topic_nobody_made_on_dasf_broker_django_names_the_command_that_makes_it(
+    reason: str, hinted: bool
+) -> None:
+    async def scenario() -> str:
+        async def refuse(ws: ServerConnection, frame: Frame) -> Frame | None:
+            return {"result": reason, "messageId": "x", "context": frame["context"]}
+
+        async with fake_broker(refuse) as broker:
+            transport = WebSocketTransport(broker.url("/ws"))  # dasf-broker-django's layout
+            with pytest.raises(TransportError) as info:
+                await within(transport.publish("it-x", Message(b"{}")))
+            await transport.close()
+            return str(info.value)
+
+    text = run(scenario())
+    assert reason in text
+    assert ("manage.py dasf_topic it-x --new --anonymous" in text) is hinted
