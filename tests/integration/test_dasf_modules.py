@@ -140,22 +140,30 @@ def test_a_module_with_its_own_codec_takes_small_and_16_mb_arrays(
         assert total == pytest.approx(large.sum())
 
 
+def test_a_demessaging_client_sends_the_codec_s_values_to_a_dasf_064_backend(
+    ws_broker: Broker, topic: str, arrays_dir: Path, old_python: Path
+) -> None:
+    """The other direction: ``dasf_arrays.py`` under demessaging 0.6.4, small arrays."""
+    command = [str(old_python), "dasf_arrays.py", *old_options(ws_broker, topic), "listen"]
+    with (
+        dasf_backend(command, arrays_dir) as backend,
+        Client(topic, broker_url=ws_broker.url, timeout=60) as client,
+    ):
+        wait_until_answering(client, backend)
+        small = np.arange(6.0).reshape(2, 3)
+        assert client.call({"func_name": "total", "a": encoded(small)}) == 15.0
+        scaled = client.call({"func_name": "scale", "a": encoded(small), "factor": 3.0})
+        np.testing.assert_array_equal(decoded(scaled), small * 3)  # 0.6.4 answers in JSON
+
+
 OLD_ARRAYS_CALLS = """
-import base64, io, json
+import json
 import numpy as np
 
 import client
 
 small = np.arange(6.0).reshape(2, 3)
-large = np.linspace(0.0, 1.0, {large})
-out = {{
-    "total": client.total(small),
-    "scale": client.scale(small, 3.0).tolist(),
-}}
-if {with_large}:
-    out["large"] = client.total(large)
-    out["large_expected"] = float(large.sum())
-print(json.dumps(out))
+print(json.dumps({"total": client.total(small), "scale": client.scale(small, 3.0).tolist()}))
 """
 
 
@@ -189,24 +197,24 @@ def run_old(old_python: Path, folder: Path, code: str) -> subprocess.CompletedPr
 def test_a_dasf_064_client_sends_arrays_through_the_module_s_codec(
     ws_broker: Broker, topic: str, arrays_dir: Path, old_python: Path, python: Path
 ) -> None:
-    """0.6.4's generated client of ``dasf_arrays.py``, against the module under both versions."""
+    """0.6.4's generated client of ``dasf_arrays.py``, against the module under both versions.
+
+    Small arrays only: a 0.6.4 client sends a request as one message, and none of the test
+    brokers it reaches (WebSocket API only) takes 16 MB in one message.
+    """
     source = old_client(old_python, arrays_dir, "dasf_arrays.py", ws_broker, topic)
     # 0.6.4 writes numpy.ndarray annotations without importing numpy; its users add the line
     (arrays_dir / "client.py").write_text("import numpy\n" + source)
     command = [str(python), "dasf_arrays.py", *old_options(ws_broker, topic), "listen"]
-    # 16 MB as one message (0.6.4 clients send no pieces) only where the broker takes it
-    with_large = ws_broker.name == "pulsar-ws"
     with (
         dasf_backend(command, arrays_dir) as backend,
         Client(topic, broker_url=ws_broker.url, timeout=60) as client,
     ):
         wait_until_answering(client, backend)
-        code = OLD_ARRAYS_CALLS.format(large=LARGE, with_large=with_large)
-        result = json.loads(run_old(old_python, arrays_dir, code).stdout.strip().splitlines()[-1])
+        ran = run_old(old_python, arrays_dir, OLD_ARRAYS_CALLS)
+    result = json.loads(ran.stdout.strip().splitlines()[-1])
     assert result["total"] == 15.0
     assert result["scale"] == (np.arange(6.0).reshape(2, 3) * 3).tolist()
-    if with_large:
-        assert result["large"] == pytest.approx(result["large_expected"])
 
 
 OLD_PROGRESS_CALLS = """
