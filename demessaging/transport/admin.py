@@ -317,6 +317,75 @@ class PulsarAdmin:
             retention=None if minutes is None else int(minutes),
         )
 
+    def grant_namespace(
+        self, tenant: str, namespace: str, role: str, actions: list[str], *, exact: bool = False
+    ) -> None:
+        """Let ``role`` do ``actions`` (``produce``, ``consume``) on every topic of the namespace.
+
+        What the role may do there already is kept (the grant only adds), unless ``exact``.
+        """
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
+        held = {} if exact else self.request("GET", path) or {}
+        wanted = sorted({*held.get(role, []), *actions})
+        self.request("POST", f"{path}/{quote(role, safe='')}", wanted)
+
+    def revoke_namespace(self, tenant: str, namespace: str, role: str) -> None:
+        """Take back what ``role`` may do on every topic of ``tenant/namespace``."""
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
+        self.request("DELETE", f"{path}/{quote(role, safe='')}")
+
+    def namespace_permissions(self, tenant: str, namespace: str) -> dict[str, list[str]]:
+        """What each role may do on every topic of ``tenant/namespace``."""
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
+        return dict(self.request("GET", path) or {})
+
+    def ensure_topic(self, topic: str) -> bool:
+        """Create the full, non-partitioned topic ``topic`` unless it exists; whether it was.
+
+        It is kept when unused, whatever the namespace's inactive-topic policy, so that the
+        grants on it stay (Apache Pulsar forgets them with the topic).
+        """
+        path = f"/admin/v2/{_topic_path(topic)}"
+        try:
+            self.request("PUT", path)
+            created = True
+        except _HTTPError as exc:
+            if exc.status != 409:  # 409: it exists
+                raise
+            created = False
+        policy = {
+            "inactiveTopicDeleteMode": "delete_when_no_subscriptions",
+            "maxInactiveDurationSeconds": 60,
+            "deleteWhileInactive": False,
+        }
+        self.request("POST", f"{path}/inactiveTopicPolicies", policy)
+        return created
+
+    def grant_topic(
+        self, topic: str, role: str, actions: list[str], *, exact: bool = False
+    ) -> None:
+        """Let ``role`` do ``actions`` on the existing topic ``topic`` (a full name).
+
+        Only adds to what it may do there, unless ``exact``.
+        """
+        path = f"/admin/v2/{_topic_path(topic)}/permissions"
+        held = {} if exact else self.request("GET", path) or {}
+        wanted = sorted({*held.get(role, []), *actions})
+        self.request("POST", f"{path}/{quote(role, safe='')}", wanted)
+
+    def revoke_topic(self, topic: str, role: str) -> None:
+        """Take back what ``role`` was granted on ``topic`` itself (not on its namespace)."""
+        self.request("DELETE", f"/admin/v2/{_topic_path(topic)}/permissions/{quote(role, safe='')}")
+
+    def topic_permissions(self, topic: str) -> dict[str, list[str]]:
+        """What each role may do on ``topic``: its own grants and its namespace's."""
+        return dict(self.request("GET", f"/admin/v2/{_topic_path(topic)}/permissions") or {})
+
+    def topics(self, tenant: str, namespace: str) -> list[str]:
+        """The full names of the topics of ``tenant/namespace``."""
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/topics"
+        return list(self.request("GET", path) or [])
+
     def message_ttl(self, tenant: str, namespace: str) -> int | None:
         """The namespace's message TTL in seconds (None if unset)."""
         name = f"{quote(tenant)}/{quote(namespace)}"
