@@ -311,6 +311,32 @@ def test_the_report_a_dasf_client_sends_is_the_one_the_function_gets() -> None:
         dispatcher.call({"func_name": "hello", "message": "x", "reporter": {}})
 
 
+def test_a_method_gets_the_report_a_dasf_client_sends(
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    dispatcher = make_dispatcher(
+        """
+        from deprogressapi import ProgressReport
+
+        DEFAULT = ProgressReport(step_message="counting")
+
+        class Counter:
+            def __init__(self, start: int) -> None:
+                self.start = start
+
+            def count(self, n: int, reporter: ProgressReport = DEFAULT) -> int:
+                with reporter:
+                    return self.start + n
+        """
+    )
+    sent: list[dict[str, object]] = []
+    method = {"func_name": "count", "n": 2, "reporter": {"step_message": "mine"}}
+    request = {"class_name": "Counter", "start": 1, "function": method}
+    outcome = dispatcher.handle(json.dumps(request), JSON, lambda p, s: sent.append(json.loads(p)))
+    assert (outcome.ok, outcome.payload) == (True, b"3")
+    assert {report["step_message"] for report in sent} == {"mine"}
+
+
 def test_a_client_sees_the_progress_before_the_result(
     serve: Callable[..., ListenerThread], client: Callable[..., Client]
 ) -> None:
