@@ -1,12 +1,16 @@
 """Apache Pulsar's admin REST API: who serves a topic, what waits, and namespace policies.
 
 pulsar-lite has no admin API; Apache Pulsar serves it on its web port (8080, or 8443 with TLS).
-Errors are ours: :class:`~demessaging.errors.AuthenticationError` for 401 and 403,
+Over ``https://`` the broker is verified as by every transport (:mod:`.tls`: the CA bundle,
+its host name, a client certificate). Errors are ours:
+:class:`~demessaging.errors.AuthenticationError` for 401,
+:class:`~demessaging.errors.AuthorizationError` for 403,
 :class:`~demessaging.errors.TransportError` for everything else, with the broker's reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import ssl
 import urllib.error
@@ -15,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..errors import AuthenticationError, ConfigurationError, TransportError
+from ..errors import AuthenticationError, AuthorizationError, ConfigurationError, TransportError
+from . import tls
+from .base import TransportOptions
 
 __all__ = ["RECOMMENDED", "Backend", "Cleanup", "PulsarAdmin", "TopicStatus", "admin_url_for"]
 
@@ -151,15 +157,35 @@ class PulsarAdmin:
         A CA bundle that verifies an ``https://`` web service.
     timeout
         Seconds per request.
+    options
+        The client certificate and key, and the host name check, of an ``https://`` web
+        service (``tls_certificate``, ``tls_key``, ``tls_insecure_skip_hostname_check``).
+
+    Raises
+    ------
+    ConfigurationError
+        If a TLS file is missing or unusable (its path and setting named).
     """
 
     def __init__(
-        self, url: str, *, token: str = "", tls_trust_certs: str = "", timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        token: str = "",
+        tls_trust_certs: str = "",
+        timeout: float = 10.0,
+        options: TransportOptions | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self._tls = ssl.create_default_context(cafile=tls_trust_certs) if tls_trust_certs else None
+        self._options = dataclasses.replace(
+            options or TransportOptions(),
+            tls_trust_certs=tls_trust_certs or (options.tls_trust_certs if options else ""),
+        )
+        self._tls: ssl.SSLContext | None = None
+        if self.url.startswith("https://"):
+            self._tls = tls.client_context(self._options, self.url)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; the decoded JSON answer (None if empty).
@@ -167,7 +193,9 @@ class PulsarAdmin:
         Raises
         ------
         AuthenticationError
-            If the API refuses the credentials (401, 403).
+            If the API refuses the credentials (401).
+        AuthorizationError
+            If the role may not do this (403, or a 401 naming the check that failed).
         TransportError
             If it cannot be reached or answers with another error.
         """
@@ -183,11 +211,30 @@ class PulsarAdmin:
                 content = answer.read()
         except urllib.error.HTTPError as exc:
             reason = _reason(exc)
-            if exc.code in (401, 403):
+            # Pulsar answers some refusals of a known role with 401 "Unauthorized to <check>"
+            if exc.code == 403 or (exc.code == 401 and reason.startswith("Unauthorized to")):
+                raise AuthorizationError(
+                    f"the admin API at {self.url} refused {method} {path} ({exc.code}): "
+                    f"{reason}; the role may not do this (admin roles: superUserRoles, the "
+                    "tenant's adminRoles)"
+                ) from None
+            if exc.code == 401:
                 raise AuthenticationError(
-                    f"the admin API at {self.url} refused the request ({exc.code}): {reason}"
-                ) from exc
+                    f"the admin API at {self.url} refused the credentials (401): {reason}; "
+                    f"check {tls.credentials(self._options)}"
+                ) from None
             raise _HTTPError(exc.code, f"{method} {path} failed ({exc.code}): {reason}") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, ssl.SSLError):
+                raise tls.failure(self.url, exc.reason, self._options) from None
+            if isinstance(exc.reason, ConnectionResetError) and self._options.tls_certificate:
+                raise tls.failure(self.url, exc.reason, self._options, refused=True) from None
+            raise TransportError(
+                f"could not reach the admin REST API at {self.url}: {exc.reason}; set "
+                "--admin-url (DEMESSAGING_ADMIN_URL) to the broker's web service"
+            ) from None
+        except ssl.SSLError as exc:  # while reading the answer
+            raise tls.failure(self.url, exc, self._options) from None
         except (OSError, ValueError) as exc:
             raise TransportError(
                 f"could not reach the admin REST API at {self.url}: {exc}; set --admin-url "
