@@ -19,6 +19,7 @@ its warnings at WARNING and INFO (the command line's default), also its informat
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ import pulsar
 import pulsar.asyncio as pulsar_asyncio
 from typing_extensions import override
 
-from ..errors import AuthenticationError, AuthorizationError, TransportError
+from ..errors import AuthenticationError, AuthorizationError, ConfigurationError, TransportError
 from ..message import Message
 from . import lite
 from .base import Subscription, Transport, TransportOptions
@@ -50,6 +51,8 @@ _CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
 T = TypeVar("T")
+#: What pulsar.Client takes (a client certificate next to a token came in later versions).
+_CLIENT_PARAMETERS = frozenset(inspect.signature(pulsar.Client.__init__).parameters)
 
 #: The largest payload sent in one message. Below the brokers' limit (5 MiB), as pulsar-lite
 #: 0.2 loses messages close to its limit.
@@ -243,6 +246,12 @@ class PulsarTransport(Transport):
                 tls["tls_validate_hostname"] = not o.tls_insecure_skip_hostname_check
                 if o.tls_certificate and not isinstance(auth, pulsar.AuthenticationTLS):
                     # a token names the role; the certificate is for the handshake
+                    if "tls_certificate_file_path" not in _CLIENT_PARAMETERS:
+                        raise ConfigurationError(
+                            "this pulsar-client cannot present a client certificate next to a "
+                            "token or OAuth2: upgrade it, or leave DEMESSAGING_TLS_CERTIFICATE "
+                            "for TLS authentication alone"
+                        )
                     tls["tls_certificate_file_path"] = o.tls_certificate
                     tls["tls_private_key_file_path"] = o.tls_key
             self._client = pulsar_asyncio.Client(

@@ -228,6 +228,32 @@ def test_the_library_is_told_to_check_host_names(monkeypatch: pytest.MonkeyPatch
     assert [m.get("tls_validate_hostname") for m in made] == [True, False, None]
 
 
+def test_a_certificate_next_to_a_token_goes_to_the_handshake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[dict[str, Any]] = []
+
+    class Client:
+        def __init__(self, url: str, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+    async def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(pulsar_transport.pulsar_asyncio, "Client", Client)
+    monkeypatch.setattr(pulsar_transport, "check_reachable", nothing)
+    monkeypatch.setattr(pulsar_transport, "_check", nothing)
+    options = TransportOptions(token="t", tls_certificate="c.pem", tls_key="k.pem")
+    asyncio.run(pulsar_transport.PulsarTransport("pulsar+ssl://h:6651", options)._connect())
+    assert made[0]["tls_certificate_file_path"] == "c.pem"
+    assert made[0]["tls_private_key_file_path"] == "k.pem"
+    assert isinstance(made[0]["authentication"], pulsar_transport.pulsar.AuthenticationToken)
+    monkeypatch.setattr(pulsar_transport, "_CLIENT_PARAMETERS", frozenset())
+    transport = pulsar_transport.PulsarTransport("pulsar+ssl://h:6651", options)
+    with pytest.raises(ConfigurationError, match="cannot present a client certificate"):
+        asyncio.run(transport._connect())
+
+
 def test_an_untrusted_ca_is_named(pki: dict[str, Any]) -> None:
     options = TransportOptions(tls_trust_certs=str(pki["other_ca"]))
     with pytest.raises(TransportError, match=r"not trusted.*DEMESSAGING_TLS_TRUST_CERTS"):
