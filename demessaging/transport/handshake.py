@@ -206,12 +206,12 @@ async def check_credentials(
             ) from None
         if isinstance(exc, ssl.SSLError):
             raise failure(url, exc, options) from None
-        if options.tls_certificate and await _speaks(host, port, tls=True):
-            # closed after a handshake that works without our certificate: it was refused
+        if await _speaks(host, port, tls=True):
+            # closed after a handshake that works: our certificate was refused, or is wanted
             raise failure(url, exc, options, refused=True) from None
         return
-    if answer == b"" and tls is not None and options.tls_certificate:
-        # closed unanswered after the handshake: the broker refused our certificate
+    if answer == b"" and tls is not None:
+        # closed unanswered after the handshake: it refused our certificate, or wants one
         raise failure(
             url, ConnectionResetError("closed after the handshake"), options, refused=True
         )

@@ -121,8 +121,9 @@ def failure(
 ) -> TransportError:
     """One line for a failed TLS handshake with ``url`` (to raise ``from None``).
 
-    An alert the broker sent about our certificate is an :class:`AuthenticationError`;
-    ``refused`` says the connection closed because of our certificate.
+    An alert the broker sent about our certificate (or its absence) is an
+    :class:`AuthenticationError`; ``refused`` says the broker closed the connection after the
+    handshake, because of our certificate or for want of one.
     """
     text = str(exc)
     verify = getattr(exc, "verify_message", "") or ""
@@ -149,7 +150,7 @@ def failure(
             f"{options.tls_certificate} ({reason}); is it signed by a CA the broker trusts? "
             f"check {CERT_SETTING} and {KEY_SETTING}"
         )
-    if "CERTIFICATE_REQUIRED" in text.upper() or "HANDSHAKE_FAILURE" in text.upper():
+    if refused or "CERTIFICATE_REQUIRED" in text.upper() or "HANDSHAKE_FAILURE" in text.upper():
         return AuthenticationError(
             f"TLS to {url} failed: the broker wants a client certificate ({reason}); set "
             f"{CERT_SETTING} and {KEY_SETTING}"

@@ -282,6 +282,14 @@ def test_an_untrusted_client_certificate_is_named(pki: dict[str, Any]) -> None:
         _on_broker(_server_context(pki["server"], client_ca=pki["ca"]), options)
 
 
+def test_a_broker_requiring_a_client_certificate_says_so(pki: dict[str, Any]) -> None:
+    server = _server_context(pki["server"], client_ca=pki["ca"])
+    server.verify_mode = ssl.CERT_REQUIRED  # tlsRequireTrustedClientCertOnConnect
+    options = TransportOptions(tls_trust_certs=str(pki["ca"]))
+    with pytest.raises(AuthenticationError, match=r"wants a client certificate.*_CERTIFICATE"):
+        _on_broker(server, options)
+
+
 def test_a_trusted_client_certificate_passes(pki: dict[str, Any]) -> None:
     alice = pki["alice"]
     options = TransportOptions(
