@@ -150,10 +150,17 @@ def failure(
             f"{options.tls_certificate} ({reason}); is it signed by a CA the broker trusts? "
             f"check {CERT_SETTING} and {KEY_SETTING}"
         )
-    if refused or "CERTIFICATE_REQUIRED" in text.upper() or "HANDSHAKE_FAILURE" in text.upper():
+    wanted = ("CERTIFICATE_REQUIRED", "HANDSHAKE_FAILURE", "BAD_CERTIFICATE")
+    if any(mark in text.upper() for mark in wanted):
         return AuthenticationError(
             f"TLS to {url} failed: the broker wants a client certificate ({reason}); set "
             f"{CERT_SETTING} and {KEY_SETTING}"
+        )
+    if refused:
+        return AuthenticationError(
+            f"TLS to {url} failed: the broker closed the connection after the handshake "
+            f"({reason}); does it want a client certificate? set {CERT_SETTING} and "
+            f"{KEY_SETTING}"
         )
     return TransportError(
         f"TLS to {url} failed ({reason}): is that port the broker's "
@@ -170,8 +177,8 @@ def handshake_failure(
     if isinstance(cause, ssl.SSLError):
         return failure(url, cause, options)
     closed = isinstance(cause, (EOFError, ConnectionError))
-    if url.startswith("wss://") and options.tls_certificate and closed:
-        # the broker closed the connection after a handshake with our certificate
+    if url.startswith("wss://") and closed:
+        # closed after the handshake: our certificate was refused, or one is wanted
         return failure(url, cause or exc, options, refused=True)
     hint = "; if that is a TLS port, use wss://" if url.startswith("ws://") else ""
     return TransportError(f"{what} failed: {url} did not answer HTTP ({exc}){hint}")

@@ -2,9 +2,10 @@
 
 One broker for the module: TLS on both its protocols with a server certificate of a private CA
 for 127.0.0.1 (not ``localhost``: reached as ``localhost``, its certificate is one for another
-host), token and client-certificate authentication, authorization on. The backend's role and
-the partner roles are granted produce and consume on ``public/default``; the role ``nobody``
-is granted nothing.
+host), token and client-certificate authentication, a trusted client certificate required in
+every TLS handshake (with a token as well, the token names the role), authorization on. The
+backend's role and the partner roles are granted produce and consume on ``public/default``;
+the role ``nobody`` is granted nothing.
 
 Every failure must come within :data:`QUICK` seconds, in one line naming the URL, the reason
 and the setting to check (the library alone would retry for its operation timeout).
@@ -54,13 +55,20 @@ class Secured:
     ca: Path
     other_ca: Path
     alice: Pair  # a partner's client certificate (role "alice")
+    backend: Pair  # the backend's (role "backend")
     mallory: Pair  # a client certificate of another CA
 
     def token(self, role: str) -> str:
         return create_token(self.secret, role)
 
     def options(self, role: str = "partner", **fields: object) -> TransportOptions:
-        base = TransportOptions(token=self.token(role), tls_trust_certs=str(self.ca))
+        """A token of ``role``, and alice's certificate for the TLS handshake."""
+        base = TransportOptions(
+            token=self.token(role),
+            tls_trust_certs=str(self.ca),
+            tls_certificate=str(self.alice.certificate),
+            tls_key=str(self.alice.key),
+        )
         return replace(base, **fields)  # type: ignore[arg-type]
 
 
@@ -79,6 +87,7 @@ def secured(
         token_secret=secret,
         tls=pulsar.TLS(server.certificate, server.key, ca.certificate),
         client_certificates=True,
+        require_client_certificates=True,
         authorization=True,
     ) as broker:
         admin = PulsarAdmin(broker.admin_url, token=broker.admin_token)
@@ -94,6 +103,7 @@ def secured(
             ca.certificate,
             other.certificate,
             ca.client("alice"),
+            ca.client("backend"),
             other.client("mallory"),
         )
 
@@ -104,6 +114,8 @@ def backend(secured: Secured, launch: Callable[..., Backend], topic: str) -> Bac
     env = {
         "DEMESSAGING_TOKEN": secured.token("backend"),
         "DEMESSAGING_TLS_TRUST_CERTS": str(secured.ca),
+        "DEMESSAGING_TLS_CERTIFICATE": str(secured.backend.certificate),
+        "DEMESSAGING_TLS_KEY": str(secured.backend.key),
     }
     return launch(WORKERS, topic, secured.broker.tls_url, env=env)
 
@@ -154,16 +166,17 @@ def test_a_certificate_for_another_host_is_refused_at_once(
 
 
 def test_the_admin_api_refuses_a_certificate_for_another_host(secured: Secured) -> None:
-    url = secured.broker.admin_tls_url.replace("127.0.0.1", "localhost")
-    admin = PulsarAdmin(url, token=secured.broker.admin_token, tls_trust_certs=str(secured.ca))
+    url, token = secured.broker.admin_tls_url, secured.broker.admin_token
+    elsewhere = url.replace("127.0.0.1", "localhost")
+    admin = PulsarAdmin(elsewhere, token=token, options=secured.options())
     with pytest.raises(TransportError, match="not valid for this host name"):
         admin.request("GET", "/admin/v2/tenants")
-    admin = PulsarAdmin(
-        secured.broker.admin_tls_url,
-        token=secured.broker.admin_token,
-        tls_trust_certs=str(secured.ca),
+    assert "public" in PulsarAdmin(url, token=token, options=secured.options()).request(
+        "GET", "/admin/v2/tenants"
     )
-    assert "public" in admin.request("GET", "/admin/v2/tenants")
+    without = PulsarAdmin(url, token=token, options=secured.options(tls_certificate="", tls_key=""))
+    with pytest.raises(AuthenticationError, match="wants a client certificate"):
+        without.request("GET", "/admin/v2/tenants")
 
 
 @pytest.mark.parametrize("scheme", ["pulsar+ssl", "wss"])
@@ -215,6 +228,16 @@ def test_an_untrusted_client_certificate_is_named(
     assert "DEMESSAGING_TLS_CERTIFICATE" in str(error)
 
 
+@pytest.mark.parametrize("scheme", ["pulsar+ssl", "wss"])
+def test_a_client_without_a_certificate_is_told_one_is_wanted(
+    secured: Secured, topic: str, scheme: str
+) -> None:
+    options = secured.options(tls_certificate="", tls_key="")
+    error = _refused(_urls(secured)[scheme], topic, options)
+    assert isinstance(error, AuthenticationError)
+    assert "DEMESSAGING_TLS_CERTIFICATE" in str(error)
+
+
 def test_a_key_not_matching_its_certificate_is_named(secured: Secured, topic: str) -> None:
     options = secured.options(
         tls_certificate=str(secured.alice.certificate), tls_key=str(secured.mallory.key)
@@ -258,6 +281,8 @@ def test_a_backend_that_may_not_reply_logs_an_authorization_refusal(
     env = {
         "DEMESSAGING_TOKEN": secured.token("backend"),
         "DEMESSAGING_TLS_TRUST_CERTS": str(secured.ca),
+        "DEMESSAGING_TLS_CERTIFICATE": str(secured.backend.certificate),
+        "DEMESSAGING_TLS_KEY": str(secured.backend.key),
         "DEMESSAGING_REPLY_NAMESPACES": "public/partner-only",
     }
     backend = launch(WORKERS, topic, secured.broker.tls_url, env=env)

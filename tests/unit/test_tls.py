@@ -286,7 +286,7 @@ def test_a_broker_requiring_a_client_certificate_says_so(pki: dict[str, Any]) ->
     server = _server_context(pki["server"], client_ca=pki["ca"])
     server.verify_mode = ssl.CERT_REQUIRED  # tlsRequireTrustedClientCertOnConnect
     options = TransportOptions(tls_trust_certs=str(pki["ca"]))
-    with pytest.raises(AuthenticationError, match=r"wants a client certificate.*_CERTIFICATE"):
+    with pytest.raises(AuthenticationError, match=r"want a client certificate.*_CERTIFICATE"):
         _on_broker(server, options)
 
 
