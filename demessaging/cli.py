@@ -19,6 +19,7 @@ import click
 from . import __version__
 from .config import Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
+from .namespaces import namespace
 
 if TYPE_CHECKING:
     from .backend.dispatcher import Dispatcher
@@ -373,40 +374,6 @@ def status(topic: str, broker_url: str | None, admin_url: str | None, as_json: b
             click.echo(found.text())
 
 
-_AT_LEAST_0: dict[str, Any] = {"type": click.IntRange(min=0), "show_default": True}
-_TTL = "Seconds after which requests nobody served and replies nobody read expire (0: never)."
-_EXPIRY = "Minutes until a subscription without consumers (a killed process's) goes (0: never)."
-_INACTIVE = "Seconds until a topic nobody uses, without subscriptions, goes (0: never)."
-
-
-@cli.command()
-@click.argument("name", metavar="TENANT/NAMESPACE")
-@BROKER_URL
-@ADMIN_URL
-@click.option("--message-ttl", **_AT_LEAST_0, help=_TTL)
-@click.option("--subscription-expiry", **_AT_LEAST_0, default=1440, help=_EXPIRY)
-@click.option("--inactive-topics", **_AT_LEAST_0, default=600, help=_INACTIVE)
-@click.option("--retention", **_AT_LEAST_0, default=0, help="Minutes acknowledged messages stay.")
-def namespace(name: str, broker_url: str | None, admin_url: str | None, **policy: Any) -> None:
-    """Create TENANT/NAMESPACE on Apache Pulsar unless it exists; set its policies.
-
-    The message TTL (if given), subscription expiry, inactive topic deletion and retention (see
-    docs/deploying.md). Backends and clients use it with DEMESSAGING_TENANT/DEMESSAGING_NAMESPACE.
-    """
-    from .transport.admin import Cleanup
-
-    tenant, _, space = name.partition("/")
-    if not tenant or not space or "/" in space:
-        raise click.BadParameter(f"expected TENANT/NAMESPACE, got {name!r}", param_hint="NAME")
-    ttl = policy.pop("message_ttl")
-    with _errors():
-        admin = _admin(Settings.from_env(broker_url=broker_url, admin_url=admin_url))
-        created = admin.ensure_namespace(tenant, space, message_ttl=ttl, cleanup=Cleanup(**policy))
-        shown = f"{ttl} s" if (ttl := admin.message_ttl(tenant, space)) else "none"
-        click.echo(f"namespace {name} {'created' if created else 'exists'}; message TTL: {shown}")
-        click.echo(admin.cleanup(tenant, space).text())
-
-
 @cli.command()
 @MODULE
 @click.argument("request", type=click.File("r", encoding="utf-8"))
@@ -441,6 +408,9 @@ def call(
         return
     with _errors():
         run_request(Dispatcher.from_module(module, debug=debug), request.read())
+
+
+cli.add_command(namespace)
 
 
 def main(argv: list[str] | None = None) -> None:

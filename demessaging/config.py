@@ -68,7 +68,16 @@ class Settings:
     reply_namespaces
         Backends: comma-separated ``tenant/namespace`` names whose topics replies may go to,
         besides the backend's own (short reply topic names always live there). Reply topics
-        elsewhere are refused: the request is logged, acknowledged and not run.
+        elsewhere are refused: the request is logged, acknowledged and not run. Side topics of
+        requests in pieces may be there too.
+    reply_namespaces_only
+        Backends: reply only to full topic names in ``reply_namespaces`` (partners isolated
+        from each other, see docs/deploying.md): short names and the backend's own namespace
+        are refused.
+    reply_namespace
+        Clients: the ``tenant/namespace`` where the client's reply topic and the side topics
+        of its uploads are made (its partner role's own, see docs/deploying.md), with names
+        nobody can guess; if empty, next to the backend's topic, as DASF clients do.
     reply_retries
         Backends: failed attempts to publish a reply (the broker unreachable, a timeout)
         before the request goes to the dead-letter topic; the function runs once.
@@ -99,6 +108,8 @@ class Settings:
     encoding: str = "auto"
     progress: str = "auto"
     reply_namespaces: str = ""
+    reply_namespaces_only: bool = False
+    reply_namespace: str = ""
     reply_retries: int = 5
     dead_letter_topic: str = ""
     max_payload: int = DEFAULT_MAX_PAYLOAD
@@ -132,6 +143,7 @@ class Settings:
         """The backend's settings, as :class:`~demessaging.backend.Listener` takes them."""
         return {
             "reply_namespaces": parse_namespaces(self.reply_namespaces),
+            "reply_namespaces_only": self.reply_namespaces_only,
             "reply_retries": self.reply_retries,
             "dead_letter_topic": self.dead_letter_topic,
             "max_payload": self.max_payload,
@@ -153,6 +165,19 @@ class Settings:
                 f"reply_retries must be at least 1, got {self.reply_retries!r}"
             )
         parse_namespaces(self.reply_namespaces, setting=self.variable("reply_namespaces"))
+        if self.reply_namespaces_only and not self.reply_namespaces.strip(" ,"):
+            raise ConfigurationError(
+                f"{self.variable('reply_namespaces_only')} needs "
+                f"{self.variable('reply_namespaces')}: the partners' reply namespaces"
+            )
+        if (
+            len(parse_namespaces(self.reply_namespace, setting=self.variable("reply_namespace")))
+            > 1
+        ):
+            raise ConfigurationError(
+                f"{self.variable('reply_namespace')} is one TENANT/NAMESPACE, got "
+                f"{self.reply_namespace!r}"
+            )
         if self.max_payload < 1:
             raise ConfigurationError(f"max_payload must be at least 1, got {self.max_payload!r}")
         if self.upload_memory and self.upload_memory < self.max_payload:

@@ -68,12 +68,8 @@ class Listener:
 
     Parameters
     ----------
-    dispatcher
-        What handles requests.
-    transport
-        The broker connection.
-    topic
-        The request topic.
+    dispatcher, transport, topic
+        What handles requests, the broker connection, the request topic.
     subscription
         The shared subscription every instance of this backend joins.
     workers
@@ -91,9 +87,9 @@ class Listener:
         How many requests in pieces are held at once; heads beyond are refused.
     fragment_timeout
         Deprecated name of ``upload_timeout``.
-    reply_namespaces
+    reply_namespaces, reply_namespaces_only
         ``tenant/namespace`` names whose topics replies may go to, besides the transport's own
-        and that of ``topic`` (when a full name).
+        and that of ``topic`` (when a full name); with ``reply_namespaces_only``, those alone.
     reply_retries
         Failed attempts to publish a reply before the request goes to the dead-letter topic.
     dead_letter_topic
@@ -114,6 +110,7 @@ class Listener:
         uploads: int = DEFAULT_UPLOADS,
         fragment_timeout: float | None = None,
         reply_namespaces: Iterable[str] = (),
+        reply_namespaces_only: bool = False,
         reply_retries: int = DEFAULT_REPLY_RETRIES,
         dead_letter_topic: str = "",
     ) -> None:
@@ -147,6 +144,14 @@ class Listener:
         self.workers = workers
         self.max_payload = max_payload
         self.upload_timeout = upload_timeout
+        self.dead_letter_topic = dead_letter_topic or f"{topic}{DLQ_SUFFIX}"
+        self.reply_topics = ReplyTopics.of(
+            *_home(transport),
+            topic,
+            reply_namespaces,
+            only_extra=reply_namespaces_only,
+            dead_letter_topic=self.dead_letter_topic,
+        )
         self._uploads = Uploads(
             transport,
             topic,
@@ -154,13 +159,11 @@ class Listener:
             memory=upload_memory,
             timeout=upload_timeout,
             uploads=uploads,
+            namespaces=self.reply_topics.namespaces,
         )
         self.handled = 0
         self.replies = Replies(transport, topic)
-        tenant, namespace = _home(transport)
-        self.reply_topics = ReplyTopics.of(tenant, namespace, topic, reply_namespaces)
         self.reply_retries = reply_retries
-        self.dead_letter_topic = dead_letter_topic or f"{topic}{DLQ_SUFFIX}"
         self._unsent = Unsent()  # replies that failed, to send again when their request comes
         self._answered = Recent()  # keys of the requests answered, to spot their repeats
         self._cancellations = Cancellations()
@@ -192,10 +195,9 @@ class Listener:
             self.topic,
             self.subscription,
             shared=True,
+            # one request at a time, taken when a worker is free or a head goes to gathering:
+            # the rest wait in the broker, where other instances can take them
             prefetch=1,
-            # not more: the WebSocket API also prefetches this many, which other instances
-            # would then wait for (heads gathering count against it there)
-            unacked=self.workers,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
@@ -435,7 +437,6 @@ class Listener:
 
 def _home(transport: Transport) -> tuple[str, str]:
     """The tenant and namespace where ``transport`` puts short topic names."""
+    tenant, _, namespace = DEFAULT_NAMESPACE.partition("/")
     options = getattr(transport, "options", None)
-    if options is None:
-        return DEFAULT_NAMESPACE.split("/", 1)[0], DEFAULT_NAMESPACE.split("/", 1)[1]
-    return options.tenant, options.namespace
+    return (options.tenant, options.namespace) if options else (tenant, namespace)

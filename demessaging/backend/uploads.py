@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
@@ -135,6 +136,8 @@ class Uploads:
         Seconds for a whole upload, from when its head is taken.
     uploads
         How many heads are held at once.
+    namespaces
+        Where side topics may be besides next to ``topic``: the reply namespaces.
     """
 
     def __init__(
@@ -146,8 +149,10 @@ class Uploads:
         memory: int,
         timeout: float,
         uploads: int,
+        namespaces: Collection[str] = (),
     ) -> None:
         self.transport = transport
+        self.namespaces = namespaces
         self.topic = topic
         self.max_payload = max_payload
         self.budget = Budget(memory)
@@ -181,7 +186,9 @@ class Uploads:
                 raise ProtocolError(
                     f"{self.uploads} requests in pieces are being received already; try again later"
                 )
-            size = check_head(head, topic=self.topic, max_payload=self.max_payload)
+            size = check_head(
+                head, topic=self.topic, max_payload=self.max_payload, namespaces=self.namespaces
+            )
         except ProtocolError:
             await self._refuse(head)
             raise
@@ -201,6 +208,7 @@ class Uploads:
             max_payload=self.max_payload,
             timeout=self.timeout,
             started=started,
+            namespaces=self.namespaces,
         )
         try:
             await hold.free.acquire()
@@ -228,5 +236,5 @@ class Uploads:
     async def _refuse(self, head: Request | Query) -> None:
         """Delete the pieces of a refused head, if its side topic is one of ours."""
         side = head.fragments_topic or ""
-        if is_side_topic_of(side, self.topic):
+        if is_side_topic_of(side, self.topic, self.namespaces):
             await drop_pieces(self.transport, side)

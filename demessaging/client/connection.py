@@ -1,9 +1,10 @@
 """A client's connection: its event loop, its response topic and the calls waiting on it.
 
 Each client listens on a response topic of its own (``<topic>_<8 random letters>``, as DASF
-clients do). A reader task routes every reply arriving there to its call by
-``requestContext``: it puts replies in pieces together, hands progress messages to the call's
-``on_progress`` and stream items to the stream. Each message is parsed once
+clients do, or a random full name in its reply namespace: ``protocol.topics.reply_topic``). A
+reader task routes every reply arriving there to its call by ``requestContext``: it puts
+replies in pieces together, hands progress messages to the call's ``on_progress`` and stream
+items to the stream. Each message is parsed once
 (:func:`~demessaging.protocol.replies.parse_reply`); one that is not a reply, or is malformed,
 is dropped alone (logged), and no message stops the reader. A call that is given up on
 (cancelled, Ctrl-C, its deadline) tells the backend with a ``cancel`` message; a stream tells
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 from ..config import ENV_PREFIX, Settings
 from ..errors import (
+    AuthorizationError,
     BrokerUnreachableError,
     CallTimeoutError,
     ConfigurationError,
@@ -311,7 +313,12 @@ class Connection:
             if self._transport is None:
                 self._transport = self.settings.connect()
             if self._uploads is None:
-                self._uploads = Uploads(self._transport, self.topic, self._later)
+                self._uploads = Uploads(
+                    self._transport,
+                    self.topic,
+                    self._later,
+                    namespace=self.settings.reply_namespace.strip(),
+                )
             if self._subscription is not None:  # a reader that stopped: drop its subscription
                 await self._drop_subscription()
             # Shared although this client is the topic's only consumer: replies in pieces are
@@ -326,6 +333,10 @@ class Connection:
                 )
             except BrokerUnreachableError as exc:
                 raise self._unreachable(exc) from None
+            except AuthorizationError as exc:  # refused its reply topic: the namespace?
+                where = f"{self.settings.variable('reply_namespace')}, where the role may consume"
+                hint = f"; a partner's reply topic is made in its reply namespace ({where})"
+                raise type(exc)(f"{exc}{hint if 'uthoriz' in str(exc) else ''}") from None
             self._reader = asyncio.ensure_future(self._read(self._subscription))
 
     def _unreachable(self, error: BrokerUnreachableError) -> BrokerUnreachableError:

@@ -13,8 +13,6 @@ import asyncio
 import dataclasses
 import json as _json
 import logging
-import random
-import string
 import time
 import warnings
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
@@ -33,6 +31,7 @@ from ..message import JSON, MessageType, Prop
 from ..protocol.envelope import parse_error
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
 from ..protocol.replies import Reply
+from ..protocol.topics import reply_topic
 from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
 from ..transport.base import Transport
@@ -96,8 +95,11 @@ class Client:
         if not self.settings.topic:
             raise ConfigurationError("no topic: pass one or set DEMESSAGING_TOPIC")
         self.topic = self.settings.topic
-        suffix = "".join(random.choices(string.ascii_lowercase, k=8))
-        self.response_topic = f"{self.topic}_{suffix}"
+        self.response_topic = reply_topic(
+            self.topic,
+            self.settings.reply_namespace.strip(),
+            persistent=self.settings.transport.persistent,
+        )
         self._connection = Connection(
             self.settings,
             self.response_topic,

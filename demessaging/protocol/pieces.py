@@ -19,9 +19,9 @@ import asyncio
 import contextlib
 import functools
 import logging
-import uuid
+import secrets
 from asyncio import FIRST_EXCEPTION
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 from ..errors import ProtocolError, TransportError
@@ -38,6 +38,7 @@ from .fragments import (
     side_topic,
     split,
 )
+from .topics import full_name, short_name, split_name
 
 __all__ = ["Gathered", "Uploads", "check_head", "drop_pieces", "gather", "is_side_topic_of"]
 
@@ -57,13 +58,23 @@ class Uploads:
         The backend's request topic.
     later
         Runs clean-up work in the background (the client waits for it when it closes).
+    namespace
+        The client's reply namespace (``TENANT/NAMESPACE``): side topics are made there, as
+        ``persistent://NAMESPACE/<short topic>_fragments_<random>``; if empty, next to
+        ``topic``.
     """
 
     def __init__(
-        self, transport: Transport, topic: str, later: Callable[[Awaitable[None]], None]
+        self,
+        transport: Transport,
+        topic: str,
+        later: Callable[[Awaitable[None]], None],
+        *,
+        namespace: str = "",
     ) -> None:
         self._transport = transport
         self._topic = topic
+        self._side_base = full_name(namespace, short_name(topic)) if namespace else topic
         self._later = later
         #: A side topic for the next request in pieces, subscribed ahead of need.
         self._spare: asyncio.Future[tuple[str, Subscription]] | None = None
@@ -116,7 +127,7 @@ class Uploads:
         return name
 
     async def _new_side_topic(self) -> tuple[str, Subscription]:
-        name = side_topic(self._topic, uuid.uuid4().hex)
+        name = side_topic(self._side_base, secrets.token_hex(16))
         holder = await self._transport.subscribe(name, FRAGMENT_SUBSCRIPTION, shared=True)
         try:
             await self._transport.prepare(name)
@@ -168,9 +179,20 @@ class Gathered:
         await self.side.close()
 
 
-def is_side_topic_of(name: str, topic: str) -> bool:
-    """Whether ``name`` is a side topic for requests to ``topic``."""
-    return name.startswith(side_topic(topic, "")) and len(name) > len(side_topic(topic, ""))
+def is_side_topic_of(name: str, topic: str, namespaces: Collection[str] = ()) -> bool:
+    """Whether ``name`` is a side topic for requests to ``topic``.
+
+    Next to ``topic`` (``<topic>_fragments_<name>``), or a full name in one of ``namespaces``
+    (clients' reply namespaces) whose last part is ``<short topic>_fragments_<name>``.
+    """
+    prefix = side_topic(topic, "")
+    if name.startswith(prefix) and len(name) > len(prefix):
+        return True
+    parts = split_name(name)
+    if parts is None or parts[0] not in namespaces:
+        return False
+    prefix = side_topic(short_name(topic), "")
+    return parts[1].startswith(prefix) and len(parts[1]) > len(prefix)
 
 
 async def drop_pieces(transport: Transport, name: str) -> None:
@@ -182,17 +204,20 @@ async def drop_pieces(transport: Transport, name: str) -> None:
         log.warning("could not delete the side topic subscription of %s: %s", name, exc)
 
 
-def check_head(head: Incoming, *, topic: str, max_payload: int) -> int:
+def check_head(
+    head: Incoming, *, topic: str, max_payload: int, namespaces: Collection[str] = ()
+) -> int:
     """The size of the request of ``head`` (piece 0), if it may be gathered.
 
     Raises
     ------
     ProtocolError
-        If the head names no side topic of ``topic``, gives no ``payload_size``, claims more
-        than ``max_payload`` bytes, or more pieces than its bytes allow.
+        If the head names no side topic of ``topic`` (see :func:`is_side_topic_of`), gives
+        no ``payload_size``, claims more than ``max_payload`` bytes, or more pieces than its
+        bytes allow.
     """
     side_name = head.fragments_topic or ""
-    if not is_side_topic_of(side_name, topic):
+    if not is_side_topic_of(side_name, topic, namespaces):
         raise ProtocolError(
             f"a request in pieces must name a fragments_topic of {topic!r}, not {side_name!r}"
         )
@@ -215,6 +240,7 @@ async def gather(
     max_payload: int,
     timeout: float,
     started: float | None = None,
+    namespaces: Collection[str] = (),
 ) -> tuple[_Head, Gathered]:
     """Read the pieces of the request of ``head`` from its side topic.
 
@@ -235,6 +261,9 @@ async def gather(
         Seconds for the whole upload, from ``started``: one deadline for all pieces.
     started
         When the head was taken, in the event loop's time; now if None.
+    namespaces
+        The namespaces where side topics may be besides ``topic``'s (see
+        :func:`is_side_topic_of`).
 
     Returns
     -------
@@ -247,7 +276,7 @@ async def gather(
         If the head is malformed, the request too large, a piece malformed, the deadline
         passed, or the caller gave up sending (the side subscription is then deleted).
     """
-    size = check_head(head, topic=topic, max_payload=max_payload)
+    size = check_head(head, topic=topic, max_payload=max_payload, namespaces=namespaces)
     loop = asyncio.get_running_loop()
     deadline = (loop.time() if started is None else started) + timeout
     whole = Reassembly(size, head.count)
@@ -257,7 +286,6 @@ async def gather(
         FRAGMENT_SUBSCRIPTION,
         shared=True,
         prefetch=PIECE_PREFETCH,
-        unacked=whole.count,
     )
     pieces: list[Message] = []
     try:

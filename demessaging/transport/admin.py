@@ -1,10 +1,8 @@
 """Apache Pulsar's admin REST API: who serves a topic, what waits, and namespace policies.
 
-pulsar-lite has no admin API; Apache Pulsar serves it on its web port (8080, or 8443 with TLS).
-Over ``https://`` the broker is verified as by every transport (:mod:`.tls`: the CA bundle,
-its host name, a client certificate). Errors are ours:
-:class:`~demessaging.errors.AuthenticationError` for 401,
-:class:`~demessaging.errors.AuthorizationError` for 403,
+pulsar-lite has no admin API; Apache Pulsar serves it on its web port (8080, or 8443 with TLS,
+where the broker is verified as by every transport: :mod:`.tls`). Errors are ours:
+:class:`~demessaging.errors.AuthenticationError` for 401, ``AuthorizationError`` for 403,
 :class:`~demessaging.errors.TransportError` for everything else, with the broker's reason.
 """
 
@@ -158,13 +156,8 @@ class PulsarAdmin:
     timeout
         Seconds per request.
     options
-        The client certificate and key, and the host name check, of an ``https://`` web
-        service (``tls_certificate``, ``tls_key``, ``tls_insecure_skip_hostname_check``).
-
-    Raises
-    ------
-    ConfigurationError
-        If a TLS file is missing or unusable (its path and setting named).
+        An ``https://`` web service's client certificate and host name check (its ``tls_*``);
+        a missing or unusable TLS file is a ``ConfigurationError`` naming it.
     """
 
     def __init__(
@@ -179,13 +172,11 @@ class PulsarAdmin:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self._options = dataclasses.replace(
-            options or TransportOptions(),
-            tls_trust_certs=tls_trust_certs or (options.tls_trust_certs if options else ""),
-        )
-        self._tls: ssl.SSLContext | None = None
-        if self.url.startswith("https://"):
-            self._tls = tls.client_context(self._options, self.url)
+        self._options = options or TransportOptions()
+        if tls_trust_certs:
+            self._options = dataclasses.replace(self._options, tls_trust_certs=tls_trust_certs)
+        https = self.url.startswith("https://")
+        self._tls = tls.client_context(self._options, self.url) if https else None
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; the decoded JSON answer (None if empty).
@@ -224,22 +215,17 @@ class PulsarAdmin:
                     f"check {tls.credentials(self._options)}"
                 ) from None
             raise _HTTPError(exc.code, f"{method} {path} failed ({exc.code}): {reason}") from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, ssl.SSLError):
-                raise tls.failure(self.url, exc.reason, self._options) from None
-            if isinstance(exc.reason, ConnectionResetError) and self._options.tls_certificate:
-                raise tls.failure(self.url, exc.reason, self._options, refused=True) from None
+        except (OSError, ValueError) as exc:  # URLError too, with the cause as its reason
+            cause = getattr(exc, "reason", exc)
+            if isinstance(cause, ssl.SSLError) or (
+                self._tls and isinstance(cause, ConnectionError)
+            ):
+                refused = not isinstance(cause, ssl.SSLError)  # closed after the handshake
+                raise tls.failure(self.url, cause, self._options, refused=refused) from None
             raise TransportError(
-                f"could not reach the admin REST API at {self.url}: {exc.reason}; set "
-                "--admin-url (DEMESSAGING_ADMIN_URL) to the broker's web service"
-            ) from None
-        except ssl.SSLError as exc:  # while reading the answer
-            raise tls.failure(self.url, exc, self._options) from None
-        except (OSError, ValueError) as exc:
-            raise TransportError(
-                f"could not reach the admin REST API at {self.url}: {exc}; set --admin-url "
+                f"could not reach the admin REST API at {self.url}: {cause}; set --admin-url "
                 "(DEMESSAGING_ADMIN_URL) to the broker's web service"
-            ) from exc
+            ) from None
         try:
             return json.loads(content) if content.strip() else None
         except ValueError as exc:  # a proxy's error page, say
@@ -363,6 +349,75 @@ class PulsarAdmin:
             inactive_topics=topics,
             retention=None if minutes is None else int(minutes),
         )
+
+    def grant_namespace(
+        self, tenant: str, namespace: str, role: str, actions: list[str], *, exact: bool = False
+    ) -> None:
+        """Let ``role`` do ``actions`` (``produce``, ``consume``) on every topic of the namespace.
+
+        What the role may do there already is kept (the grant only adds), unless ``exact``.
+        """
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
+        held = {} if exact else self.request("GET", path) or {}
+        wanted = sorted({*held.get(role, []), *actions})
+        self.request("POST", f"{path}/{quote(role, safe='')}", wanted)
+
+    def revoke_namespace(self, tenant: str, namespace: str, role: str) -> None:
+        """Take back what ``role`` may do on every topic of ``tenant/namespace``."""
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
+        self.request("DELETE", f"{path}/{quote(role, safe='')}")
+
+    def namespace_permissions(self, tenant: str, namespace: str) -> dict[str, list[str]]:
+        """What each role may do on every topic of ``tenant/namespace``."""
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/permissions"
+        return dict(self.request("GET", path) or {})
+
+    def ensure_topic(self, topic: str) -> bool:
+        """Create the full, non-partitioned topic ``topic`` unless it exists; whether it was.
+
+        It is kept when unused, whatever the namespace's inactive-topic policy, so that the
+        grants on it stay (Apache Pulsar forgets them with the topic).
+        """
+        path = f"/admin/v2/{_topic_path(topic)}"
+        try:
+            self.request("PUT", path)
+            created = True
+        except _HTTPError as exc:
+            if exc.status != 409:  # 409: it exists
+                raise
+            created = False
+        policy = {
+            "inactiveTopicDeleteMode": "delete_when_no_subscriptions",
+            "maxInactiveDurationSeconds": 60,
+            "deleteWhileInactive": False,
+        }
+        self.request("POST", f"{path}/inactiveTopicPolicies", policy)
+        return created
+
+    def grant_topic(
+        self, topic: str, role: str, actions: list[str], *, exact: bool = False
+    ) -> None:
+        """Let ``role`` do ``actions`` on the existing topic ``topic`` (a full name).
+
+        Only adds to what it may do there, unless ``exact``.
+        """
+        path = f"/admin/v2/{_topic_path(topic)}/permissions"
+        held = {} if exact else self.request("GET", path) or {}
+        wanted = sorted({*held.get(role, []), *actions})
+        self.request("POST", f"{path}/{quote(role, safe='')}", wanted)
+
+    def revoke_topic(self, topic: str, role: str) -> None:
+        """Take back what ``role`` was granted on ``topic`` itself (not on its namespace)."""
+        self.request("DELETE", f"/admin/v2/{_topic_path(topic)}/permissions/{quote(role, safe='')}")
+
+    def topic_permissions(self, topic: str) -> dict[str, list[str]]:
+        """What each role may do on ``topic``: its own grants and its namespace's."""
+        return dict(self.request("GET", f"/admin/v2/{_topic_path(topic)}/permissions") or {})
+
+    def topics(self, tenant: str, namespace: str) -> list[str]:
+        """The full names of the topics of ``tenant/namespace``."""
+        path = f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}/topics"
+        return list(self.request("GET", path) or [])
 
     def message_ttl(self, tenant: str, namespace: str) -> int | None:
         """The namespace's message TTL in seconds (None if unset)."""

@@ -154,7 +154,6 @@ class Transport(abc.ABC):
         *,
         shared: bool = True,
         prefetch: int = 1000,
-        unacked: int = 0,
     ) -> Subscription:
         """Consume ``topic`` as a member of ``subscription``.
 
@@ -170,10 +169,8 @@ class Transport(abc.ABC):
         prefetch
             How many messages the broker may push to this consumer ahead of ``receive``. 1
             shares work most fairly between competing consumers; more is faster for one.
-        unacked
-            How many received messages the consumer may hold unacknowledged at once. Brokers
-            that stop delivering beyond a bound (the WebSocket API's ``receiverQueueSize``)
-            are asked for at least this; others ignore it.
+            Messages received and not acknowledged do not count: a consumer that calls
+            ``receive`` only when it can take a message more holds no more than it took.
         """
 
     @abc.abstractmethod

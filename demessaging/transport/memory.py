@@ -190,7 +190,6 @@ class MemoryTransport(Transport):
         *,
         shared: bool = True,
         prefetch: int = 1000,
-        unacked: int = 0,
     ) -> Subscription:
         consumer = _Consumer(asyncio.get_running_loop())
         self.broker.attach(topic, subscription, shared, consumer)

@@ -331,7 +331,6 @@ class PulsarTransport(Transport):
         *,
         shared: bool = True,
         prefetch: int = 1000,
-        unacked: int = 0,
     ) -> Subscription:
         full = self.topic(topic)
         consumer = await self._consumer(

@@ -19,8 +19,15 @@ Two URL layouts, told apart by the broker URL's path:
   ``PATH/TOPIC/SUBSCRIPTION``. That broker ignores subscription names and gives every message
   to every consumer of the topic, and it has no negative acknowledgement.
 
-Apache Pulsar's WebSocket API stops delivering to a consumer that holds ``receiverQueueSize``
-messages unacknowledged; a subscription asks for the larger of ``prefetch`` and ``unacked``.
+On Apache Pulsar a consumer is in *pull mode* (``pullMode=true``): the broker delivers only
+the messages asked for with ``{"type": "permit", "permitMessages": n}``, however many are
+unacknowledged. A subscription asks for messages as :meth:`~Subscription.receive` is called:
+when at most half of ``prefetch`` are on their way, it asks for as many more as make
+``prefetch`` (one at a time for a ``prefetch`` of 1). So a backend, which calls ``receive``
+only when it can start a request, holds no more than that, and a request waiting for its
+pieces holds no place in a window (in push mode the broker stopped delivering to a consumer
+holding ``receiverQueueSize`` messages unacknowledged). ``receiverQueueSize`` is ``prefetch``:
+the broker's own prefetch for the consumer, ahead of the permits.
 
 Authentication goes in HTTP headers of the handshake: ``Authorization: Bearer <token>`` for a
 token, and any headers given (DASF's ``DE_BACKEND_HEADER``, a JSON object); over ``wss://`` a
@@ -110,9 +117,9 @@ class _Layout:
             kind = "Shared" if shared else "Exclusive"
             return (
                 f"{self.base}/consumer/{self._pulsar_topic(topic)}/{quote(subscription)}"
-                f"?subscriptionType={kind}&receiverQueueSize={max(1, prefetch)}"
+                f"?subscriptionType={kind}&receiverQueueSize={prefetch}"
                 # as the binary transport: a nacked message comes again after 1 s, not 60 s
-                "&negativeAckRedeliveryDelay=1000"
+                "&negativeAckRedeliveryDelay=1000&pullMode=true"
             )
         return f"{self.base}/{quote(topic)}/{quote(subscription)}"
 
@@ -122,13 +129,16 @@ class _DisconnectedError(TransportError):
 
 
 class _WebSocketSubscription(Subscription):
-    def __init__(self, transport: WebSocketTransport, url: str, topic: str) -> None:
+    def __init__(self, transport: WebSocketTransport, url: str, topic: str, prefetch: int) -> None:
         self._transport = transport
         self._url = url
         self._topic = topic
         self._socket: ClientConnection | None = None
         self._closed = False
         self._pulsar = transport.layout.pulsar
+        self._prefetch = prefetch
+        #: messages asked for on the current socket and not delivered yet (pull mode)
+        self._permits = 0
 
     async def open(self) -> _WebSocketSubscription:
         self._socket = await self._transport.open_socket(self._url, f"subscribing to {self._topic}")
@@ -141,14 +151,28 @@ class _WebSocketSubscription(Subscription):
             if socket is None:
                 raise TransportError(f"the subscription to {self._topic} is closed")
             try:
+                await self._ask(socket)
                 frame = await socket.recv()
             except websockets.ConnectionClosed as exc:
                 if self._socket is socket:  # not closed by us: the broker or the network
                     await self._reconnect(exc)
                 continue
+            self._permits = max(0, self._permits - 1)  # a malformed frame took a permit too
             message = _parse_delivery(frame, self._topic)
             if message is not None:
                 return message
+
+    async def _ask(self, socket: ClientConnection) -> None:
+        """In pull mode, ask for messages when at most half of ``prefetch`` are on their way.
+
+        The permits are counted once sent: a send cancelled before it went out asks again.
+        """
+        if not self._pulsar or self._permits > self._prefetch // 2:
+            return
+        more = self._prefetch - self._permits
+        await socket.send(json.dumps({"type": "permit", "permitMessages": more}))
+        if self._socket is socket:
+            self._permits += more
 
     async def _reconnect(self, cause: Exception) -> None:
         """Open the consumer socket again, trying for ``operation_timeout`` seconds.
@@ -168,6 +192,7 @@ class _WebSocketSubscription(Subscription):
                     await socket.close()
                     return
                 self._socket = socket
+                self._permits = 0  # a new consumer: nothing asked for yet
                 log.info("subscribed to %s again", self._topic)
                 return
             except (AuthenticationError, AuthorizationError):
@@ -342,10 +367,10 @@ class WebSocketTransport(Transport):
         *,
         shared: bool = True,
         prefetch: int = 1000,
-        unacked: int = 0,
     ) -> Subscription:
-        url = self.layout.consumer(topic, subscription, shared, max(prefetch, unacked))
-        sub = await _WebSocketSubscription(self, url, topic).open()
+        prefetch = max(1, prefetch)
+        url = self.layout.consumer(topic, subscription, shared, prefetch)
+        sub = await _WebSocketSubscription(self, url, topic, prefetch).open()
         self._subscriptions.add(sub)
         return sub
 

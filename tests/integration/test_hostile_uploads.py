@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from demessaging.client import Client
 from demessaging.message import Message, Prop
 from demessaging.protocol.fragments import side_topic
@@ -51,18 +49,8 @@ def rss(pid: int) -> int:
 
 
 def test_huge_claims_take_neither_memory_nor_workers_nor_stopping_time(
-    broker: Broker, topic: str, launch: Callable[..., Backend], request: pytest.FixtureRequest
+    broker: Broker, topic: str, launch: Callable[..., Backend]
 ) -> None:
-    if broker.name == "pulsar-ws":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="on Pulsar's WebSocket API a backend's delivery window is its worker"
-                " count (more would make it prefetch requests other instances could run):"
-                " heads gathering count against it, so as many hostile heads as workers hold"
-                " small calls back until their upload deadline",
-                strict=False,
-            )
-        )
     replies = f"{topic}-replies"
 
     async def send() -> None:

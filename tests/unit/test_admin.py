@@ -63,7 +63,7 @@ class FakeAdmin:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_PUT = do_POST = _answer  # noqa: N815 (http.server names)
+            do_GET = do_PUT = do_POST = do_DELETE = _answer  # noqa: N815 (http.server names)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -243,6 +243,18 @@ async def closing_slowly(ws: ServerConnection) -> AsyncIterator[None]:
         await within(closing)
 
 
+def acks(broker: FakeBroker, path: str | None = None) -> list[Frame]:
+    """What consumers sent but asking for messages (``permit``), on ``path`` or anywhere."""
+    return [
+        f for p, f in broker.frames if f.get("type") != "permit" and (path is None or p == path)
+    ]
+
+
+def permits(broker: FakeBroker) -> list[int]:
+    """The messages asked for by each ``permit`` frame consumers sent, in order."""
+    return [f["permitMessages"] for _, f in broker.frames if f.get("type") == "permit"]
+
+
 def message(payload: bytes = b"hello", **properties: str) -> Message:
     return Message(payload=payload, properties=properties)
 
@@ -258,17 +270,19 @@ PULSAR_CASES = [
         {"prefetch": 5},
         "/ws/v2/producer/persistent/public/default/requests",
         "/ws/v2/consumer/persistent/public/default/requests/sub"
-        "?subscriptionType=Shared&receiverQueueSize=5&negativeAckRedeliveryDelay=1000",
+        "?subscriptionType=Shared&receiverQueueSize=5&negativeAckRedeliveryDelay=1000"
+        "&pullMode=true",
         id="defaults",
     ),
     pytest.param(
         "/",
         {"tenant": "inst", "namespace": "models", "persistent": False},
         "requests",
-        {"shared": False, "prefetch": 1, "unacked": 50},
+        {"shared": False, "prefetch": 50},
         "/ws/v2/producer/non-persistent/inst/models/requests",
         "/ws/v2/consumer/non-persistent/inst/models/requests/sub"
-        "?subscriptionType=Exclusive&receiverQueueSize=50&negativeAckRedeliveryDelay=1000",
+        "?subscriptionType=Exclusive&receiverQueueSize=50&negativeAckRedeliveryDelay=1000"
+        "&pullMode=true",
         id="non-persistent-exclusive",
     ),
     pytest.param(
@@ -277,7 +291,8 @@ PULSAR_CASES = [
         "persistent://t/n/full",
         {"prefetch": 0},
         "/ws/v2/producer/persistent/t/n/full",
-        "/ws/v2/consumer/persistent/t/n/full/sub?subscriptionType=Shared&receiverQueueSize=1&negativeAckRedeliveryDelay=1000",
+        "/ws/v2/consumer/persistent/t/n/full/sub?subscriptionType=Shared&receiverQueueSize=1"
+        "&negativeAckRedeliveryDelay=1000&pullMode=true",
         id="full-topic-name",
     ),
 ]
@@ -726,9 +741,9 @@ def test_deliveries_become_messages_and_ack_sends_their_id() -> None:
             got = [await within(sub.receive()), await within(sub.receive())]
             for m in got:
                 await sub.ack(m)
-            await until(lambda: len(broker.frames) == 2)
+            await until(lambda: len(acks(broker)) == 2)
             await transport.close()
-            return got, [f for _, f in broker.frames]
+            return got, acks(broker)
 
     got, frames = run(scenario())
     assert got[0].payload == b"\x00\x01binary"
@@ -747,11 +762,11 @@ def test_nack_on_pulsar_sends_a_negative_acknowledgement() -> None:
             ws = await within(broker.consumers.get())
             await ws.send(delivery("id-1", b"x"))
             await sub.nack(await within(sub.receive()))
-            await until(lambda: len(broker.frames) == 1)
+            await until(lambda: len(acks(broker)) == 1)
             await sub.unsubscribe()
             await until(lambda: len(broker.finished) == 1)
             await transport.close()
-            return [f for _, f in broker.frames]
+            return acks(broker)
 
     assert run(scenario()) == [
         {"type": "negativeAcknowledge", "messageId": "id-1"},
@@ -843,6 +858,136 @@ def test_close_closes_every_producer_and_consumer() -> None:
     run(scenario())
 
 
+# --- pull mode: permits -------------------------------------------------------------------
+
+
+def test_with_prefetch_one_each_receive_asks_for_one_message_however_many_are_unacked() -> None:
+    async def scenario() -> tuple[list[int], list[int], list[int]]:
+        async with fake_broker() as broker:
+            transport = WebSocketTransport(broker.url())
+            sub = await transport.subscribe("t", "sub", prefetch=1)
+            ws = await within(broker.consumers.get())
+            await asyncio.sleep(0.1)
+            before = permits(broker)  # subscribing asks for nothing
+            got = []
+            for n in range(3):  # none acknowledged: a backend holding heads that gather
+                receiving = asyncio.ensure_future(sub.receive())
+                await until(lambda n=n: len(permits(broker)) == n + 1)
+                await ws.send(delivery(f"id-{n}", b"x"))
+                got.append(await within(receiving))
+            await asyncio.sleep(0.1)
+            after = permits(broker)  # nothing asked for while nobody receives
+            for m in got:
+                await sub.ack(m)
+            await until(lambda: len(acks(broker)) == 3)
+            await transport.close()
+            return before, after, permits(broker)
+
+    before, after, total = run(scenario())
+    assert before == []
+    assert after == [1, 1, 1]
+    assert total == [1, 1, 1]  # acknowledging asks for nothing either
+
+
+def test_permits_are_topped_up_to_prefetch_once_half_have_come() -> None:
+    async def scenario() -> list[list[int]]:
+        async with fake_broker() as broker:
+            transport = WebSocketTransport(broker.url())
+            sub = await transport.subscribe("t", "sub", prefetch=4)
+            ws = await within(broker.consumers.get())
+            seen = []
+            for n in range(5):
+                receiving = asyncio.ensure_future(sub.receive())
+                await asyncio.sleep(0.05)
+                seen.append(permits(broker))
+                await ws.send(delivery(f"id-{n}", b"x"))
+                await within(receiving)
+            await transport.close()
+            return seen
+
+    # 4 asked for; with 3 on their way, nothing more; with 2 (half), 2 more make 4 again
+    assert run(scenario()) == [[4], [4], [4, 2], [4, 2], [4, 2, 2]]
+
+
+def test_a_malformed_frame_uses_a_permit_and_another_is_asked_for() -> None:
+    async def scenario() -> tuple[Message, list[int]]:
+        async with fake_broker() as broker:
+            transport = WebSocketTransport(broker.url())
+            sub = await transport.subscribe("t", "sub", prefetch=1)
+            ws = await within(broker.consumers.get())
+            receiving = asyncio.ensure_future(sub.receive())
+            await until(lambda: permits(broker) == [1])
+            await ws.send("not json")
+            await until(lambda: permits(broker) == [1, 1])
+            await ws.send(delivery("good", b"x"))
+            got = await within(receiving)
+            await transport.close()
+            return got, permits(broker)
+
+    got, asked = run(scenario())
+    assert got.message_id == "good"
+    assert asked == [1, 1]
+
+
+def test_a_receive_given_up_leaves_its_permit_for_the_next() -> None:
+    async def scenario() -> tuple[Message, list[int]]:
+        async with fake_broker() as broker:
+            transport = WebSocketTransport(broker.url())
+            sub = await transport.subscribe("t", "sub", prefetch=1)
+            ws = await within(broker.consumers.get())
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(sub.receive(), 0.2)
+            receiving = asyncio.ensure_future(sub.receive())
+            await asyncio.sleep(0.1)
+            await ws.send(delivery("late", b"x"))
+            got = await within(receiving)
+            await transport.close()
+            return got, permits(broker)
+
+    got, asked = run(scenario())
+    assert got.message_id == "late"
+    assert asked == [1]  # the message asked for first is the one received: no second ask
+
+
+def test_a_new_consumer_socket_is_asked_for_messages_again() -> None:
+    async def scenario() -> tuple[Message, list[int]]:
+        async with fake_broker() as broker:
+            transport = WebSocketTransport(broker.url(), TransportOptions(operation_timeout=2))
+            sub = await transport.subscribe("t", "sub", prefetch=3)
+            first = await within(broker.consumers.get())
+            receiving = asyncio.ensure_future(sub.receive())
+            await until(lambda: permits(broker) == [3])
+            await within(first.close())  # the permits went with it
+            second = await next_consumer(broker, receiving)
+            await until(lambda: len(permits(broker)) == 2)
+            await second.send(delivery("after", b"again"))
+            got = await within(receiving)
+            await transport.close()
+            return got, permits(broker)
+
+    got, asked = run(scenario())
+    assert got.message_id == "after"
+    assert asked == [3, 3]  # the first socket's 3, then 3 on the new one
+
+
+def test_dasf_broker_consumers_are_asked_for_nothing() -> None:
+    async def scenario() -> tuple[Message, list[int]]:
+        async with fake_broker() as broker:
+            transport = WebSocketTransport(broker.url("/ws"))
+            sub = await transport.subscribe("t", "sub", prefetch=1)
+            ws = await within(broker.consumers.get())
+            receiving = asyncio.ensure_future(sub.receive())
+            await asyncio.sleep(0.1)
+            await ws.send(delivery("1", b"x"))
+            got = await within(receiving)
+            await transport.close()
+            return got, permits(broker)
+
+    got, asked = run(scenario())
+    assert got.message_id == "1"
+    assert asked == []
+
+
 # --- reconnecting -------------------------------------------------------------------------
 
 
@@ -858,15 +1003,16 @@ def test_a_consumer_closed_by_the_broker_subscribes_again() -> None:
             await second.send(delivery("after", b"again"))
             got = await within(receiving)
             await sub.ack(got)
-            await until(lambda: len(broker.frames) == 1)
+            await until(lambda: len(acks(broker)) == 1)
             await transport.close()
-            return got, broker.paths, broker.frames_on(broker.paths[1])
+            return got, broker.paths, acks(broker, broker.paths[1])
 
     got, paths, frames = run(scenario())
     assert got.payload == b"again"
     expected = (
         "/ws/v2/consumer/persistent/public/default/t/sub"
         "?subscriptionType=Shared&receiverQueueSize=3&negativeAckRedeliveryDelay=1000"
+        "&pullMode=true"
     )
     assert paths == [expected, expected]
     assert frames == [{"messageId": "after"}]  # acknowledged on the new connection
