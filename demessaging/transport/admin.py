@@ -216,12 +216,12 @@ class PulsarAdmin:
                 ) from None
             raise _HTTPError(exc.code, f"{method} {path} failed ({exc.code}): {reason}") from exc
         except (OSError, ValueError) as exc:  # URLError too, with the cause as its reason
-            cause = getattr(exc, "reason", exc)
-            if isinstance(cause, ssl.SSLError) or (
-                self._tls and isinstance(cause, ConnectionError)
-            ):
-                refused = not isinstance(cause, ssl.SSLError)  # closed after the handshake
+            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if self._tls and isinstance(cause, (ssl.SSLEOFError, ConnectionError)):
+                refused = tls.handshakes(self.url)  # then it closed after the handshake
                 raise tls.failure(self.url, cause, self._options, refused=refused) from None
+            if isinstance(cause, ssl.SSLError):
+                raise tls.failure(self.url, cause, self._options) from None
             raise TransportError(
                 f"could not reach the admin REST API at {self.url}: {cause}; set --admin-url "
                 "(DEMESSAGING_ADMIN_URL) to the broker's web service"

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ssl
+from urllib.parse import urlsplit
 
 from ..errors import AuthenticationError, ConfigurationError, TransportError
 from .base import TransportOptions
@@ -28,6 +30,7 @@ __all__ = [
     "credentials",
     "failure",
     "handshake_failure",
+    "handshakes",
     "hostname_checked",
 ]
 
@@ -107,6 +110,19 @@ def client_context(options: TransportOptions, url: str) -> ssl.SSLContext:
     if not hostname_checked(options, url):
         context.check_hostname = False
     return context
+
+
+def handshakes(url: str, timeout: float = 2.0) -> bool:
+    """Whether a TLS handshake with ``url``'s host and port completes (nothing verified)."""
+    parts = urlsplit(url)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        address = (parts.hostname or "127.0.0.1", parts.port or 443)
+        with socket.create_connection(address, timeout) as raw, context.wrap_socket(raw):
+            return True  # the handshake is made when the socket is wrapped
+    except (OSError, ValueError):
+        return False
 
 
 def credentials(options: TransportOptions) -> str:

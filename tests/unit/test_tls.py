@@ -435,6 +435,22 @@ def test_the_admin_api_refuses_a_certificate_for_another_host(pki: dict[str, Any
         assert PulsarAdmin(f"https://127.0.0.1:{port}", options=skip).request("GET", "/x") == []
 
 
+def test_the_admin_api_names_a_wanted_client_certificate(pki: dict[str, Any]) -> None:
+    server = _server_context(pki["server"], client_ca=pki["ca"])
+    server.verify_mode = ssl.CERT_REQUIRED
+    with https_server(server) as port:
+        admin = PulsarAdmin(f"https://127.0.0.1:{port}", tls_trust_certs=str(pki["ca"]))
+        with pytest.raises(AuthenticationError, match=r"client certificate.*_TLS_CERTIFICATE"):
+            admin.request("GET", "/admin/v2/tenants")
+        alice = pki["alice"]
+        options = TransportOptions(
+            tls_trust_certs=str(pki["ca"]),
+            tls_certificate=str(alice.certificate),
+            tls_key=str(alice.key),
+        )
+        assert PulsarAdmin(f"https://127.0.0.1:{port}", options=options).request("GET", "/") == []
+
+
 def test_the_admin_api_with_a_missing_ca_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"ca\.pem does not exist"):
         PulsarAdmin("https://127.0.0.1:8443", tls_trust_certs=str(tmp_path / "ca.pem"))
