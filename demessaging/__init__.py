@@ -15,6 +15,7 @@ from .dasf import progress as _dasf_progress  # noqa: F401  (DASF's reports join
 from .errors import (
     APIChangedError,
     AuthenticationError,
+    AuthorizationError,
     CallError,
     CallTimeoutError,
     ConfigurationError,
@@ -36,6 +37,7 @@ __all__ = [
     "APIChangedError",
     "ArraySpec",
     "AuthenticationError",
+    "AuthorizationError",
     "Client",
     "CallError",
     "CallTimeoutError",

@@ -346,7 +346,7 @@ def _admin(settings: Settings) -> Any:
 
     url = settings.admin_url or admin_url_for(settings.broker_url)
     options = settings.transport
-    return PulsarAdmin(url, token=options.token, tls_trust_certs=options.tls_trust_certs)
+    return PulsarAdmin(url, token=options.token, options=options)
 
 
 @cli.command()

@@ -10,6 +10,7 @@
     ├── ProtocolError               a message breaks the wire protocol
     ├── TransportError              the broker or the connection failed
     │   ├── AuthenticationError     the broker refused our credentials
+    │   ├── AuthorizationError      credentials taken, but the role may not do that
     │   └── BrokerUnreachableError  no broker at the URL: connection refused, unknown host
     └── CallError                   a remote call did not produce its result
         ├── InvalidArgumentsError   arguments rejected on the client, before anything was sent
@@ -37,6 +38,7 @@ from __future__ import annotations
 __all__ = [
     "APIChangedError",
     "AuthenticationError",
+    "AuthorizationError",
     "BrokerUnreachableError",
     "CallCancelled",
     "CallError",
@@ -113,6 +115,16 @@ class TransportError(DemessagingError):
 
 class AuthenticationError(TransportError):
     """The broker refused the credentials (or their absence)."""
+
+
+class AuthorizationError(TransportError):
+    """The broker took the credentials, but their role may not do this (HTTP 403).
+
+    Pulsar's ``AuthorizationError``, a 403 of the admin API or the WebSocket API. Not an
+    :class:`AuthenticationError`: the credentials are right and another token would not help;
+    the role needs a grant (``pulsar-admin namespaces grant-permission``). Retrying does not
+    help either.
+    """
 
 
 class BrokerUnreachableError(TransportError):
@@ -209,6 +221,9 @@ class RemoteError(CallError):
         The name the backend module exports the exception's type under, if it declares it;
         generated clients raise such errors as their mirror of that type (this error is its
         ``__cause__``).
+    api_fingerprint
+        The fingerprint of the called member as the backend knows it, when its reply said
+        (demessaging backends do once they know which member was called; DASF's never do).
     """
 
     def __init__(
@@ -218,12 +233,14 @@ class RemoteError(CallError):
         stage: str = "execution",
         remote_traceback: str | None = None,
         declared: str | None = None,
+        api_fingerprint: str | None = None,
     ) -> None:
         self.remote_type = remote_type
         self.message = message
         self.stage = stage
         self.remote_traceback = remote_traceback
         self.declared = declared
+        self.api_fingerprint = api_fingerprint
         text = f"{remote_type}: {message}"
         if remote_traceback:
             text = f"{text}\n\nRemote traceback:\n{remote_traceback}"

@@ -12,7 +12,11 @@ configuration and logs in a folder of its own, and
   127.0.0.1, on free ports unless given;
 - a 512 MiB heap and as much direct memory (the defaults, 2 GiB and 4 GiB, are too much for a
   small machine; the bookie fails below 512 MiB);
-- optionally, token authentication (:mod:`demessaging.tokens`).
+- optionally, token authentication (:mod:`demessaging.tokens`), TLS on two more ports (its
+  binary protocol, ``pulsar+ssl://``, and its web service, ``https://`` and ``wss://``; the
+  plain ports stay, for the broker's own clients), client certificates as a second way to
+  authenticate, and authorization (only the superuser role ``admin`` may do anything until
+  roles are granted permissions).
 
 It is ready when its admin REST API lists the namespace ``public/default``.
 
@@ -46,7 +50,7 @@ from demessaging.tokens import create_token
 
 from ._process import run_until_signal
 
-__all__ = ["VERSION", "PulsarStandalone", "cache_dir", "install", "start"]
+__all__ = ["TLS", "VERSION", "PulsarStandalone", "cache_dir", "install", "start"]
 
 log = logging.getLogger("tools")
 
@@ -147,6 +151,25 @@ def _configure(template: Path, settings: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class TLS:
+    """The broker's TLS files, all PEM.
+
+    Attributes
+    ----------
+    certificate
+        Its server certificate (its subjectAltName should name the host clients use).
+    key
+        The certificate's private key, unencrypted PKCS#8 (``BEGIN PRIVATE KEY``).
+    ca
+        The CA bundle that client certificates are checked against.
+    """
+
+    certificate: Path
+    key: Path
+    ca: Path
+
+
 @dataclass
 class PulsarStandalone:
     """A running Apache Pulsar standalone broker.
@@ -161,6 +184,8 @@ class PulsarStandalone:
         Its data, configuration, ``pulsar.log`` and ``pid`` (while it runs).
     admin_token
         With token authentication, a token of the superuser role; else empty.
+    tls_port, web_tls_port
+        With TLS, its binary-protocol and web-service TLS ports; else 0.
     """
 
     pid: int
@@ -168,6 +193,8 @@ class PulsarStandalone:
     web_port: int
     folder: Path
     admin_token: str = field(default="", repr=False)
+    tls_port: int = 0
+    web_tls_port: int = 0
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -179,6 +206,21 @@ class PulsarStandalone:
     def admin_url(self) -> str:
         """Its web service (admin REST API), ``http://127.0.0.1:<web_port>``."""
         return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def tls_url(self) -> str:
+        """Its TLS service URL, ``pulsar+ssl://127.0.0.1:<tls_port>`` (empty without TLS)."""
+        return f"pulsar+ssl://127.0.0.1:{self.tls_port}" if self.tls_port else ""
+
+    @property
+    def admin_tls_url(self) -> str:
+        """Its web service over TLS, ``https://127.0.0.1:<web_tls_port>`` (empty without TLS)."""
+        return f"https://127.0.0.1:{self.web_tls_port}" if self.web_tls_port else ""
+
+    @property
+    def wss_url(self) -> str:
+        """Its WebSocket API over TLS, ``wss://127.0.0.1:<web_tls_port>`` (empty without TLS)."""
+        return f"wss://127.0.0.1:{self.web_tls_port}" if self.web_tls_port else ""
 
     def log(self) -> str:
         """What it has written to its log so far."""
@@ -218,6 +260,10 @@ def start(
     port: int = 0,
     web_port: int = 0,
     token_secret: bytes | None = None,
+    tls: TLS | None = None,
+    client_certificates: bool = False,
+    require_client_certificates: bool = False,
+    authorization: bool = False,
     settings: Mapping[str, str] | None = None,
     timeout: float = 240.0,
 ) -> PulsarStandalone:
@@ -235,6 +281,19 @@ def start(
     token_secret
         Turn on token authentication with this HS256 key (see :mod:`demessaging.tokens`);
         clients then need a token signed with it.
+    tls
+        Also serve TLS, on two more free ports (``tls_url``, ``admin_tls_url``, ``wss_url``)
+        with these files; the plain ports stay.
+    client_certificates
+        With ``tls`` and ``token_secret``: client certificates signed by ``tls.ca``
+        authenticate too, as the role of their common name (``AuthenticationProviderTls``
+        next to tokens). A certificate the CA did not sign is refused in the TLS handshake.
+    require_client_certificates
+        Refuse TLS connections without a trusted client certificate
+        (``tlsRequireTrustedClientCertOnConnect``).
+    authorization
+        With ``token_secret``: turn authorization on; only the role ``admin`` may do anything
+        until others are granted permissions.
     settings
         More ``standalone.conf`` settings.
     timeout
@@ -243,10 +302,15 @@ def start(
     Raises
     ------
     ConfigurationError
-        If Java or Maven are missing, or the distribution cannot be fetched.
+        If Java or Maven are missing, the distribution cannot be fetched, a TLS file is
+        missing, or a switch lacks the one it needs.
     TransportError
         If the broker exits or does not serve in time (its log is quoted); it is stopped.
     """
+    if (client_certificates or require_client_certificates) and tls is None:
+        raise ConfigurationError("client certificates need tls=TLS(...)")
+    if (client_certificates or authorization) and token_secret is None:
+        raise ConfigurationError("client certificates and authorization need a token_secret")
     java = _tool("java", "Apache Pulsar")
     home = install(version)
     folder = Path(folder).resolve()
@@ -277,6 +341,16 @@ def start(
             ),
             "brokerClientAuthenticationParameters": json.dumps({"token": admin_token}),
         }
+    tls_port = web_tls_port = 0
+    if tls is not None:
+        conf |= _tls_conf(tls, require_client_certificates)
+        tls_port, web_tls_port = int(conf["brokerServicePortTls"]), int(conf["webServicePortTls"])
+    if client_certificates:
+        conf["authenticationProviders"] += ",org.apache.pulsar.broker.authentication." + (
+            "AuthenticationProviderTls"
+        )
+    if authorization:
+        conf["authorizationEnabled"] = "true"
     conf |= dict(settings or {})
     (folder / "standalone.conf").write_text(_configure(home / "conf" / "standalone.conf", conf))
     env = os.environ | {
@@ -308,7 +382,9 @@ def start(
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C meant for the caller does not stop it first
         )
-    broker = PulsarStandalone(process.pid, port, web_port, folder, admin_token, process)
+    broker = PulsarStandalone(
+        process.pid, port, web_port, folder, admin_token, tls_port, web_tls_port, process
+    )
     (folder / "pid").write_text(f"{process.pid}\n")
     deadline = started + timeout
     try:
@@ -330,6 +406,22 @@ def start(
         time.monotonic() - started,
     )
     return broker
+
+
+def _tls_conf(tls: TLS, require_client_certificates: bool) -> dict[str, str]:
+    """The ``standalone.conf`` settings of TLS on two free ports, with ``tls``'s files."""
+    for what, path in (("certificate", tls.certificate), ("key", tls.key), ("CA", tls.ca)):
+        if not Path(path).is_file():
+            raise ConfigurationError(f"the broker's TLS {what} {path} does not exist")
+    return {
+        "brokerServicePortTls": str(free_port()),
+        "webServicePortTls": str(free_port()),
+        "tlsCertificateFilePath": str(Path(tls.certificate).resolve()),
+        "tlsKeyFilePath": str(Path(tls.key).resolve()),
+        "tlsTrustCertsFilePath": str(Path(tls.ca).resolve()),
+        "tlsAllowInsecureConnection": "false",
+        "tlsRequireTrustedClientCertOnConnect": str(require_client_certificates).lower(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

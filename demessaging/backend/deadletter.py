@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ..errors import AuthenticationError, DemessagingError, TransportError
+from ..errors import AuthenticationError, AuthorizationError, DemessagingError, TransportError
 from ..message import Message
 from .recent import REMEMBERED
 
@@ -51,7 +51,9 @@ _FOR_GOOD = (
 
 def permanent(exc: DemessagingError) -> bool:
     """Whether publishing failed for good: retrying cannot help."""
-    if not isinstance(exc, TransportError) or isinstance(exc, AuthenticationError):
+    if not isinstance(exc, TransportError) or isinstance(
+        exc, (AuthenticationError, AuthorizationError)
+    ):
         return True
     text = str(exc)
     return any(mark in text for mark in _FOR_GOOD)
@@ -89,6 +91,16 @@ class Unsent:
         self._failures: OrderedDict[str, int] = OrderedDict()
         self._replies: OrderedDict[str, tuple[str, Message]] = OrderedDict()
         self._bytes = 0
+
+    @staticmethod
+    def why(topic: str, exc: DemessagingError) -> str:
+        """Why a reply to ``topic`` is dropped, for the log: an authorization refusal says so."""
+        if isinstance(exc, AuthorizationError) or "AuthorizationError" in str(exc):
+            return (
+                f"the broker does not authorize this backend's role to publish its reply to "
+                f"{topic!r} (authorization refused: {exc})"
+            )
+        return f"its reply to {topic!r} cannot be published ({exc})"
 
     def __len__(self) -> int:
         return len(self._failures)

@@ -331,12 +331,7 @@ class Listener:
         ``whole`` is the request, its pieces put together: what goes to the dead-letter topic.
         """
         if key is None or permanent(exc):
-            log.error(
-                "dropping message %s: its reply to %r cannot be published (%s)",
-                message.message_id,
-                reply[0],
-                exc,
-            )
+            log.error("dropping message %s: %s", message.message_id, Unsent.why(reply[0], exc))
             return True
         failures = self._unsent.failed(key, reply)
         if failures < self.reply_retries:

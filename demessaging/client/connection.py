@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from ..config import ENV_PREFIX, Settings
 from ..errors import (
-    AuthenticationError,
+    AuthorizationError,
     BrokerUnreachableError,
     CallTimeoutError,
     ConfigurationError,
@@ -335,7 +335,7 @@ class Connection:
                 )
             except BrokerUnreachableError as exc:
                 raise self._unreachable(exc) from None
-            except AuthenticationError as exc:  # refused its reply topic: the namespace?
+            except AuthorizationError as exc:  # refused its reply topic: the namespace?
                 where = f"{self.settings.variable('reply_namespace')}, where the role may consume"
                 hint = f"; a partner's reply topic is made in its reply namespace ({where})"
                 raise type(exc)(f"{exc}{hint if 'uthoriz' in str(exc) else ''}") from None

@@ -1,12 +1,14 @@
 """Apache Pulsar's admin REST API: who serves a topic, what waits, and namespace policies.
 
-pulsar-lite has no admin API; Apache Pulsar serves it on its web port (8080, or 8443 with TLS).
-Errors are ours: :class:`~demessaging.errors.AuthenticationError` for 401 and 403,
+pulsar-lite has no admin API; Apache Pulsar serves it on its web port (8080, or 8443 with TLS,
+where the broker is verified as by every transport: :mod:`.tls`). Errors are ours:
+:class:`~demessaging.errors.AuthenticationError` for 401, ``AuthorizationError`` for 403,
 :class:`~demessaging.errors.TransportError` for everything else, with the broker's reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import ssl
 import urllib.error
@@ -15,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..errors import AuthenticationError, ConfigurationError, TransportError
+from ..errors import AuthenticationError, AuthorizationError, ConfigurationError, TransportError
+from . import tls
+from .base import TransportOptions
 
 __all__ = ["RECOMMENDED", "Backend", "Cleanup", "PulsarAdmin", "TopicStatus", "admin_url_for"]
 
@@ -151,15 +155,28 @@ class PulsarAdmin:
         A CA bundle that verifies an ``https://`` web service.
     timeout
         Seconds per request.
+    options
+        An ``https://`` web service's client certificate and host name check (its ``tls_*``);
+        a missing or unusable TLS file is a ``ConfigurationError`` naming it.
     """
 
     def __init__(
-        self, url: str, *, token: str = "", tls_trust_certs: str = "", timeout: float = 10.0
+        self,
+        url: str,
+        *,
+        token: str = "",
+        tls_trust_certs: str = "",
+        timeout: float = 10.0,
+        options: TransportOptions | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
-        self._tls = ssl.create_default_context(cafile=tls_trust_certs) if tls_trust_certs else None
+        self._options = options or TransportOptions()
+        if tls_trust_certs:
+            self._options = dataclasses.replace(self._options, tls_trust_certs=tls_trust_certs)
+        https = self.url.startswith("https://")
+        self._tls = tls.client_context(self._options, self.url) if https else None
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; the decoded JSON answer (None if empty).
@@ -167,7 +184,9 @@ class PulsarAdmin:
         Raises
         ------
         AuthenticationError
-            If the API refuses the credentials (401, 403).
+            If the API refuses the credentials (401).
+        AuthorizationError
+            If the role may not do this (403, or a 401 naming the check that failed).
         TransportError
             If it cannot be reached or answers with another error.
         """
@@ -183,16 +202,30 @@ class PulsarAdmin:
                 content = answer.read()
         except urllib.error.HTTPError as exc:
             reason = _reason(exc)
-            if exc.code in (401, 403):
+            # Pulsar answers some refusals of a known role with 401 "Unauthorized to <check>"
+            if exc.code == 403 or (exc.code == 401 and reason.startswith("Unauthorized to")):
+                raise AuthorizationError(
+                    f"the admin API at {self.url} refused {method} {path} ({exc.code}): "
+                    f"{reason}; the role may not do this (admin roles: superUserRoles, the "
+                    "tenant's adminRoles)"
+                ) from None
+            if exc.code == 401:
                 raise AuthenticationError(
-                    f"the admin API at {self.url} refused the request ({exc.code}): {reason}"
-                ) from exc
+                    f"the admin API at {self.url} refused the credentials (401): {reason}; "
+                    f"check {tls.credentials(self._options)}"
+                ) from None
             raise _HTTPError(exc.code, f"{method} {path} failed ({exc.code}): {reason}") from exc
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # URLError too, with the cause as its reason
+            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            if self._tls and isinstance(cause, (ssl.SSLEOFError, ConnectionError)):
+                refused = tls.handshakes(self.url)  # then it closed after the handshake
+                raise tls.failure(self.url, cause, self._options, refused=refused) from None
+            if isinstance(cause, ssl.SSLError):
+                raise tls.failure(self.url, cause, self._options) from None
             raise TransportError(
-                f"could not reach the admin REST API at {self.url}: {exc}; set --admin-url "
+                f"could not reach the admin REST API at {self.url}: {cause}; set --admin-url "
                 "(DEMESSAGING_ADMIN_URL) to the broker's web service"
-            ) from exc
+            ) from None
         try:
             return json.loads(content) if content.strip() else None
         except ValueError as exc:  # a proxy's error page, say

@@ -45,9 +45,16 @@ class TransportOptions:
         JSON parameters of Pulsar's OAuth2 client-credentials authentication (``pulsar://``,
         ``pulsar+ssl://``).
     tls_trust_certs
-        A CA bundle that verifies the broker (``pulsar+ssl://``, ``wss://``).
+        A CA bundle (PEM) that verifies the broker (``pulsar+ssl://``, ``wss://``, the admin
+        API over ``https://``); the system's bundle if empty.
     tls_certificate, tls_key
-        A client certificate and key, for TLS authentication (``pulsar+ssl://``).
+        A client certificate and its key (PEM), presented in the TLS handshake
+        (``pulsar+ssl://``, ``wss://``, ``https://``); on ``pulsar+ssl://`` without a token it
+        is the credential (TLS authentication).
+    tls_insecure_skip_hostname_check
+        Take a broker certificate that does not name the URL's host (unsafe: a man in the
+        middle with any certificate of the CA gets the traffic); a WARNING is logged each
+        time a connection is made with it. Host names are verified by default.
     headers
         HTTP headers for the WebSocket handshake (``ws://``, ``wss://``), such as
         ``{"authorization": "Token <key>"}`` for dasf-broker-django.
@@ -75,6 +82,7 @@ class TransportOptions:
     tls_trust_certs: str = ""
     tls_certificate: str = ""
     tls_key: str = field(default="", repr=False)
+    tls_insecure_skip_hostname_check: bool = False
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     frame_size: int = DEFAULT_FRAME_SIZE
     operation_timeout: float = 30.0

@@ -3,8 +3,11 @@
 Works with Apache Pulsar and with pulsar-lite. Short topic names are expanded to
 ``persistent://<tenant>/<namespace>/<name>``; full names are used as they are. Errors of the
 library are raised as :class:`~demessaging.errors.TransportError` (authentication failures as
-:class:`~demessaging.errors.AuthenticationError`). A broker URL where nothing listens (the
-connection refused, the host unknown) raises
+:class:`~demessaging.errors.AuthenticationError`, refusals of a role's rights as
+:class:`~demessaging.errors.AuthorizationError`). On ``pulsar+ssl://`` the broker's certificate
+must name the URL's host (see :mod:`.tls`); TLS failures and a scheme that does not fit the
+port are named at the first connection, at once (see :mod:`.handshake`). A broker URL where
+nothing listens (the connection refused, the host unknown) raises
 :class:`~demessaging.errors.BrokerUnreachableError` at the first connection, at once (see
 :mod:`.reach`), instead of after the library's retries.
 
@@ -16,10 +19,10 @@ its warnings at WARNING and INFO (the command line's default), also its informat
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -27,13 +30,14 @@ import pulsar
 import pulsar.asyncio as pulsar_asyncio
 from typing_extensions import override
 
-from ..errors import AuthenticationError, TransportError
+from ..errors import AuthenticationError, AuthorizationError, ConfigurationError, TransportError
 from ..message import Message
 from . import lite
 from .base import Subscription, Transport, TransportOptions
 from .handshake import check_credentials
 from .producers import ProducerPool
 from .reach import check_reachable
+from .tls import client_context as tls_context
 
 __all__ = ["CLOSE_TIMEOUT", "PulsarTransport", "authentication", "full_topic"]
 
@@ -47,6 +51,8 @@ _CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
 T = TypeVar("T")
+#: What pulsar.Client takes (a client certificate next to a token came in later versions).
+_CLIENT_PARAMETERS = frozenset(inspect.signature(pulsar.Client.__init__).parameters)
 
 #: The largest payload sent in one message. Below the brokers' limit (5 MiB), as pulsar-lite
 #: 0.2 loses messages close to its limit.
@@ -68,22 +74,27 @@ def authentication(options: TransportOptions) -> Any:
 
 
 async def _check(url: str, options: TransportOptions) -> None:
-    """Raise :class:`AuthenticationError` at once if the broker refuses the credentials.
+    """Raise at once if the broker refuses the credentials or the TLS handshake fails.
 
-    Only for no credentials or a token: OAuth2 and TLS authentication are left to the
-    library (see :mod:`.handshake`).
+    OAuth2 credentials are left to the library; over TLS the handshake is still checked.
     """
-    if options.oauth2 or options.tls_certificate:
-        return
-    tls = None
-    if url.startswith("pulsar+ssl://"):
-        try:
-            tls = ssl.create_default_context(cafile=options.tls_trust_certs or None)
-        except (OSError, ssl.SSLError):  # a bad CA bundle: the library reports it
-            return
-        tls.check_hostname = False  # as pulsar-client, which does not validate host names
-    token = ("token", options.token.encode()) if options.token else ("", b"")
-    await check_credentials(url, *token, tls=tls, timeout=min(10, options.operation_timeout))
+    tls = tls_context(options, url) if url.startswith("pulsar+ssl://") else None
+    if options.tls_certificate and tls is None and not options.token:
+        return  # TLS authentication without TLS: the library reports it
+    if options.token:
+        credentials = ("token", options.token.encode())
+    elif options.tls_certificate and tls is not None:
+        credentials = ("tls", b"")
+    else:
+        credentials = ("", b"")
+    await check_credentials(
+        url,
+        *credentials,
+        tls=tls,
+        timeout=min(10, options.operation_timeout),
+        options=options,
+        handshake_only=bool(options.oauth2),
+    )
 
 
 def full_topic(name: str, tenant: str, namespace: str, *, persistent: bool = True) -> str:
@@ -100,11 +111,11 @@ async def _guard(operation: Awaitable[T], what: str) -> T:
         return await operation
     except _LIBRARY_ERRORS as exc:
         text = f"{what} failed: {exc}"
-        if (
-            "Authentication" in type(exc).__name__
-            or "Authorization" in type(exc).__name__
-            or ("authentication" in str(exc).lower() or "authorization" in str(exc).lower())
-        ):
+        if "Authorization" in type(exc).__name__ or "authorization" in str(exc).lower():
+            raise AuthorizationError(
+                f"{text}: the role may not do this; it needs a grant on the namespace"
+            ) from exc
+        if "Authentication" in type(exc).__name__ or "authentication" in str(exc).lower():
             raise AuthenticationError(text) from exc
         raise TransportError(text) from exc
 
@@ -228,13 +239,29 @@ class PulsarTransport(Transport):
             timeout = max(1, math.ceil(o.operation_timeout))
             if self.pulsar_lite:
                 timeout = min(timeout, lite.OPERATION_TIMEOUT)
+            auth = authentication(o)
+            tls: dict[str, Any] = {}
+            if self.url.startswith("pulsar+ssl:"):
+                # _check has warned if it is off
+                tls["tls_validate_hostname"] = not o.tls_insecure_skip_hostname_check
+                if o.tls_certificate and not isinstance(auth, pulsar.AuthenticationTLS):
+                    # a token names the role; the certificate is for the handshake
+                    if "tls_certificate_file_path" not in _CLIENT_PARAMETERS:
+                        raise ConfigurationError(
+                            "this pulsar-client cannot present a client certificate next to a "
+                            "token or OAuth2: upgrade it, or leave DEMESSAGING_TLS_CERTIFICATE "
+                            "for TLS authentication alone"
+                        )
+                    tls["tls_certificate_file_path"] = o.tls_certificate
+                    tls["tls_private_key_file_path"] = o.tls_key
             self._client = pulsar_asyncio.Client(
                 self.url,
-                authentication=authentication(o),
+                authentication=auth,
                 operation_timeout_seconds=timeout,
                 connection_timeout_ms=min(10_000, int(o.operation_timeout * 1000)),
                 tls_trust_certs_file_path=o.tls_trust_certs or None,
                 logger=_library_logger(),
+                **tls,
             )
         return self._client
 

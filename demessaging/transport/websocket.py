@@ -30,9 +30,11 @@ holding ``receiverQueueSize`` messages unacknowledged). ``receiverQueueSize`` is
 the broker's own prefetch for the consumer, ahead of the permits.
 
 Authentication goes in HTTP headers of the handshake: ``Authorization: Bearer <token>`` for a
-token, and any headers given (DASF's ``DE_BACKEND_HEADER``, a JSON object). A refusal of the
-handshake (HTTP 401 or 403) is an :class:`~demessaging.errors.AuthenticationError`; a refused
-connection or an unknown host a :class:`~demessaging.errors.BrokerUnreachableError`, at once.
+token, and any headers given (DASF's ``DE_BACKEND_HEADER``, a JSON object); over ``wss://`` a
+client certificate is presented (see :mod:`.tls`). A refusal of the handshake is an
+:class:`~demessaging.errors.AuthenticationError` (HTTP 401) or an
+:class:`~demessaging.errors.AuthorizationError` (403); a refused connection or an unknown host
+a :class:`~demessaging.errors.BrokerUnreachableError`, at once.
 
 A frame carries a payload base64-encoded, so a payload takes 4/3 of its size in a frame; the
 transport takes payloads up to ``max_message_size`` (derived from ``frame_size``, the
@@ -59,11 +61,13 @@ from websockets.asyncio.client import connect as ws_connect
 
 from ..errors import (
     AuthenticationError,
+    AuthorizationError,
     BrokerUnreachableError,
     ConfigurationError,
     TransportError,
 )
 from ..message import Message
+from . import tls
 from .base import Subscription, Transport, TransportOptions
 from .producers import ProducerPool
 from .reach import unreachable_reason
@@ -208,7 +212,7 @@ class _WebSocketSubscription(Subscription):
                 self._permits = 0  # a new consumer: nothing asked for yet
                 log.info("subscribed to %s again", self._topic)
                 return
-            except AuthenticationError:
+            except (AuthenticationError, AuthorizationError):
                 raise
             except TransportError:
                 if loop.time() + delay > deadline:
@@ -293,8 +297,8 @@ class WebSocketTransport(Transport):
         )
         self._subscriptions: set[_WebSocketSubscription] = set()
         self._ssl: ssl.SSLContext | None = None
-        if url.startswith("wss://"):
-            self._ssl = ssl.create_default_context(cafile=self.options.tls_trust_certs or None)
+        if url.startswith("wss://"):  # host names verified, a client certificate loaded
+            self._ssl = tls.client_context(self.options, url)
 
     @override
     def whole_message_hint(self, size: int) -> str:
@@ -334,12 +338,16 @@ class WebSocketTransport(Transport):
                 else ""
             )
             text = f"{what} failed: the broker answered HTTP {status} at {url}"
-            text += f": {body}" if body else ""
-            if status in (401, 403):
+            text += f": {body}" if body and not body.startswith("<") else ""  # not Jetty's page
+            if status == 403:
+                raise AuthorizationError(f"{text}: the role may not do this") from None
+            if status == 401:
                 raise AuthenticationError(
-                    f"{text}; check DEMESSAGING_TOKEN or DEMESSAGING_HEADERS"
+                    f"{text}; check {tls.credentials(self.options)}"
                 ) from None
             raise TransportError(text) from None
+        except (ssl.SSLError, websockets.InvalidMessage) as exc:  # TLS trouble, named
+            raise tls.handshake_failure(url, exc, self.options, what) from None
         except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as exc:
             reason = unreachable_reason(exc, urlsplit(url).hostname or "")
             if reason is not None:  # nothing listens there: say so, and where the URL is set

@@ -12,7 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from demessaging.cli import cli
-from demessaging.errors import AuthenticationError, ConfigurationError, TransportError
+from demessaging.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConfigurationError,
+    TransportError,
+)
 from demessaging.transport.admin import RECOMMENDED, Cleanup, PulsarAdmin, admin_url_for
 
 TOPIC = "persistent://public/default/climate"
@@ -102,10 +107,25 @@ def test_an_unknown_topic_is_explained(fake: FakeAdmin) -> None:
         PulsarAdmin(fake.url).topic_status(TOPIC, "demessaging-backend")
 
 
-@pytest.mark.parametrize("code", [401, 403])
-def test_refused_credentials_are_an_authentication_error(fake: FakeAdmin, code: int) -> None:
-    fake.routes["GET", "/admin/v2/tenants"] = (code, {"reason": "Unauthorized"})
-    with pytest.raises(AuthenticationError, match=f"refused the request \\({code}\\): Unauth"):
+def test_refused_credentials_are_an_authentication_error(fake: FakeAdmin) -> None:
+    fake.routes["GET", "/admin/v2/tenants"] = (401, {"reason": "Unauthorized"})
+    with pytest.raises(AuthenticationError, match=r"refused the credentials \(401\): Unauth"):
+        PulsarAdmin(fake.url).request("GET", "/admin/v2/tenants")
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (403, "Forbidden"),
+        # what Apache Pulsar answers a known role without the right
+        (401, "Unauthorized to validateSuperUser for clientAppId [bob] about operation [X]"),
+    ],
+)
+def test_a_role_without_the_right_is_an_authorization_error(
+    fake: FakeAdmin, code: int, reason: str
+) -> None:
+    fake.routes["GET", "/admin/v2/tenants"] = (code, {"reason": reason})
+    with pytest.raises(AuthorizationError, match=f"refused GET /admin/v2/tenants \\({code}\\)"):
         PulsarAdmin(fake.url).request("GET", "/admin/v2/tenants")
 
 

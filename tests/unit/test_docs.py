@@ -117,6 +117,7 @@ def test_public_api() -> None:
         "Reporter",
         "ArraySpec",
         "AuthenticationError",
+        "AuthorizationError",
         "CallError",
         "Client",
         "CallTimeoutError",

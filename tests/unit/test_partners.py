@@ -21,9 +21,11 @@ from demessaging.client import Client
 from demessaging.config import Settings
 from demessaging.errors import (
     AuthenticationError,
+    AuthorizationError,
     CallTimeoutError,
     ConfigurationError,
     ProtocolError,
+    TransportError,
 )
 from demessaging.namespaces import Grant, Partners
 from demessaging.protocol import Message, Prop
@@ -380,19 +382,22 @@ def test_the_namespace_command_applies_the_grants_and_prints_the_settings(
 
 
 @pytest.mark.parametrize(
-    ("refusal", "hinted"),
-    [("8 AuthorizationError: Client is not authorized", True), ("bad token", False)],
+    ("refusal", "error", "hinted"),
+    [
+        ("8 AuthorizationError: Client is not authorized", AuthorizationError, True),
+        ("bad token", AuthenticationError, False),
+    ],
 )
 def test_a_refused_reply_topic_names_the_reply_namespace_setting(
-    broker: MemoryBroker, refusal: str, hinted: bool
+    broker: MemoryBroker, refusal: str, error: type[TransportError], hinted: bool
 ) -> None:
     class Refusing(MemoryTransport):
         async def subscribe(self, topic: str, *args: Any, **kwargs: Any) -> Any:
-            raise AuthenticationError(f"subscribing to {topic} failed: {refusal}")
+            raise error(f"subscribing to {topic} failed: {refusal}")
 
     with (
         Client("climate", transport=Refusing(broker), timeout=5) as client,
-        pytest.raises(AuthenticationError) as info,
+        pytest.raises(error) as info,
     ):
         client.call({"func_name": "total", "values": [1]})
     assert refusal in str(info.value)

@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 
 from demessaging.errors import (
     AuthenticationError,
+    AuthorizationError,
     BrokerUnreachableError,
     ConfigurationError,
     TransportError,
@@ -137,6 +138,8 @@ class FakeBroker:
         self.requests.append(request)
         status = self.refuse(request) if self.refuse else None
         if status is not None:
+            if status == 401:  # as Apache Pulsar's Jetty does
+                return connection.respond(status, JETTY_PAGE)
             return connection.respond(status, f"refused with {status}\n")
         return None
 
@@ -185,6 +188,12 @@ def _is_consumer(path: str) -> bool:
     if "/v2/" in path:
         return "/consumer/" in path
     return path.count("/") >= 3
+
+
+JETTY_PAGE = (
+    "<html>\n<head>\n<title>Error 401 Unauthorized</title>\n</head>\n<body><h2>HTTP ERROR 401 "
+    "Unauthorized</h2>\n<p>Powered by Jetty:// 9.4</p>\n</body>\n</html>\n"
+)
 
 
 @contextlib.asynccontextmanager
@@ -624,10 +633,14 @@ def test_without_a_token_no_authorization_header_is_sent() -> None:
     assert "Authorization" not in request.headers
 
 
-@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize(
+    ("status", "error"), [(401, AuthenticationError), (403, AuthorizationError)]
+)
 @pytest.mark.parametrize("action", ["publish", "subscribe"])
-def test_a_refused_handshake_is_an_authentication_error(status: int, action: str) -> None:
-    async def scenario() -> AuthenticationError:
+def test_a_refused_handshake_is_an_authentication_or_authorization_error(
+    status: int, error: type[TransportError], action: str
+) -> None:
+    async def scenario() -> TransportError:
         async with fake_broker(refuse=lambda request: status) as broker:
             transport = WebSocketTransport(broker.url(), TransportOptions(token="wrong"))
             attempt: Awaitable[object] = (
@@ -635,7 +648,7 @@ def test_a_refused_handshake_is_an_authentication_error(status: int, action: str
                 if action == "publish"
                 else transport.subscribe("t", "sub")
             )
-            with pytest.raises(AuthenticationError) as info:
+            with pytest.raises(error) as info:
                 await within(attempt)
             await transport.close()
             assert broker.frames == []
@@ -643,8 +656,13 @@ def test_a_refused_handshake_is_an_authentication_error(status: int, action: str
 
     text = str(run(scenario()))
     assert f"HTTP {status}" in text
-    assert f"refused with {status}" in text  # the broker's body
-    assert "DEMESSAGING_TOKEN" in text
+    assert "<" not in text  # no HTML page quoted
+    assert "Jetty" not in text
+    if status == 401:
+        assert "DEMESSAGING_TOKEN" in text
+    else:
+        assert "refused with 403" in text  # the broker's body
+        assert "the role may not do this" in text
 
 
 def test_other_handshake_refusals_are_transport_errors() -> None:
