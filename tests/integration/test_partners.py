@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -28,8 +29,10 @@ from demessaging.backend.listener import DEFAULT_SUBSCRIPTION
 from demessaging.client import Client, Progress
 from demessaging.config import Settings
 from demessaging.errors import DemessagingError
-from demessaging.message import Message
+from demessaging.message import Message, Prop
+from demessaging.protocol.fragments import FRAGMENT_SUBSCRIPTION, split
 from demessaging.protocol.outgoing import make_request
+from demessaging.protocol.topics import short_name as short
 from demessaging.tokens import create_token, new_secret
 from demessaging.transport import TransportOptions
 from demessaging.transport.admin import PulsarAdmin
@@ -297,6 +300,43 @@ def test_a_partner_cannot_read_take_or_inject_into_anothers_calls(
             with pytest.raises(DemessagingError, match="403"):
                 deployment.admin("partner-a").topics("research", namespace)
         _calls(b, tmp_path / "marker", deployment.backend)  # B's calls still work
+
+
+def test_a_partner_cannot_have_anothers_upload_gathered_for_itself(
+    deployment: Deployment,
+) -> None:
+    """Had A learned the side topic of B's upload, a head naming it with A's own reply topic
+    is refused: the backend neither gathers B's pieces for A nor deletes them."""
+    topic, b_space = deployment.topic, f"{NAMESPACE}-partner-b"
+    side = f"persistent://{b_space}/{topic}_fragments_{secrets.token_hex(16)}"
+    a_replies = f"persistent://{NAMESPACE}-partner-a/{topic}_{secrets.token_hex(16)}"
+    request = make_request(
+        b'{"func_name": "echo_sum", "values": [1.5, 1.5, 1.5, 1.5, 1.5, 1.5]}',
+        context="7",
+        response_topic=f"persistent://{b_space}/{topic}_{secrets.token_hex(16)}",
+    )
+    pieces = split(request, 20, extra={Prop.FRAGMENTS_TOPIC: side})
+
+    async def attempt() -> Message:
+        b = deployment.settings("partner-b").connect()
+        a = deployment.settings("partner-a").connect()
+        try:
+            holder = await b.subscribe(side, FRAGMENT_SUBSCRIPTION, shared=True)  # as B's client
+            await holder.close()  # does: the subscription keeps the pieces
+            for piece in pieces[1:]:
+                await b.publish(side, piece)
+            replies = await a.subscribe(a_replies, "a", shared=False)
+            forged = {**pieces[0].properties, Prop.RESPONSE_TOPIC: a_replies}
+            await a.publish(deployment.request_topic, Message(pieces[0].payload, forged))
+            return await asyncio.wait_for(replies.receive(), 10)
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    reply = asyncio.run(attempt())
+    assert reply.properties[Prop.STATUS] == "error", reply.payload  # not B's sum, 9.0
+    assert b"namespace of its response_topic" in reply.payload
+    stats = deployment.admin().request("GET", f"/admin/v2/persistent/{b_space}/{short(side)}/stats")
+    assert stats["subscriptions"][FRAGMENT_SUBSCRIPTION]["msgBacklog"] == len(pieces) - 1
 
 
 def test_forged_requests_land_nowhere_and_the_backend_publishes_nowhere_else(
