@@ -221,6 +221,9 @@ class RemoteError(CallError):
         The name the backend module exports the exception's type under, if it declares it;
         generated clients raise such errors as their mirror of that type (this error is its
         ``__cause__``).
+    api_fingerprint
+        The fingerprint of the called member as the backend knows it, when its reply said
+        (demessaging backends do once they know which member was called; DASF's never do).
     """
 
     def __init__(
@@ -230,12 +233,14 @@ class RemoteError(CallError):
         stage: str = "execution",
         remote_traceback: str | None = None,
         declared: str | None = None,
+        api_fingerprint: str | None = None,
     ) -> None:
         self.remote_type = remote_type
         self.message = message
         self.stage = stage
         self.remote_traceback = remote_traceback
         self.declared = declared
+        self.api_fingerprint = api_fingerprint
         text = f"{remote_type}: {message}"
         if remote_traceback:
             text = f"{text}\n\nRemote traceback:\n{remote_traceback}"

@@ -133,7 +133,7 @@ class Dispatcher:
         """
         spec = call.target.spec
         positional, keywords = _split(spec.parameters, call.arguments)
-        made = reporters(spec, progress, cancelled)
+        made = reporters(spec, progress, cancelled, call.reports)
         keywords.update(made)
         try:
             if spec.kind == "method":

@@ -2,15 +2,17 @@
 
 A served function takes a report by annotating a parameter with
 :class:`~demessaging.core.reporter.Reporter`, or with a registered report class (DASF's
-``deprogressapi`` reports, :mod:`demessaging.dasf.progress`). Requests never carry such
-parameters (:attr:`~demessaging.core.specs.FunctionSpec.reporters`): the dispatcher gives
-the function a fresh report for each call, whose messages go to the caller.
+``deprogressapi`` reports, :mod:`demessaging.dasf.progress`). Requests carry no such
+parameters (:attr:`~demessaging.core.specs.FunctionSpec.reporters`), except DASF 0.6
+clients, which send their report: the dispatcher gives the function a fresh report for each
+call (a copy of the one sent, if any), whose messages go to the caller.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from ..core.reporter import Reporter, SendProgress, report_type
@@ -34,12 +36,17 @@ def _courteous(send: SendProgress) -> SendProgress:
 
 
 def reporters(
-    spec: FunctionSpec, send: SendProgress | None, cancelled: threading.Event | None = None
+    spec: FunctionSpec,
+    send: SendProgress | None,
+    cancelled: threading.Event | None = None,
+    given: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A fresh report for each reporter parameter of ``spec``, linked to ``send``.
 
     ``cancelled`` is the call's cancellation event: a :class:`Reporter` raises
-    :class:`~demessaging.errors.CallCancelled` once it is set.
+    :class:`~demessaging.errors.CallCancelled` once it is set. ``given`` holds the reports
+    the request carried (DASF 0.6 clients send theirs): a copy of one takes the place of the
+    parameter's default.
     """
     courteous = _courteous(send) if send is not None else None
     made: dict[str, Any] = {}
@@ -50,7 +57,9 @@ def reporters(
             continue
         kind = report_type(param.annotation)
         assert kind is not None, "introspection took only Reporters and registered reports"
-        made[param.name] = kind.make(param.annotation, param.default, courteous)
+        sent = (given or {}).get(param.name)
+        default = param.default if sent is None else sent
+        made[param.name] = kind.make(param.annotation, default, courteous)
     return made
 
 

@@ -34,7 +34,7 @@ from ..errors import (
     RemoteError,
 )
 from .portal import Portal, blocking, blocking_iterator
-from .runtime import Client
+from .runtime import Client, ReplyMismatchError
 
 __all__ = ["RemoteModule"]
 
@@ -236,7 +236,7 @@ class RemoteModule:
             declared = self.declared(error)
             if declared is not None:
                 return declared
-        if getattr(error, "stage", "result") in ("request", "result"):
+        if _may_be_a_change(error, self.fingerprints.get(member)):
             return await self._changed(member, timeout)
         return None
 
@@ -277,3 +277,29 @@ class RemoteModule:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+#: What a request cut short says (pydantic's words, which DASF's backends pass on too).
+_BROKEN_JSON = ("Invalid JSON", "json_invalid")
+
+
+def _may_be_a_change(error: RemoteError | ProtocolError, ours: str | None) -> bool:
+    """Whether a changed member can explain the failure of a call.
+
+    Only arguments the backend refused as invalid, and results that broke a type, can; and
+    not when the backend said that its member's fingerprint is the client's. Anything else (a
+    request the backend could not read, one cut short, a function that raised) keeps its own
+    error.
+    """
+    if not isinstance(error, RemoteError):  # the reply broke the return type, or a stream
+        return isinstance(error, ReplyMismatchError)
+    if error.api_fingerprint is not None and error.api_fingerprint == ours:
+        return False
+    if error.stage == "result":
+        return True
+    if error.stage != "request" or any(words in error.message for words in _BROKEN_JSON):
+        return False
+    # ours name the error type; DASF's backends send text only
+    return error.remote_type.endswith("ValidationError") or error.message.startswith(
+        "error validating request"
+    )

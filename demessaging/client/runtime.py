@@ -45,6 +45,16 @@ __all__ = ["Client"]
 
 log = logging.getLogger("demessaging.client")
 _ANY: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+class ReplyMismatchError(ProtocolError):
+    """A well-formed reply that does not fit the member as the client knows it.
+
+    A result breaking the return type, or a backend that does not stream a generator: what a
+    changed API does, unlike the other protocol errors.
+    """
+
+
 T = TypeVar("T")
 
 
@@ -191,7 +201,7 @@ class Client:
             codec = codec_for(reply.content_type)
             return codec.decode(reply.payload, returns or _ANY)
         except (ValidationError, ValueError) as exc:
-            raise ProtocolError(
+            raise ReplyMismatchError(
                 f"the reply to {member or 'the call'} does not match what the client expects: {exc}"
             ) from exc
 
@@ -321,7 +331,7 @@ class Client:
         """Check the reply that ends a stream: an error, or a backend that did not stream."""
         self._check(reply)
         if not reply.stream_end:
-            raise ProtocolError(
+            raise ReplyMismatchError(
                 f"the backend did not stream {member or 'the call'}: it is not a generator "
                 "function there"
             )
@@ -342,4 +352,11 @@ class Client:
         """Raise the error a reply carries, if it carries one."""
         if reply.failed:
             info = parse_error(reply.message)
-            raise RemoteError(info.type, info.message, info.stage, info.traceback, info.declared)
+            raise RemoteError(
+                info.type,
+                info.message,
+                info.stage,
+                info.traceback,
+                info.declared,
+                reply.api_fingerprint or None,
+            )

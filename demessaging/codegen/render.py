@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from ..core.configure import MODULE_CODEC
 from ..errors import DemessagingWarning, GeneratorError
 
 __all__ = ["Renderer", "docstring_literal"]
@@ -97,6 +98,8 @@ class Renderer:
         args = typing.get_args(tp)
         if origin is typing.Annotated:
             base, *metadata = args
+            if any(item is MODULE_CODEC for item in metadata):  # sent as it is, decoded there
+                return self._typing("Any")
             parts = [self.annotation(base, where)]
             for item in metadata:
                 try:

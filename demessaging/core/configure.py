@@ -24,8 +24,13 @@ serve, instead of every public one), and ``field_params``, ``annotations``, ``va
 A validator is called like a pydantic field validator of DASF's models: ``f(cls, value)`` or
 ``f(cls, value, info)`` (``cls`` is None here), or ``f(value)``; it runs after the type's
 own validation unless it comes from ``pydantic.field_validator(..., mode="before")``.
-Validators and serializers of parameters that demessaging encodes itself (numpy arrays and
-xarray objects) are left out: its wire format carries those already.
+A parameter with a serializer and validators, and no type in ``annotations``, is typed
+``Any`` whatever its annotation says, as in DASF 0.6: it travels as its serializer writes it
+(the module's own codec, e.g. base64 of a numpy array's ``.npy`` bytes), and its validators see
+that raw value and decode it. The return value likewise, with ``return_serializer`` and
+``return_validators`` and no ``return_annotation``. Otherwise, validators and serializers of
+parameters that demessaging encodes itself (numpy arrays and xarray objects) are left out: its
+wire format carries those already.
 
 ``template``, ``registry`` and ``reporter_args`` are accepted and have no effect (they shape
 DASF's generated code; progress reporters are found from the annotations). ``name`` and
@@ -51,7 +56,7 @@ from pydantic import (
 
 from ..errors import ConfigurationError
 
-__all__ = ["MemberConfig", "config_of", "configure"]
+__all__ = ["MODULE_CODEC", "MemberConfig", "ModuleCodec", "config_of", "configure"]
 
 T = TypeVar("T")
 ATTRIBUTE = "__demessaging_config__"
@@ -90,6 +95,18 @@ _MODES = {"after": AfterValidator, "before": BeforeValidator, "plain": PlainVali
 
 
 @dataclass(frozen=True)
+class ModuleCodec:
+    """Marks a value typed ``Any`` because the module's own codec carries it (module docstring).
+
+    Generated clients write such a value as ``Any`` and send it in demessaging's encoding; the
+    backend's validators take the decoded value (as they take a DASF client's own values).
+    """
+
+
+MODULE_CODEC = ModuleCodec()
+
+
+@dataclass(frozen=True)
 class MemberConfig:
     """What :func:`configure` says about one function or class (empty when not decorated)."""
 
@@ -112,8 +129,11 @@ class MemberConfig:
         ``native`` says whether demessaging encodes the type itself (validators and
         serializers are then left out).
         """
-        annotation = self.annotations.get(name, annotation)
         extra: list[Any] = []
+        if self.raw_codec(name):
+            annotation, native = Any, False  # the validators decode what the serializer wrote
+            extra.append(MODULE_CODEC)
+        annotation = self.annotations.get(name, annotation)
         if not native:
             extra += [
                 _validator(v, f"validator of {name!r}") for v in self.validators.get(name, ())
@@ -130,6 +150,9 @@ class MemberConfig:
         if self.return_annotation is not None:
             annotation = self.return_annotation
         extra: list[Any] = []
+        if self.return_annotation is None and self.return_serializer and self.return_validators:
+            annotation, native = Any, False
+            extra.append(MODULE_CODEC)
         if not native:
             extra += [_validator(v, "return validator") for v in self.return_validators]
             if self.return_serializer is not None:
@@ -137,6 +160,19 @@ class MemberConfig:
         if self.returns:
             extra.append(Field(**self.returns))
         return _annotated(annotation, extra)
+
+    def raw_codec(self, name: str) -> bool:
+        """Whether parameter ``name`` is a value of the module's own codec, typed ``Any``.
+
+        So it is when it has a serializer and validators and no annotation in
+        ``annotations``, as in DASF 0.6: the validators get the value as it came over the
+        wire (the serializer's output) and turn it into what the function takes.
+        """
+        return (
+            name in self.serializers
+            and bool(self.validators.get(name))
+            and name not in self.annotations
+        )
 
     def description(self, name: str, default: str) -> str:
         """The description of parameter ``name``."""

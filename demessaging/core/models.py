@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
@@ -33,9 +33,11 @@ from pydantic import (
     ValidationError,
     create_model,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from ..errors import SignatureError
 from .arrays import prepare_annotation
+from .reporter import report_type
 from .specs import ClassSpec, FunctionSpec, ModuleSpec, ParameterSpec
 
 __all__ = [
@@ -92,11 +94,16 @@ class Call:
         The arguments the request carries, by parameter name (defaults not filled in).
     constructor
         The constructor arguments, for instance methods.
+    reports
+        The DASF progress reports the request carries, by parameter name: DASF 0.6 clients
+        send the report of a function that takes one, and the call gets a copy of it (its
+        step message and the like) instead of the function's default.
     """
 
     target: CallableModels
     arguments: dict[str, Any]
     constructor: dict[str, Any]
+    reports: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,14 +138,16 @@ class ModuleModels:
         class_name = getattr(request, "class_name", None)
         if class_name is None:
             target = self.functions[request.func_name]  # type: ignore[attr-defined]
-            return Call(target, _set_arguments(request, target.spec.parameters), {})
+            arguments = _set_arguments(request, target.spec.parameters)
+            return Call(target, arguments, {}, _set_arguments(request, target.spec.reporters))
         function: BaseModel = request.function  # type: ignore[attr-defined]
         target = self.methods[(class_name, function.func_name)]  # type: ignore[attr-defined]
         assert target.owner is not None
         constructor = {}
         if target.spec.needs_instance:
             constructor = _set_arguments(request, target.owner.constructor.parameters)
-        return Call(target, _set_arguments(function, target.spec.parameters), constructor)
+        arguments = _set_arguments(function, target.spec.parameters)
+        return Call(target, arguments, constructor, _set_arguments(function, target.spec.reporters))
 
     def validate_json(self, data: bytes | bytearray | str) -> Call:
         """Validate a JSON request; raises pydantic's ``ValidationError``."""
@@ -263,8 +272,11 @@ def _const(name: str) -> Any:
 
 
 def _callable_models(spec: FunctionSpec, owner: ClassSpec | None, name: str) -> CallableModels:
-    names = field_names(spec.parameters)
+    names = field_names(spec.parameters + spec.reporters)
     fields = {names[p.name]: _field(p, spec.qualname) for p in spec.parameters}
+    for p in spec.reporters:
+        if report_type(p.annotation) is not None:  # DASF's: its clients send them
+            fields[names[p.name]] = _report_field(p)
     request = create_model(
         name,
         __config__=_config(spec.schema_extra),
@@ -317,6 +329,15 @@ def _field(param: ParameterSpec, qualname: str) -> tuple[Any, Any]:
     default = ... if param.required else param.default
     info = Field(default, description=param.description or None, alias=param.name)
     return annotation, info
+
+
+def _report_field(param: ParameterSpec) -> tuple[Any, Any]:
+    """An optional field for the report DASF 0.6 clients send, left out of the JSON Schema.
+
+    The backend fills report parameters itself; callers other than DASF's never send them.
+    """
+    hidden: Any = SkipJsonSchema  # applied to a type known at run time only
+    return hidden[param.annotation | None], Field(None, alias=param.name)
 
 
 def _inf_nan_adapter(annotation: Any) -> TypeAdapter[Any]:

@@ -8,9 +8,10 @@ A function of a backend module may take a report, as modules written for DASF do
         with reporter:
             ...
 
-Requests never carry such parameters (:attr:`~demessaging.core.specs.FunctionSpec.reporters`).
-For each call, the backend gives the function a fresh copy of the default report (or a new
-one of the annotated class) whose ``submit()`` sends the whole report to the caller as a
+DASF 0.6's generated clients send the report with every request (its ``step_message``, its
+``steps``...; other callers never do, and the JSON Schema does not list it). For each call, the
+backend gives the function a fresh copy of the report sent, else of the default report (or a
+new one of the annotated class), whose ``submit()`` sends the whole report to the caller as a
 ``progress`` message: the report's JSON as payload and its ``status`` (``running``,
 ``success`` or ``error``) as property, as DASF backends do.
 
@@ -39,7 +40,10 @@ def is_dasf_report(cls: type) -> bool:
 
 
 def make_report(annotation: type, default: Any, send: SendProgress | None) -> Any:
-    """A fresh report for one call: a copy of ``default``, else a new ``annotation()``."""
+    """A fresh report for one call: a copy of ``default``, else a new ``annotation()``.
+
+    ``default`` is the report a DASF client sent, else the parameter's default.
+    """
     if default is not inspect.Parameter.empty:
         report = default.model_copy(deep=True)
     else:

@@ -126,22 +126,28 @@ def backends(broker_url: str, launch: Callable[..., Backend]) -> Callable[..., B
 # -- DASF's demessaging 0.6.4 -------------------------------------------------------------
 
 OLD = "demessaging[backend]==0.6.4"
+#: What DASF modules of the tests import besides demessaging 0.6.4.
+OLD_EXTRAS = ("numpy",)
 
 
 @pytest.fixture(scope="session")
 def old_python() -> Path:
-    """The Python of an environment with demessaging 0.6.4."""
+    """The Python of an environment with demessaging 0.6.4 (and numpy)."""
     env = pulsar.cache_dir() / "dasf-0.6.4-env"
     env.parent.mkdir(parents=True, exist_ok=True)
+    wanted = " ".join((OLD, *OLD_EXTRAS))
+    marker = env / "installed"
     with locked(env.parent / "dasf-0.6.4-install.lock"):
-        if not (env / "installed").exists():
-            venv.EnvBuilder(with_pip=True, clear=True).create(env)
+        if not marker.exists() or marker.read_text() != wanted:
+            if not marker.exists():
+                venv.EnvBuilder(with_pip=True, clear=True).create(env)
             subprocess.run(
-                [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", OLD],
+                [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet", OLD, *OLD_EXTRAS],
                 check=True,
                 timeout=600,
+                env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
             )
-            (env / "installed").write_text(OLD)
+            marker.write_text(wanted)
     return env / "bin" / "python"
 
 
@@ -160,12 +166,26 @@ def ws_broker(broker: Broker) -> Broker:
     return broker
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_env(python: Path | str) -> dict[str, str]:
+    """The environment to run ``python`` in: this checkout first on its path if it is ours;
+    no ``PYTHONPATH`` for demessaging 0.6.4's, whose own demessaging it would hide."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if Path(python) == Path(sys.executable):
+        env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
 @contextlib.contextmanager
 def dasf_backend(command: list[str], cwd: Path) -> Iterator[Backend]:
     """A backend started with DASF's command line in ``cwd``; stopped at the end."""
     log = cwd / "dasf-backend.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=python_env(command[0])
+        )
     backend = Backend(process, log)
     try:
         yield backend

@@ -18,7 +18,7 @@ import pytest
 from demessaging.client import Client
 from tests.brokers import Broker
 
-from .conftest import Backend, dasf_backend, old_options, wait_until_answering
+from .conftest import Backend, dasf_backend, old_options, python_env, wait_until_answering
 
 MODULE = '''\
 """A module both versions serve."""
@@ -131,6 +131,7 @@ def test_a_dasf_064_generated_client_calls_a_demessaging_backend(
         capture_output=True,
         text=True,
         timeout=120,
+        env=python_env(old_python),
     )
     assert generated.returncode == 0, generated.stderr
     (module_dir / "client.py").write_text(generated.stdout)
@@ -140,6 +141,7 @@ def test_a_dasf_064_generated_client_calls_a_demessaging_backend(
         capture_output=True,
         text=True,
         timeout=120,
+        env=python_env(old_python),
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
     result = json.loads(ran.stdout.strip().splitlines()[-1])

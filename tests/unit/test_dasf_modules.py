@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import field_validator
 
 from demessaging import configure
-from demessaging.backend import ListenerThread
+from demessaging.backend import ListenerThread, serve
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.client import Client, Progress
 from demessaging.core import inspect_module
 from demessaging.core.schema import module_schema
 from demessaging.errors import ConfigurationError, RemoteError, SignatureError
 from demessaging.protocol.envelope import JSON
+from tests.helpers import generated_client
 
 DASF_MODULE = Path(__file__).resolve().parents[1] / "data" / "dasf_module.py"
 
@@ -164,6 +170,73 @@ def test_a_field_validator_object_targets_its_own_field() -> None:
     assert set(config.validators) == {"x"}
 
 
+# -- a module's own codec (serializers and validators) --------------------------------------------
+
+ARRAYS = DASF_MODULE.parent / "dasf_arrays" / "dasf_arrays.py"
+
+
+def _encoded(value: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    np.save(buffer, value, allow_pickle=False)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _decoded(text: str) -> np.ndarray:
+    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+
+
+def test_a_parameter_with_a_serializer_and_validators_takes_the_codec_s_wire_value() -> None:
+    dispatcher = Dispatcher.from_module(ARRAYS)
+    a = np.arange(6.0).reshape(2, 3)
+    assert dispatcher.call({"func_name": "total", "a": _encoded(a)}) == 15.0
+    outcome = dispatcher.handle(json.dumps({"func_name": "scale", "a": _encoded(a)}), JSON)
+    assert outcome.ok, outcome
+    np.testing.assert_array_equal(_decoded(json.loads(outcome.payload)), a * 2)  # its serializer
+    schema = module_schema(dispatcher.models)["$defs"]["FuncTotal"]["properties"]["a"]
+    assert "type" not in schema  # Any, as DASF 0.6 describes it
+    with pytest.raises(Exception, match=r"expected an array in base64 \.npy, got int"):
+        dispatcher.call({"func_name": "total", "a": 3})
+
+
+def test_an_explicit_annotation_keeps_its_type_despite_a_codec(
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    dispatcher = make_dispatcher(
+        """
+        from demessaging import configure
+
+        def _shout(value):
+            return value.upper()
+
+        @configure(annotations={"a": str}, serializers={"a": str}, validators={"a": [_shout]})
+        def typed(a) -> str:
+            return a
+
+        @configure(validators={"a": [_shout]})
+        def checked(a: str) -> str:
+            return a
+        """
+    )
+    assert dispatcher.call({"func_name": "typed", "a": "x"}) == "X"
+    with pytest.raises(Exception, match="valid string"):
+        dispatcher.call({"func_name": "typed", "a": 3})
+    with pytest.raises(Exception, match="valid string"):  # validators alone: the type stays
+        dispatcher.call({"func_name": "checked", "a": 3})
+
+
+def test_a_generated_client_of_a_module_with_its_own_codec_sends_arrays(tmp_path: Path) -> None:
+    broker_url = f"memory://{uuid.uuid4().hex[:8]}"
+    with generated_client(ARRAYS, tmp_path, name="arrays", broker_url=broker_url) as arrays:
+        source = Path(arrays.__file__).read_text()
+        assert "def total(a: typing.Any) -> float:" in source
+        with serve(ARRAYS, broker_url=broker_url, topic="dasf_arrays"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # the same fingerprints: no API change warned
+                assert arrays.total(np.arange(4.0)) == 6.0
+                scaled = arrays.scale(np.arange(4.0), factor=3.0)
+            np.testing.assert_array_equal(scaled, np.arange(4.0) * 3)
+
+
 # -- progress reports ---------------------------------------------------------------------------
 
 
@@ -193,6 +266,75 @@ def test_a_reporter_parameter_is_filled_by_the_backend_and_reports_each_step() -
     assert dispatcher.call({"func_name": "count_up", "n": 0}) == 0  # no reporter: no progress
     assert again[0] == "running"
     assert len(again) == 4
+
+
+#: What DASF 0.6.4's generated client sends for ``count_up(2)`` (its report, serialised).
+DASF_064_REQUEST = {
+    "func_name": "count_up",
+    "n": 2,
+    "reporter": {
+        "settings": {"show_method": "AUTO", "use_curses": True},
+        "report_id": "root",
+        "status": "running",
+        "step_message": "from the client",
+        "steps": 0,
+        "children": [],
+        "report_type": "tree",
+    },
+}
+
+
+def test_the_report_a_dasf_client_sends_is_the_one_the_function_gets() -> None:
+    dispatcher = Dispatcher.from_module(DASF_MODULE)
+    sent: list[tuple[str, dict[str, object]]] = []
+    outcome = dispatcher.handle(
+        json.dumps(DASF_064_REQUEST),
+        JSON,
+        lambda payload, status: sent.append((status, json.loads(payload))),
+    )
+    assert outcome.ok, outcome
+    assert outcome.payload == b"2"
+    assert sent[0][1]["step_message"] == "from the client"  # as DASF 0.6.4's backend does
+    assert sent[-1][0] == "success"
+    assert [c["step_message"] for c in sent[-1][1]["children"]] == ["step 1", "step 2"]  # type: ignore[union-attr]
+    schema = module_schema(dispatcher.models)["$defs"]["FuncCountUp"]
+    assert "reporter" not in schema["properties"]  # callers other than DASF's never send it
+    again: list[dict[str, object]] = []  # the next call without one gets the default again
+    dispatcher.handle(
+        b'{"func_name": "count_up", "n": 1}', JSON, lambda p, s: again.append(json.loads(p))
+    )
+    assert again[0]["step_message"] == "counting"
+    assert dispatcher.call({**DASF_064_REQUEST, "reporter": None}) == 2
+    with pytest.raises(Exception, match="reporter"):
+        dispatcher.call({**DASF_064_REQUEST, "reporter": 3})
+    with pytest.raises(Exception, match="Extra inputs"):
+        dispatcher.call({"func_name": "hello", "message": "x", "reporter": {}})
+
+
+def test_a_method_gets_the_report_a_dasf_client_sends(
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    dispatcher = make_dispatcher(
+        """
+        from deprogressapi import ProgressReport
+
+        DEFAULT = ProgressReport(step_message="counting")
+
+        class Counter:
+            def __init__(self, start: int) -> None:
+                self.start = start
+
+            def count(self, n: int, reporter: ProgressReport = DEFAULT) -> int:
+                with reporter:
+                    return self.start + n
+        """
+    )
+    sent: list[dict[str, object]] = []
+    method = {"func_name": "count", "n": 2, "reporter": {"step_message": "mine"}}
+    request = {"class_name": "Counter", "start": 1, "function": method}
+    outcome = dispatcher.handle(json.dumps(request), JSON, lambda p, s: sent.append(json.loads(p)))
+    assert (outcome.ok, outcome.payload) == (True, b"3")
+    assert {report["step_message"] for report in sent} == {"mine"}
 
 
 def test_a_client_sees_the_progress_before_the_result(

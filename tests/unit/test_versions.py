@@ -13,10 +13,13 @@ import pytest
 
 from demessaging import APIChangedError, DemessagingWarning, RemoteError
 from demessaging.backend import serve
+from demessaging.client import RemoteModule
+from demessaging.client.runtime import ReplyMismatchError
 from demessaging.core import inspect_module
 from demessaging.core.models import build_models
 from demessaging.core.schema import api_info
 from demessaging.core.versions import changes, fingerprint, shapes
+from demessaging.errors import ProtocolError
 from tests.helpers import generated_client
 
 OLD = '''
@@ -208,3 +211,44 @@ def test_an_unchanged_backend_fails_as_itself(
         with pytest.raises(RemoteError, match="does not match its return annotation") as failed:
             shop.broken("flour")
         assert failed.value.stage == "result"  # the schemas agree: nothing to blame on versions
+
+
+#: What a backend says of a request it got only the first piece of (DASF's words).
+CUT_SHORT = (
+    "error validating request: 1 validation error for FuncPrice\n"
+    "  Invalid JSON: EOF while parsing a string at line 1 column 524288 [type=json_invalid]"
+)
+
+
+def test_only_a_failure_a_change_explains_is_blamed_on_the_change(
+    modules: tuple[Path, Path], old_client: tuple[ModuleType, str]
+) -> None:
+    shop, url = old_client
+    remote: RemoteModule = shop._remote
+    ours = remote.fingerprints["price"]
+
+    def explained(error: RemoteError | ProtocolError) -> Exception | None:
+        return remote._portal().run(remote._explained(error, "price", 10))
+
+    with serve(modules[1], broker_url=url, topic="shop"):  # price changed there
+        kept = [
+            RemoteError("RemoteError", CUT_SHORT, "request"),  # a DASF backend's
+            RemoteError("ValidationError", "Invalid JSON: EOF while parsing", "request"),
+            RemoteError("ProtocolError", "the payload is not msgpack", "request"),
+            RemoteError("ValueError", "unknown content type", "request"),
+            RemoteError("ZeroDivisionError", "division by zero", "execution"),
+            ProtocolError("a piece of the reply is missing"),
+            # the backend says its member is the client's: whatever failed, not the API
+            RemoteError("ValidationError", "x: bad", "result", api_fingerprint=ours),
+        ]
+        for error in kept:
+            assert explained(error) is None, error
+        blamed = [
+            RemoteError("RemoteError", "error validating request: a valid string", "request"),
+            RemoteError("ValidationError", "item: Input should be a valid integer", "request"),
+            RemoteError("ValidationError", "returned a value that does not match", "result"),
+            RemoteError("ValidationError", "x", "request", api_fingerprint="0123456789abcdef"),
+            ReplyMismatchError("the reply to price does not match what the client expects"),
+        ]
+        for error in blamed:
+            assert isinstance(explained(error), APIChangedError), error
