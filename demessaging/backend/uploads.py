@@ -236,5 +236,5 @@ class Uploads:
     async def _refuse(self, head: Request | Query) -> None:
         """Delete the pieces of a refused head, if its side topic is one of ours."""
         side = head.fragments_topic or ""
-        if is_side_topic_of(side, self.topic, self.namespaces):
+        if is_side_topic_of(side, self.topic, self.namespaces, caller=head.response_topic):
             await drop_pieces(self.transport, side)

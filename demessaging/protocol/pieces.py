@@ -214,17 +214,23 @@ class Gathered:
         await self.side.close()
 
 
-def is_side_topic_of(name: str, topic: str, namespaces: Collection[str] = ()) -> bool:
+def is_side_topic_of(
+    name: str, topic: str, namespaces: Collection[str] = (), *, caller: str | None = None
+) -> bool:
     """Whether ``name`` is a side topic for requests to ``topic``.
 
     Next to ``topic`` (``<topic>_fragments_<name>``), or a full name in one of ``namespaces``
-    (clients' reply namespaces) whose last part is ``<short topic>_fragments_<name>``.
+    (clients' reply namespaces) whose last part is ``<short topic>_fragments_<name>``. Given
+    ``caller`` (the head's ``response_topic``), a side topic in a reply namespace must be in
+    the caller's: a partner does not have another's upload gathered, nor its pieces deleted.
     """
     prefix = side_topic(topic, "")
     if name.startswith(prefix) and len(name) > len(prefix):
         return True
     parts = split_name(name)
     if parts is None or parts[0] not in namespaces:
+        return False
+    if caller is not None and (split_name(caller) or ("", ""))[0] != parts[0]:
         return False
     prefix = side_topic(short_name(topic), "")
     return parts[1].startswith(prefix) and len(parts[1]) > len(prefix)
@@ -247,7 +253,8 @@ def check_head(
     Raises
     ------
     ProtocolError
-        If the head names no side topic of ``topic`` (see :func:`is_side_topic_of`), gives
+        If the head names no side topic of ``topic`` (see :func:`is_side_topic_of`; one in a
+        reply namespace must be in that of the head's ``response_topic``), gives
         no ``payload_size``, claims more than ``max_payload`` bytes, or more pieces than its
         bytes allow.
     """
@@ -255,6 +262,11 @@ def check_head(
     if not is_side_topic_of(side_name, topic, namespaces):
         raise ProtocolError(
             f"a request in pieces must name a fragments_topic of {topic!r}, not {side_name!r}"
+        )
+    if not is_side_topic_of(side_name, topic, namespaces, caller=head.response_topic):
+        raise ProtocolError(
+            f"the fragments_topic {side_name!r} must be in the namespace of its response_topic "
+            f"{head.response_topic!r}"
         )
     if head.payload_size is None:
         raise ProtocolError("a request in pieces must give its payload_size")

@@ -1,10 +1,12 @@
-"""Partners isolated from each other on Apache Pulsar with authentication and authorization.
+"""Partners isolated from each other on Apache Pulsar with TLS, tokens and authorization.
 
 One backend role and two partner roles, granted by ``demessaging namespace`` as an admin
-would, and nothing more (see "Partners" in docs/deploying.md). Partner B's calls work in every
-way a call goes (small, an upload in pieces, a result in pieces, progress, cancellation), over
-the binary protocol and the WebSocket API; partner A tries to read, take and forge B's calls,
-and to make the backend publish elsewhere: each attempt is refused, or lands nowhere.
+would (over the admin API on ``https://``), and nothing more (see "Partners" in
+docs/deploying.md). The broker's certificate comes from a private CA, for 127.0.0.1; every
+client, the backend and the command trust only that CA and check the host name. Partner B's
+calls work in every way a call goes (small, an upload in pieces, a result in pieces, progress,
+cancellation), over ``pulsar+ssl://`` and ``wss://``; partner A tries to read, take and forge
+B's calls, and to make the backend publish elsewhere: each attempt is refused, or lands nowhere.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -26,12 +29,15 @@ from demessaging.backend.listener import DEFAULT_SUBSCRIPTION
 from demessaging.client import Client, Progress
 from demessaging.config import Settings
 from demessaging.errors import DemessagingError
-from demessaging.message import Message
+from demessaging.message import Message, Prop
+from demessaging.protocol.fragments import FRAGMENT_SUBSCRIPTION, split
 from demessaging.protocol.outgoing import make_request
+from demessaging.protocol.topics import short_name as short
 from demessaging.tokens import create_token, new_secret
 from demessaging.transport import TransportOptions
 from demessaging.transport.admin import PulsarAdmin
 from tests.brokers import selected_brokers
+from tests.certs import CA
 from tools import pulsar
 
 from .conftest import ROOT, Backend
@@ -45,18 +51,35 @@ PROMPT = 5.0
 LARGE = 1_000_000
 
 
+@dataclass
+class Secured:
+    """The broker, the tokens' secret, and the private CA its certificate comes from."""
+
+    broker: pulsar.PulsarStandalone
+    secret: bytes
+    ca: Path
+
+
 @pytest.fixture(scope="module")
 def secured(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[pulsar.PulsarStandalone, bytes]]:
-    """Apache Pulsar with token authentication and authorization (and its WebSocket API)."""
+) -> Iterator[Secured]:
+    """Apache Pulsar with TLS (a private CA's certificate for 127.0.0.1), token
+    authentication, authorization, and its WebSocket API."""
     if "pulsar" not in selected_brokers(request.config):
         pytest.skip("authorization needs Apache Pulsar (--brokers pulsar)")
-    secret = new_secret()
-    settings = {"authorizationEnabled": "true", "webSocketServiceEnabled": "true"}
     folder = tmp_path_factory.mktemp("pulsar-partners")
-    with pulsar.start(folder, token_secret=secret, settings=settings) as broker:
-        yield broker, secret
+    ca = CA(folder / "ca")
+    server = ca.server("broker", "127.0.0.1")
+    secret = new_secret()
+    with pulsar.start(
+        folder / "broker",
+        token_secret=secret,
+        tls=pulsar.TLS(server.certificate, server.key, ca.certificate),
+        authorization=True,
+        settings={"webSocketServiceEnabled": "true"},
+    ) as broker:
+        yield Secured(broker, secret, ca.certificate)
 
 
 @dataclass
@@ -64,11 +87,12 @@ class Deployment:
     """The broker, a backend of role ``backend`` on ``topic``, and the roles' tokens."""
 
     broker: pulsar.PulsarStandalone
+    ca: Path
     topic: str
     tokens: dict[str, str]
     granted: str  # what `demessaging namespace` printed
     backend: Backend
-    url: str  # the backend's broker URL: the binary protocol, or the WebSocket API
+    url: str  # the backend's broker URL: pulsar+ssl://, or the WebSocket API's wss://
 
     @property
     def request_topic(self) -> str:
@@ -76,11 +100,16 @@ class Deployment:
 
     def admin(self, role: str = "") -> PulsarAdmin:
         token = self.tokens[role] if role else self.broker.admin_token
-        return PulsarAdmin(self.broker.admin_url, token=token)
+        return PulsarAdmin(self.broker.admin_tls_url, token=token, tls_trust_certs=str(self.ca))
 
     def settings(self, role: str) -> Settings:
         """A partner's settings, as `demessaging namespace` printed them (on the backend's API)."""
-        options = TransportOptions(token=self.tokens[role], tenant="research", namespace="climate")
+        options = TransportOptions(
+            token=self.tokens[role],
+            tenant="research",
+            namespace="climate",
+            tls_trust_certs=str(self.ca),
+        )
         return Settings(
             broker_url=self.url,
             transport=options,
@@ -91,18 +120,19 @@ class Deployment:
 @pytest.fixture
 def deployment(
     request: pytest.FixtureRequest,
-    secured: tuple[pulsar.PulsarStandalone, bytes],
+    secured: Secured,
     launch: Callable[..., Backend],
     topic: str,
 ) -> Deployment:
-    """The grants for ``topic`` applied with the CLI, and its backend serving (over the
-    WebSocket API if the parameter says ``websocket``)."""
-    broker, secret = secured
-    url = broker.broker_url
+    """The grants for ``topic`` applied with the CLI, and its backend serving over
+    ``pulsar+ssl://`` (over the WebSocket API's ``wss://`` if the parameter says
+    ``websocket``)."""
+    broker = secured.broker
+    url = broker.tls_url
     if getattr(request, "param", "binary") == "websocket":
-        url = f"ws://127.0.0.1:{broker.web_port}"
-    tokens = {role: create_token(secret, role) for role in ROLES}
-    granted = _grant(broker, topic)
+        url = broker.wss_url
+    tokens = {role: create_token(secured.secret, role) for role in ROLES}
+    granted = _grant(broker, secured.ca, topic)
     backend = launch(
         WORKERS,
         topic,
@@ -110,25 +140,30 @@ def deployment(
         workers=2,
         env={
             "DEMESSAGING_TOKEN": tokens["backend"],
+            "DEMESSAGING_TLS_TRUST_CERTS": str(secured.ca),
             "DEMESSAGING_TENANT": "research",
             "DEMESSAGING_NAMESPACE": "climate",
             "DEMESSAGING_REPLY_NAMESPACES": f"{NAMESPACE}-partner-a,{NAMESPACE}-partner-b",
             "DEMESSAGING_REPLY_NAMESPACES_ONLY": "true",
         },
     )
-    return Deployment(broker, topic, tokens, granted, backend, url)
+    return Deployment(broker, secured.ca, topic, tokens, granted, backend, url)
 
 
 def _sorted(permissions: dict[str, list[str]]) -> dict[str, list[str]]:
     return {role: sorted(actions) for role, actions in permissions.items()}
 
 
-def _grant(broker: pulsar.PulsarStandalone, topic: str, *extra: str) -> str:
-    """Run `demessaging namespace` for ``topic`` as an admin would; what it printed."""
+def _grant(broker: pulsar.PulsarStandalone, ca: Path, topic: str, *extra: str) -> str:
+    """Run `demessaging namespace` for ``topic`` as an admin would (the admin API on https://,
+    only the private CA ``ca`` trusted); what it printed."""
     command = [sys.executable, "-m", "demessaging", "namespace", NAMESPACE, *extra]
-    command += ["--admin-url", broker.admin_url, "--backend-role", "backend", "--topic", topic]
-    command += ["--partner", "partner-a", "--partner", "partner-b"]
-    env = os.environ | {"DEMESSAGING_TOKEN": broker.admin_token}
+    command += ["--admin-url", broker.admin_tls_url, "--backend-role", "backend"]
+    command += ["--topic", topic, "--partner", "partner-a", "--partner", "partner-b"]
+    env = os.environ | {
+        "DEMESSAGING_TOKEN": broker.admin_token,
+        "DEMESSAGING_TLS_TRUST_CERTS": str(ca),
+    }
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -160,10 +195,10 @@ def test_the_command_takes_back_other_grants_when_asked(deployment: Deployment) 
     admin.grant_namespace("research", "climate-partner-a", "partner-b", ["consume"])
     admin.grant_topic(request, "partner-c", ["produce"])
     admin.grant_topic(request, "partner-a", ["consume"])
-    again = _grant(deployment.broker, deployment.topic)  # adds only: the others stay
+    again = _grant(deployment.broker, deployment.ca, deployment.topic)  # adds only: the others stay
     assert "revoked" not in again
     assert "partner-c" in admin.namespace_permissions("research", "climate")
-    printed = _grant(deployment.broker, deployment.topic, "--revoke-others")
+    printed = _grant(deployment.broker, deployment.ca, deployment.topic, "--revoke-others")
     assert "revoked: partner-c on namespace research/climate" in printed
     assert _sorted(admin.namespace_permissions("research", "climate")) == {
         "backend": ["consume", "produce"]
@@ -216,6 +251,7 @@ def _calls(client: Client, marker: Path, backend: Backend) -> None:
 def test_a_partner_calls_with_only_the_granted_rights(
     deployment: Deployment, tmp_path: Path
 ) -> None:
+    assert deployment.url.startswith(("pulsar+ssl://", "wss://"))
     with Client(deployment.topic, settings=deployment.settings("partner-b")) as client:
         assert client.response_topic.startswith(f"persistent://{NAMESPACE}-partner-b/")
         _calls(client, tmp_path / "marker", deployment.backend)
@@ -264,6 +300,43 @@ def test_a_partner_cannot_read_take_or_inject_into_anothers_calls(
             with pytest.raises(DemessagingError, match="403"):
                 deployment.admin("partner-a").topics("research", namespace)
         _calls(b, tmp_path / "marker", deployment.backend)  # B's calls still work
+
+
+def test_a_partner_cannot_have_anothers_upload_gathered_for_itself(
+    deployment: Deployment,
+) -> None:
+    """Had A learned the side topic of B's upload, a head naming it with A's own reply topic
+    is refused: the backend neither gathers B's pieces for A nor deletes them."""
+    topic, b_space = deployment.topic, f"{NAMESPACE}-partner-b"
+    side = f"persistent://{b_space}/{topic}_fragments_{secrets.token_hex(16)}"
+    a_replies = f"persistent://{NAMESPACE}-partner-a/{topic}_{secrets.token_hex(16)}"
+    request = make_request(
+        b'{"func_name": "echo_sum", "values": [1.5, 1.5, 1.5, 1.5, 1.5, 1.5]}',
+        context="7",
+        response_topic=f"persistent://{b_space}/{topic}_{secrets.token_hex(16)}",
+    )
+    pieces = split(request, 20, extra={Prop.FRAGMENTS_TOPIC: side})
+
+    async def attempt() -> Message:
+        b = deployment.settings("partner-b").connect()
+        a = deployment.settings("partner-a").connect()
+        try:
+            holder = await b.subscribe(side, FRAGMENT_SUBSCRIPTION, shared=True)  # as B's client
+            await holder.close()  # does: the subscription keeps the pieces
+            for piece in pieces[1:]:
+                await b.publish(side, piece)
+            replies = await a.subscribe(a_replies, "a", shared=False)
+            forged = {**pieces[0].properties, Prop.RESPONSE_TOPIC: a_replies}
+            await a.publish(deployment.request_topic, Message(pieces[0].payload, forged))
+            return await asyncio.wait_for(replies.receive(), 10)
+        finally:
+            await asyncio.gather(a.close(), b.close())
+
+    reply = asyncio.run(attempt())
+    assert reply.properties[Prop.STATUS] == "error", reply.payload  # not B's sum, 9.0
+    assert b"namespace of its response_topic" in reply.payload
+    stats = deployment.admin().request("GET", f"/admin/v2/persistent/{b_space}/{short(side)}/stats")
+    assert stats["subscriptions"][FRAGMENT_SUBSCRIPTION]["msgBacklog"] == len(pieces) - 1
 
 
 def test_forged_requests_land_nowhere_and_the_backend_publishes_nowhere_else(

@@ -30,10 +30,10 @@ from demessaging.errors import (
 from demessaging.namespaces import Grant, Partners
 from demessaging.protocol import Message, Prop
 from demessaging.protocol.envelope import parse_request
-from demessaging.protocol.fragments import side_topic
+from demessaging.protocol.fragments import FRAGMENT_SUBSCRIPTION, side_topic, split
 from demessaging.protocol.outgoing import make_request
 from demessaging.protocol.pieces import check_head, is_side_topic_of
-from demessaging.protocol.topics import ReplyTopics, reply_topic
+from demessaging.protocol.topics import ReplyTopics, full_name, reply_topic, split_name
 from demessaging.transport.admin import PulsarAdmin
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 from tests.unit.test_admin import FakeAdmin
@@ -163,12 +163,15 @@ def test_a_reply_to_the_request_topic_is_not_published(broker: MemoryBroker) -> 
 
 
 def head(side: str) -> Any:
+    """A head naming ``side``, from a client whose reply topic is in the same namespace."""
+    parts = split_name(side)
+    mine = parts is not None and parts[0] in REPLIES
     message = Message(
         payload=b"{",
         properties={
             Prop.MESSAGE_TYPE: "request",
             Prop.REQUEST_CONTEXT: "1",
-            Prop.RESPONSE_TOPIC: "r",
+            Prop.RESPONSE_TOPIC: full_name(parts[0], "climate_0123") if mine else "r",
             Prop.FRAGMENT: "0",
             Prop.NUM_FRAGMENTS: "2",
             Prop.FRAGMENT_OFFSET: "0",
@@ -176,7 +179,7 @@ def head(side: str) -> Any:
             Prop.FRAGMENTS_TOPIC: side,
         },
     )
-    return parse_request(message)
+    return parse_request(message, ReplyTopics.of("research", "climate", "climate", REPLIES))
 
 
 def test_side_topics_may_be_in_a_reply_namespace_with_the_request_topics_name() -> None:
@@ -202,6 +205,59 @@ def test_side_topics_may_be_in_a_reply_namespace_with_the_request_topics_name() 
     full = "persistent://research/climate/climate"
     assert is_side_topic_of("persistent://research/climate-a/climate_fragments_1", full, REPLIES)
     assert not is_side_topic_of("persistent://research/climate-a/climate_fragments_1", full)
+
+
+def test_a_side_topic_in_a_reply_namespace_must_be_in_that_of_the_response_topic() -> None:
+    """A partner naming another's side topic (had it learned the name) with its own reply
+    topic would have the backend gather the other's upload and send the result to itself."""
+    topics = ReplyTopics.of("research", "climate", "climate", REPLIES)
+    b_side = "persistent://research/climate-b/climate_fragments_0123"
+
+    def size(response: str) -> int:
+        message = head(b_side).message
+        message = Message(message.payload, {**message.properties, Prop.RESPONSE_TOPIC: response})
+        request = parse_request(message, topics)
+        return check_head(request, topic="climate", max_payload=10, namespaces=REPLIES)
+
+    for response in ("persistent://research/climate-a/climate_0123", "climate_abcdefgh"):
+        with pytest.raises(ProtocolError, match="namespace of its response_topic"):
+            size(response)
+    assert size("persistent://research/climate-b/climate_0123") == 2
+
+
+def test_a_partner_cannot_have_anothers_upload_gathered_for_itself(broker: MemoryBroker) -> None:
+    served = Listener(
+        Dispatcher.from_module(CLIMATE),
+        MemoryTransport(broker),
+        "climate",
+        reply_namespaces=REPLIES,
+        reply_namespaces_only=True,
+    )
+    b_side = "persistent://research/climate-b/climate_fragments_" + "0" * 32
+    a_replies = "persistent://research/climate-a/climate_" + "1" * 32
+    request = make_request(
+        b'{"func_name": "total", "values": [1.5, 1.5, 1.5, 1.5, 1.5, 1.5]}',
+        context="7",
+        response_topic="persistent://research/climate-b/climate_" + "2" * 32,
+    )
+    pieces = split(request, 20, extra={Prop.FRAGMENTS_TOPIC: b_side})
+    b, a = MemoryTransport(broker), MemoryTransport(broker)
+
+    async def attempt() -> Message:
+        holder = await b.subscribe(b_side, FRAGMENT_SUBSCRIPTION, shared=True)  # as B's client
+        await holder.close()  # does: the subscription stays, and keeps the pieces
+        for piece in pieces[1:]:  # B's upload; A names its side topic with A's reply topic
+            await b.publish(b_side, piece)
+        replies = await a.subscribe(a_replies, "a", shared=False)
+        forged = {**pieces[0].properties, Prop.RESPONSE_TOPIC: a_replies}
+        await a.publish("climate", Message(pieces[0].payload, forged))
+        return await asyncio.wait_for(replies.receive(), 5)
+
+    with ListenerThread(served):
+        reply = asyncio.run(attempt())
+    assert reply.properties[Prop.STATUS] == "error", reply.payload  # not B's total
+    assert b"namespace of its response_topic" in reply.payload
+    assert broker.backlog(b_side, FRAGMENT_SUBSCRIPTION) == len(pieces) - 1  # B's pieces stay
 
 
 def test_a_partner_uploads_in_pieces_through_its_reply_namespace(broker: MemoryBroker) -> None:
