@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import click
 
 from . import __version__
-from .config import Settings
+from .config import BROKER_URL_HELP, Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 from .namespaces import namespace
 
@@ -157,7 +157,11 @@ def schema(module: str | None, api_info: bool, envelope: Path | None, indent: in
 )
 @click.option("--name", help="Distribution name [default: <module>-client].")
 @click.option("--topic", help="The backend's topic [default: the module's name].")
-@click.option("--broker-url", help="The broker the client connects to by default.")
+@click.option(
+    "--broker-url",
+    help="The broker the client connects to by default: pulsar://HOST:PORT, "
+    "pulsar+ssl://HOST:PORT, ws://HOST:PORT[/PATH] or wss://HOST:PORT[/PATH].",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -211,9 +215,7 @@ def generate(
 
 BROKER_URL = click.option(
     "--broker-url",
-    help="The broker: pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, embedded:// or memory:// "
-    "[default: $DEMESSAGING_BROKER_URL, else the embedded pulsar-lite broker]. Credentials "
-    "come from $DEMESSAGING_TOKEN, $DEMESSAGING_OAUTH2, $DEMESSAGING_TLS_*.",
+    help=BROKER_URL_HELP,
 )
 
 

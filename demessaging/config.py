@@ -25,10 +25,24 @@ from .protocol.topics import parse_namespaces
 from .transport import Transport, TransportOptions
 from .transport import connect as connect_transport
 
-__all__ = ["DEFAULT_BROKER_URL", "DEFAULT_TIMEOUT", "ENV_PREFIX", "Settings", "setting_names"]
+__all__ = [
+    "BROKER_URL_HELP",
+    "DEFAULT_BROKER_URL",
+    "DEFAULT_TIMEOUT",
+    "ENV_PREFIX",
+    "Settings",
+    "setting_names",
+]
 
 ENV_PREFIX = "DEMESSAGING_"
 DEFAULT_BROKER_URL = "embedded://"
+#: The help text of every command's ``--broker-url``: the URLs a broker is reached by.
+BROKER_URL_HELP = (
+    "The broker: pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, ws://HOST:PORT[/PATH], "
+    "wss://HOST:PORT[/PATH], embedded:// or memory:// [default: $DEMESSAGING_BROKER_URL, else "
+    "the embedded pulsar-lite broker]. Credentials come from $DEMESSAGING_TOKEN, "
+    "$DEMESSAGING_OAUTH2, $DEMESSAGING_TLS_*."
+)
 DEFAULT_TIMEOUT = 60.0
 #: Transport options that only code sets (``TransportOptions(...)``), no environment variable.
 _CODE_ONLY = frozenset({"operation_timeout", "max_producers"})

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .config import BROKER_URL_HELP
 from .protocol.control import control_topic
 from .protocol.topics import full_name, split_name
 
@@ -171,9 +172,7 @@ _PARTNER = (
 @click.argument("name", metavar="TENANT/NAMESPACE")
 @click.option(
     "--broker-url",
-    help="The broker: pulsar://HOST:PORT, pulsar+ssl://HOST:PORT, embedded:// or memory:// "
-    "[default: $DEMESSAGING_BROKER_URL, else the embedded pulsar-lite broker]. Credentials "
-    "come from $DEMESSAGING_TOKEN, $DEMESSAGING_OAUTH2, $DEMESSAGING_TLS_*.",
+    help=BROKER_URL_HELP,
 )
 @click.option(
     "--admin-url",

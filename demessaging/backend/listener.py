@@ -200,7 +200,7 @@ class Listener:
             prefetch=1,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
-        log.info("serving %s on topic %r", self.dispatcher.models.spec.name, self.topic)
+        log.info("serving %s on topic %r", self.dispatcher.models.spec.shown, self.topic)
         self.ready.set()
         free = asyncio.Semaphore(self.workers)
         in_flight: set[asyncio.Task[None]] = set()

@@ -9,6 +9,7 @@ source code.
 from __future__ import annotations
 
 import inspect
+import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -184,6 +185,15 @@ class ModuleSpec:
                 if cls is declared:
                     return name
         return None
+
+    @property
+    def shown(self) -> str:
+        """The name to show in logs: a script run as ``__main__`` by its file name."""
+        if self.name == "__main__":
+            path: str | None = getattr(self.module, "__file__", None)
+            if path:
+                return os.path.splitext(os.path.basename(path))[0]
+        return self.name
 
     @property
     def members(self) -> tuple[FunctionSpec | ClassSpec, ...]:

@@ -171,3 +171,16 @@ def test_listen_serves_until_signalled_then_stops_cleanly(sig: signal.Signals) -
         assert "stopped serving topic 'climate'" in rest
     finally:
         stop_process(process, 10)
+
+
+def test_every_broker_url_option_names_each_scheme() -> None:
+    commands = [(name, command) for name, command in cli.commands.items()]
+    checked = 0
+    for name, command in commands:
+        for option in command.params:
+            if "--broker-url" in getattr(option, "opts", ()):
+                text = option.help or ""
+                for scheme in ("pulsar://", "pulsar+ssl://", "ws://", "wss://"):
+                    assert scheme in text, f"{name} --broker-url: {scheme} missing"
+                checked += 1
+    assert checked >= 5

@@ -1369,3 +1369,17 @@ def test_every_request_model_forbids_extras_and_lists_its_parameters(typed):
         schema = typed.functions[function.name].request.model_json_schema()
         assert schema["additionalProperties"] is False
         assert set(schema["properties"]) == {"func_name", *(p.name for p in function.parameters)}
+
+
+def test_a_script_run_as_main_is_shown_by_its_file_name() -> None:
+    script = types.ModuleType("__main__")
+    script.__file__ = "/srv/backends/ocean_model.py"
+    exec("def depth(x: float) -> float:\n    '''Depth.'''\n    return x\n", script.__dict__)
+    for obj in script.__dict__.values():
+        if callable(obj):
+            obj.__module__ = "__main__"
+    spec = inspect_module(script)
+    assert spec.name == "__main__"  # the wire and the schemas keep DASF's name
+    assert spec.shown == "ocean_model"
+    named = types.ModuleType("ocean.model")
+    assert ModuleSpec("ocean.model", named, (), ()).shown == "ocean.model"
