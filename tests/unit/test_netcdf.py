@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +221,6 @@ def test_a_generated_client_of_a_dasf_xarray_module_keeps_the_xarray_types(
 
 def test_a_module_without_xarray_imports_neither_xarray_nor_scipy() -> None:
     import subprocess
-    import sys
 
     code = (
         "import sys\n"
@@ -230,3 +230,13 @@ def test_a_module_without_xarray_imports_neither_xarray_nor_scipy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_without_scipy_netcdf_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = encode(field())
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import scipy: ImportError
+    adapter = TypeAdapter(prepare_annotation(xr.DataArray))
+    with pytest.raises(ValidationError, match=r"needs scipy: pip install scipy \(or demessaging"):
+        adapter.validate_python(text)
+    with pytest.raises(NetCDFError, match="needs scipy"):
+        encode(field())
