@@ -1,7 +1,8 @@
 """The listener: takes requests from a transport, runs them in a worker pool, replies, acks.
 
 - At most ``workers`` requests are in flight; the listener receives the next one only when a
-  worker is free, so the rest wait in the broker where other backend instances can take them
+  worker is free. The broker pushes at most ``workers`` more ahead (the subscription's
+  prefetch), so the rest wait in the broker where other backend instances can take them
   (back-pressure without a local queue to lose).
 - Each message is parsed once (:func:`~demessaging.protocol.envelope.parse_request`); a request
   in pieces is gathered from its side topic first, without a worker slot, within a memory
@@ -195,9 +196,10 @@ class Listener:
             self.topic,
             self.subscription,
             shared=True,
-            # one request at a time, taken when a worker is free or a head goes to gathering:
-            # the rest wait in the broker, where other instances can take them
-            prefetch=1,
+            # the broker pushes one request per worker ahead, so that the next is here when a
+            # worker is free (one flow permit per message halved the throughput); the rest
+            # wait in the broker, where other instances can take them
+            prefetch=self.workers,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.shown, self.topic)
