@@ -1,7 +1,11 @@
-"""What keeps many calls at once cheap: the broker pushes a backend one request per worker."""
+"""What keeps many calls at once cheap: the broker pushes a backend one request per worker,
+results from other threads wake the event loop once per batch, and the backend's workers
+hand their results back the same way."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +13,7 @@ from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
 from demessaging.client import Client
+from demessaging.transport import bridge
 from demessaging.transport.base import Subscription
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 
@@ -36,3 +41,57 @@ def test_the_broker_may_push_a_backend_one_request_per_worker() -> None:
     with ListenerThread(listener), Client("pushed", transport=MemoryTransport(broker)) as client:
         assert client.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
     assert transport.asked["pushed"] == {"shared": True, "prefetch": 3}
+
+
+def test_results_from_another_thread_wake_the_loop_once_per_batch() -> None:
+    async def main() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        futures = [bridge.prepare() for _ in range(50)]
+        wakes = 0
+        original = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakes
+            wakes += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        # the loop is busy (not awaiting) while another thread settles all fifty
+        done = threading.Thread(target=lambda: [bridge.settle(f, n) for n, f in enumerate(futures)])
+        done.start()
+        done.join()
+        return list(await asyncio.gather(*futures)), wakes
+
+    values, wakes = asyncio.run(main())
+    assert values == list(range(50))
+    assert wakes == 1
+
+
+def test_a_result_given_on_the_loops_thread_needs_no_turn_of_the_loop() -> None:
+    async def main() -> None:
+        future = bridge.prepare()
+        bridge.settle(future, "now")
+        assert future.done()
+        assert future.result() == "now"
+        failed = bridge.prepare()
+        bridge.settle(failed, error=ValueError("no"))
+        assert isinstance(failed.exception(), ValueError)
+        cancelled = bridge.prepare()
+        cancelled.cancel()
+        bridge.settle(cancelled, "late")  # nobody waits: dropped, not raised
+
+    asyncio.run(main())
+
+
+def test_a_result_for_a_closed_loop_is_dropped() -> None:
+    loop = asyncio.new_event_loop()
+    future = loop.run_until_complete(_prepared())
+    loop.close()
+    worker = threading.Thread(target=bridge.settle, args=(future, 1))
+    worker.start()
+    worker.join()
+    assert not future.done()
+
+
+async def _prepared() -> asyncio.Future[Any]:
+    return bridge.prepare()
