@@ -35,7 +35,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from ..core import versions
@@ -55,6 +54,7 @@ from .dispatcher import Dispatcher, type_name
 from .recent import Recent, repeat_key
 from .replies import Replies
 from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
+from .workers import Workers
 
 __all__ = ["CLOCK_SKEW", "DEFAULT_SUBSCRIPTION", "Listener"]
 
@@ -206,7 +206,7 @@ class Listener:
         self.ready.set()
         free = asyncio.Semaphore(self.workers)
         in_flight: set[asyncio.Task[None]] = set()
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="demessaging-worker")
+        pool = Workers(self.workers)
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
@@ -237,7 +237,7 @@ class Listener:
                 with contextlib.suppress(asyncio.CancelledError):
                     await control
             await subscription.close()
-            pool.shutdown(wait=True)
+            pool.shutdown()
             self.ready.clear()
             log.info("stopped serving topic %r", self.topic)
 
@@ -250,7 +250,7 @@ class Listener:
         self,
         subscription: Subscription,
         message: Message,
-        pool: ThreadPoolExecutor,
+        pool: Workers,
         free: asyncio.Semaphore,
     ) -> None:
         """Handle one message, holding a worker slot (``free``) but while it gathers pieces."""
@@ -261,7 +261,7 @@ class Listener:
             self._uploads.finish(hold)
 
     async def _handle_holding(
-        self, subscription: Subscription, message: Message, pool: ThreadPoolExecutor, hold: Hold
+        self, subscription: Subscription, message: Message, pool: Workers, hold: Hold
     ) -> None:
         started = asyncio.get_running_loop().time()
         # who hears of an error, even if the message is refused
@@ -379,9 +379,7 @@ class Listener:
         info = ErrorInfo(type=kind, message=text, stage=stage)
         return error_reply(address, info, source_topic=self.topic)
 
-    async def _reply(
-        self, request: Request | Query, pool: ThreadPoolExecutor
-    ) -> tuple[str, Message] | None:
+    async def _reply(self, request: Request | Query, pool: Workers) -> tuple[str, Message] | None:
         if isinstance(request, Query):
             return self._answer(request)
         late = time.time() - request.deadline if request.deadline is not None else 0.0
@@ -402,8 +400,7 @@ class Listener:
         if request.window is not None:
             items = self.replies.items(request, control, request.window)
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                pool,
+            outcome = await pool.run(
                 self.dispatcher.handle,
                 request.payload,
                 request.content_type,

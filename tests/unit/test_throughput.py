@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
+from demessaging.backend.workers import Workers
 from demessaging.client import Client
 from demessaging.transport import bridge
 from demessaging.transport.base import Subscription
@@ -95,3 +97,63 @@ def test_a_result_for_a_closed_loop_is_dropped() -> None:
 
 async def _prepared() -> asyncio.Future[Any]:
     return bridge.prepare()
+
+
+def test_calls_that_end_while_the_loop_is_busy_wake_it_once() -> None:
+    async def main() -> tuple[list[bool], int]:
+        loop = asyncio.get_running_loop()
+        workers = Workers(4)
+        gate = threading.Event()
+        calls = [asyncio.ensure_future(workers.run(gate.wait, 5)) for _ in range(4)]
+        await asyncio.sleep(0.2)  # all four wait on their workers
+        wakes = 0
+        original = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wakes
+            wakes += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        gate.set()
+        time.sleep(0.3)  # the loop is busy while all four end
+        results = await asyncio.gather(*calls)
+        workers.shutdown()
+        return results, wakes
+
+    results, wakes = asyncio.run(main())
+    assert results == [True] * 4
+    assert wakes == 1
+
+
+def test_workers_hand_back_exceptions_and_run_at_most_count_calls_at_once() -> None:
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def work(n: int) -> int:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        if n == 3:
+            raise KeyError(n)
+        return n
+
+    async def main() -> list[Any]:
+        workers = Workers(2)
+        try:
+            return await asyncio.gather(
+                *(workers.run(work, n) for n in range(6)), return_exceptions=True
+            )
+        finally:
+            workers.shutdown()
+
+    results = asyncio.run(main())
+    assert [r for r in results if not isinstance(r, BaseException)] == [0, 1, 2, 4, 5]
+    assert isinstance(results[3], KeyError)
+    assert most <= 2
+    assert not [t for t in threading.enumerate() if t.name.startswith("demessaging-worker")]
