@@ -18,10 +18,12 @@ import contextlib
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
-__all__ = ["prepare", "settle"]
+__all__ = ["prepare", "run_on", "settle"]
+
+T = TypeVar("T")
 
 
 class _Bridge:
@@ -29,7 +31,8 @@ class _Bridge:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.thread = threading.get_ident()
+        #: The loop's thread, once known (a bridge may be made from another thread).
+        self.thread: int | None = None
         self._pending: deque[Callable[[], None]] = deque()
         self._lock = threading.Lock()
         self._woken = False
@@ -45,6 +48,7 @@ class _Bridge:
             self.loop.call_soon_threadsafe(self._run)
 
     def _run(self) -> None:
+        self.thread = threading.get_ident()
         with self._lock:
             batch, self._pending = self._pending, deque()
             self._woken = False
@@ -59,7 +63,7 @@ _made = threading.Lock()
 
 
 def _bridge(loop: asyncio.AbstractEventLoop) -> _Bridge:
-    """The bridge of ``loop``; made on first use, which must be on the loop's thread."""
+    """The bridge of ``loop``, made on first use."""
     bridge = _bridges.get(loop)
     if bridge is None:
         with _made:
@@ -73,15 +77,16 @@ def settle(
 ) -> None:
     """Complete ``future`` with ``value`` (or ``error``), from any thread.
 
-    Call :func:`prepare` on the loop's thread first (``future``'s loop must have a bridge).
+    ``future`` comes from :func:`prepare`.
     """
-    loop = future.get_loop()
-    bridge = _bridges[loop]
+    bridge = _bridge(future.get_loop())
 
     def complete() -> None:
         if future.done():  # cancelled meanwhile
             return
-        if error is not None:
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        elif error is not None:
             future.set_exception(error)
         else:
             future.set_result(value)
@@ -95,5 +100,48 @@ def settle(
 def prepare() -> asyncio.Future[Any]:
     """A new future of the running loop, whose result may come from any thread."""
     loop = asyncio.get_running_loop()
-    _bridge(loop)
+    _bridge(loop).thread = threading.get_ident()
     return loop.create_future()
+
+
+async def run_on(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on ``loop``, which runs in another thread, from the running loop.
+
+    Both ways go through the loops' bridges: calls made at once start in one turn of
+    ``loop``, and their results come back in one turn of ours. Cancelling the caller
+    cancels ``coro``.
+    """
+    if loop.is_closed():
+        coro.close()
+        raise RuntimeError("the event loop to run on is closed (its client was closed)")
+    done = prepare()
+    tasks: list[asyncio.Task[T]] = []
+
+    def finished(task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            settle(done, error=asyncio.CancelledError())
+        elif task.exception() is not None:
+            settle(done, error=task.exception())
+        else:
+            settle(done, task.result())
+
+    def start() -> None:
+        if done.cancelled():  # the caller gave up before it started
+            coro.close()
+            return
+        task = loop.create_task(coro)
+        tasks.append(task)
+        task.add_done_callback(finished)
+
+    _bridge(loop).post(start)
+    try:
+        result: T = await done
+    except asyncio.CancelledError:
+
+        def cancel() -> None:
+            for task in tasks:
+                task.cancel()
+
+        _bridge(loop).post(cancel)
+        raise
+    return result

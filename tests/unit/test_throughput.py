@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
@@ -157,3 +159,54 @@ def test_workers_hand_back_exceptions_and_run_at_most_count_calls_at_once() -> N
     assert isinstance(results[3], KeyError)
     assert most <= 2
     assert not [t for t in threading.enumerate() if t.name.startswith("demessaging-worker")]
+
+
+def test_calls_made_at_once_cross_to_another_loop_in_one_wake_up_each_way() -> None:
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    wakes = {"there": 0, "here": 0}
+
+    def counting(loop: asyncio.AbstractEventLoop, side: str) -> None:
+        original = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            wakes[side] += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+
+    gate = asyncio.Event()  # set on the other loop: the twenty end in one turn of it
+
+    async def double(n: int) -> int:
+        await gate.wait()
+        return 2 * n
+
+    async def stuck() -> None:
+        await asyncio.sleep(30)
+
+    async def main() -> list[int]:
+        counting(other, "there")
+        counting(asyncio.get_running_loop(), "here")
+        calls = asyncio.gather(*(bridge.run_on(other, double(n)) for n in range(20)))
+        await asyncio.sleep(0.1)
+        other.call_soon_threadsafe(gate.set)
+        results = await calls
+        waiting = asyncio.ensure_future(bridge.run_on(other, stuck()))
+        await asyncio.sleep(0.1)
+        waiting.cancel()  # cancels the coroutine on the other loop too
+        await asyncio.sleep(0.1)
+        return list(results)
+
+    try:
+        assert asyncio.run(main()) == [2 * n for n in range(20)]
+        assert wakes["here"] == 2  # the twenty results; the end of the cancelled one
+        # the twenty calls, the gate, the cancelled call, its cancellation
+        assert wakes["there"] == 4
+        assert not [t for t in asyncio.all_tasks(other) if not t.done()]
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(5)
+        other.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(bridge.run_on(other, stuck()))
