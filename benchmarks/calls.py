@@ -13,6 +13,8 @@ import time
 import numpy as np
 
 from demessaging.client import Client
+from demessaging.message import Prop
+from demessaging.serialization import msgpack
 
 from .procs import BenchmarkError
 
@@ -45,8 +47,12 @@ class DemessagingPeer:
     @property
     def encoding(self) -> str:
         """The encoding of the client's requests (``DEMESSAGING_ENCODING``)."""
-        chosen = getattr(self.client, "_negotiated", None)  # what `auto` chose, once asked
-        return str(chosen or getattr(self.client.settings, "encoding", "json"))
+        chosen = str(self.client.settings.encoding)
+        if chosen != "auto":
+            return chosen
+        pong = getattr(self.client, "_pong", None) or {}  # what the backend offered, once asked
+        offered = str(pong.get(Prop.CONTENT_TYPES, "")).split(",")
+        return "msgpack" if msgpack.CONTENT_TYPE in offered else "json"
 
     def ping(self, count: int, warmup: int) -> list[float]:
         """Seconds of ``count`` sequential :meth:`Client.ping` calls, after ``warmup`` more."""
