@@ -66,6 +66,8 @@ class Plan:
 
 FULL = Plan(pings=300, warmup=30, calls=1000, repetitions={1: 5, 10: 5, 100: 3})
 QUICK = Plan(pings=100, warmup=10, calls=500, repetitions={1: 3, 10: 3})
+#: Bursts of concurrent calls (and raw bursts) whose median is taken, after one to warm up.
+BURSTS = 3
 #: Backend processes the calls-per-second rows are measured with, one more at a time.
 BACKENDS = (1, 2, 4)
 #: Targets by broker and measure (ratio to raw, same run); ``*`` is any broker.
@@ -140,7 +142,7 @@ def measure_raw(
                 raw["ping"] = summary(peer.ping_pong(plan.pings, plan.warmup))
                 progress(f"{broker.name}: raw burst of {plan.calls} messages")
                 peer.burst(plan.calls)  # warm-up
-                raw["burst_seconds"] = peer.burst(plan.calls)
+                raw["burst_seconds"] = [peer.burst(plan.calls) for _ in range(BURSTS)]
                 for mib, reps in plan.repetitions.items():
                     progress(f"{broker.name}: raw transfer of {mib} MiB, {reps} times")
                     payload = arrays[mib].tobytes()
@@ -176,7 +178,7 @@ def measure_broker(broker: brokers.Broker, plan: Plan, folder: Path) -> dict[str
             progress(f"{broker.name}: {plan.calls} calls in a row, {backends} backend(s)")
             dm[f"sequential_{backends}_seconds"] = client.sequential(plan.calls)
             progress(f"{broker.name}: {plan.calls} calls at once, {backends} backend(s)")
-            dm[f"concurrent_{backends}_seconds"] = client.concurrent(plan.calls)
+            dm[f"concurrent_{backends}_seconds"] = client.concurrent(plan.calls, BURSTS)
             if backends == 1:
                 client.transfer(arrays[1][: MIB // 8])  # warm-up
                 for mib, reps in plan.repetitions.items():
@@ -199,10 +201,11 @@ def rows_of(name: str, plan: Plan, found: dict[str, Any]) -> list[Row]:
             text = f"{what} round trip {label} (ms)"
             rows.append(Row(name, text, ours, theirs, ours / theirs, goal, "ms"))
     raw_sequential = 1e3 / raw["ping"]["mean_ms"]
-    raw_burst = plan.calls / raw["burst_seconds"]
+    raw_burst = plan.calls / statistics.median(raw["burst_seconds"])
     for backends in BACKENDS:
         for kind, baseline in (("sequential", raw_sequential), ("concurrent", raw_burst)):
-            rate = plan.calls / dm[f"{kind}_{backends}_seconds"]
+            seconds = dm[f"{kind}_{backends}_seconds"]  # concurrent: one per burst
+            rate = plan.calls / statistics.median(np.atleast_1d(seconds))
             label = f"{kind} calls/s, {backends} backend{'s' if backends > 1 else ''}"
             goal = target(name, f"{kind}_{backends}")
             rows.append(Row(name, label, rate, baseline, rate / baseline, goal, "1/s"))
@@ -329,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             "calls": plan.calls,
             "repetitions": plan.repetitions,
             "backends": BACKENDS,
+            "bursts": BURSTS,
             "raw_burst_depth": BURST_DEPTH,
         },
         "machine": machine(),

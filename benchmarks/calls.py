@@ -82,8 +82,11 @@ class DemessagingPeer:
             self.client.call(NOOP)
         return time.perf_counter() - start
 
-    def concurrent(self, count: int) -> float:
-        """Seconds for ``count`` calls of ``noop()`` made at once with ``asyncio.gather``."""
+    def concurrent(self, count: int, rounds: int = 1) -> list[float]:
+        """Seconds for ``count`` calls of ``noop()`` made at once with ``asyncio.gather``.
+
+        ``rounds`` times, after one more to warm up (the backends' workers start then).
+        """
 
         async def calls() -> float:
             start = time.perf_counter()
@@ -91,7 +94,7 @@ class DemessagingPeer:
             return time.perf_counter() - start
 
         self.client.call(NOOP)
-        return asyncio.run(calls())
+        return [asyncio.run(calls()) for _ in range(rounds + 1)][1:]
 
     def transfer(self, values: np.ndarray) -> float:
         """Seconds for ``total(values)``, from the call to its result.
