@@ -201,11 +201,11 @@ def rows_of(name: str, plan: Plan, found: dict[str, Any]) -> list[Row]:
             text = f"{what} round trip {label} (ms)"
             rows.append(Row(name, text, ours, theirs, ours / theirs, goal, "ms"))
     raw_sequential = 1e3 / raw["ping"]["mean_ms"]
-    raw_burst = plan.calls / statistics.median(raw["burst_seconds"])
+    raw_burst = plan.calls / float(statistics.median(raw["burst_seconds"]))
     for backends in BACKENDS:
         for kind, baseline in (("sequential", raw_sequential), ("concurrent", raw_burst)):
             seconds = dm[f"{kind}_{backends}_seconds"]  # concurrent: one per burst
-            rate = plan.calls / statistics.median(np.atleast_1d(seconds))
+            rate = plan.calls / float(statistics.median(np.atleast_1d(seconds)))
             label = f"{kind} calls/s, {backends} backend{'s' if backends > 1 else ''}"
             goal = target(name, f"{kind}_{backends}")
             rows.append(Row(name, label, rate, baseline, rate / baseline, goal, "1/s"))
