@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,25 +178,40 @@ def test_calls_made_at_once_cross_to_another_loop_in_one_wake_up_each_way() -> N
         loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
 
     gate = asyncio.Event()  # set on the other loop: the twenty end in one turn of it
+    started = threading.Event()
 
     async def double(n: int) -> int:
         await gate.wait()
         return 2 * n
 
     async def stuck() -> None:
+        started.set()
         await asyncio.sleep(30)
 
+    async def until(condition: Callable[[], bool]) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("waited 5 s")
+
     async def main() -> list[int]:
+        here = asyncio.get_running_loop()
+        other.call_soon_threadsafe(time.sleep, 0.3)  # busy while the twenty go over
         counting(other, "there")
-        counting(asyncio.get_running_loop(), "here")
+        counting(here, "here")
         calls = asyncio.gather(*(bridge.run_on(other, double(n)) for n in range(20)))
-        await asyncio.sleep(0.1)
+        await until(lambda: len(asyncio.all_tasks(other)) == 20)
         other.call_soon_threadsafe(gate.set)
+        time.sleep(0.3)  # this loop is busy while the twenty end
         results = await calls
         waiting = asyncio.ensure_future(bridge.run_on(other, stuck()))
-        await asyncio.sleep(0.1)
+        await until(started.is_set)
         waiting.cancel()  # cancels the coroutine on the other loop too
-        await asyncio.sleep(0.1)
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await until(lambda: not asyncio.all_tasks(other))
+        await asyncio.sleep(0.1)  # the end of the cancelled call comes back
         return list(results)
 
     try:
@@ -203,7 +219,6 @@ def test_calls_made_at_once_cross_to_another_loop_in_one_wake_up_each_way() -> N
         assert wakes["here"] == 2  # the twenty results; the end of the cancelled one
         # the twenty calls, the gate, the cancelled call, its cancellation
         assert wakes["there"] == 4
-        assert not [t for t in asyncio.all_tasks(other) if not t.done()]
     finally:
         other.call_soon_threadsafe(other.stop)
         thread.join(5)
