@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from demessaging.errors import (
     TransportError,
 )
 from demessaging.transport.admin import RECOMMENDED, Cleanup, PulsarAdmin, admin_url_for
+from tests.fakes import http_server
 
 TOPIC = "persistent://public/default/climate"
 STATS = {
@@ -68,19 +68,16 @@ class FakeAdmin:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeAdmin]:
     admin = FakeAdmin()
-    thread = threading.Thread(target=admin.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield admin
-    admin.server.shutdown()
-    admin.server.server_close()
-    thread.join(5)
+    with http_server(admin.handler) as server:
+        admin.url = f"http://127.0.0.1:{server.server_address[1]}"
+        yield admin
 
 
 def test_topic_status_counts_backends_and_requests_not_yet_delivered(fake: FakeAdmin) -> None:
