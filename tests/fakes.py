@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from demessaging.transport.handshake import _field
 
-__all__ = ["CONNECTED", "error_command", "fake_pulsar", "frame", "http_server"]
+__all__ = ["CONNECTED", "FakeAdmin", "error_command", "fake_pulsar", "frame", "http_server"]
 
 #: Pulsar's ``CONNECTED`` command (protocol version 21), as a broker answers ``CONNECT``.
 CONNECTED = _field(1, 3) + _field(3, _field(1, b"Pulsar Server") + _field(2, 21))
@@ -76,3 +78,49 @@ def http_server(
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class FakeAdmin:
+    """A fake admin REST API, answering from a table, recording what it is asked.
+
+    Attributes
+    ----------
+    routes
+        ``(method, path) -> (status, body)``; anything else gets 404.
+    seen
+        Each request: method, path, ``Authorization`` header, JSON body (or None).
+    url
+        Where it serves, while :meth:`serving`.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], tuple[int, Any]] = {}
+        self.seen: list[tuple[str, str, str, Any]] = []
+        self.url = ""
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[FakeAdmin]:
+        """Serve on a free port of 127.0.0.1 until the block ends."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                size = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(size)) if size else None
+                auth = self.headers.get("Authorization", "")
+                fake.seen.append((self.command, self.path, auth, body))
+                status, answer = fake.routes.get((self.command, self.path), (404, {"reason": "?"}))
+                data = b"" if answer is None else json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _answer  # noqa: N815 (http.server names)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        with http_server(Handler) as server:
+            self.url = f"http://127.0.0.1:{server.server_address[1]}"
+            yield self

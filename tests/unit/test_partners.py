@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +34,10 @@ from demessaging.protocol.pieces import check_head, side_topic_refusal
 from demessaging.protocol.topics import ReplyTopics, full_name, reply_topic, split_name
 from demessaging.transport.admin import PulsarAdmin
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
-from tests.unit.test_admin import FakeAdmin
+from tests.fakes import FakeAdmin
 
 CLIMATE = Path(__file__).resolve().parents[2] / "examples" / "climate.py"
 REPLIES = ["research/climate-a", "research/climate-b"]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAdmin]:
-    admin = FakeAdmin()
-    thread = threading.Thread(target=admin.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield admin
-    admin.server.shutdown()
-    admin.server.server_close()
-    thread.join(5)
 
 
 # -- reply topics -------------------------------------------------------------------------
