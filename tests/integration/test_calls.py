@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
 import signal
 import subprocess
@@ -143,8 +144,13 @@ def test_progress_arrives_before_the_result_and_in_order(
 
 
 def test_500_concurrent_async_calls_are_all_answered(
-    broker: Broker, topic: str, backends: Callable[..., Backend], tmp_path: Path
+    broker: Broker,
+    topic: str,
+    backends: Callable[..., Backend],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="demessaging.client")  # the replies it drops
     backend = backends(WORKERS, topic, workers=8)
     # dasf-broker-django stores every message in its database: here, about 3 calls a second
     count = 50 if broker.django is not None else 500
@@ -176,7 +182,13 @@ def test_500_concurrent_async_calls_are_all_answered(
     with Client(topic, broker_url=broker.url, timeout=120) as client:
         failure = asyncio.run(calls(client))
     if failure:
-        pytest.fail(failure, pytrace=False)
+        client_log = [
+            f"{r.levelname} {r.name}: {r.getMessage()}"
+            for r in caplog.records
+            if r.name.startswith("demessaging")
+            and (r.levelno >= logging.WARNING or "dropping" in r.getMessage())
+        ]
+        pytest.fail("\n".join([failure, "the client logged:", *client_log[-20:]]), pytrace=False)
     ran = [line for log in logs.iterdir() for line in log.read_text().split()]
     assert sorted(ran) == sorted(tags)  # each ran once
 
