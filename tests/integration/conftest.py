@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import venv
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from demessaging._local import locked, stop_process
 from demessaging.backend.listener import DEFAULT_SUBSCRIPTION
 from demessaging.client import Client
 from demessaging.config import Settings
+from demessaging.message import Prop
 from demessaging.transport.base import Subscription, Transport
 from tests.brokers import Broker, Brokers
 from tools import pulsar
@@ -246,31 +248,39 @@ class Witness:
         return cls(transport, topic, requests, replies)
 
     @classmethod
-    async def _tags(cls, subscription: Subscription, quiet: float = 3.0) -> set[int]:
-        """The tags of the messages ``subscription`` gets until none comes for ``quiet`` s."""
+    async def _read(
+        cls, subscription: Subscription, quiet: float = 3.0
+    ) -> tuple[set[int], Counter[str]]:
+        """The tags of the messages ``subscription`` gets until none comes for ``quiet`` s, and
+        how many of each ``messageType`` came (a call's ``ping`` and ``pong`` carry no tag)."""
         found: set[int] = set()
+        kinds: Counter[str] = Counter()
         while True:
             try:
                 message = await asyncio.wait_for(subscription.receive(), quiet)
             except asyncio.TimeoutError:
-                return found
+                return found, kinds
             found.update(int(n) for n in cls.TAG.findall(bytes(message.payload)))
+            kinds[message.properties.get(Prop.MESSAGE_TYPE, "?")] += 1
 
     async def explain(
         self, missing: dict[int, object], backends: list[Backend], log_dir: Path
     ) -> str:
         """What became of the calls ``missing`` (tag -> what the call gave instead)."""
-        published = await self._tags(self._requests)
-        replied = await self._tags(self._replies)
+        published, sent = await self._read(self._requests)
+        replied, answered = await self._read(self._replies)
         ran = {int(n) for log in log_dir.iterdir() for n in self.TAG.findall(log.read_bytes())}
         for backend in backends:
             await asyncio.to_thread(backend.stop)
         left = await self._transport.subscribe(
             self._topic, DEFAULT_SUBSCRIPTION, shared=True, prefetch=1000
         )
-        unacknowledged = await self._tags(left)
+        unacknowledged, _ = await self._read(left)
         await left.close()
-        lines = [f"{len(missing)} call(s) got no reply:"]
+        lines = [
+            f"{len(missing)} call(s) got no reply; at the broker: requests {dict(sent)}, "
+            f"replies {dict(answered)}"
+        ]
         for tag, got in sorted(missing.items()):
             lines.append(
                 f"call-{tag}-end: request at the broker {tag in published}, run {tag in ran}, "
