@@ -252,16 +252,22 @@ class Witness:
         cls, subscription: Subscription, quiet: float = 3.0
     ) -> tuple[set[int], Counter[str]]:
         """The tags of the messages ``subscription`` gets until none comes for ``quiet`` s, and
-        how many of each ``messageType`` came (a call's ``ping`` and ``pong`` carry no tag)."""
+        how many of each ``messageType`` came (a call's ``ping`` and ``pong`` carry no tag),
+        and how many shared their message id with another one."""
         found: set[int] = set()
         kinds: Counter[str] = Counter()
+        ids: Counter[str | None] = Counter()
         while True:
             try:
                 message = await asyncio.wait_for(subscription.receive(), quiet)
             except asyncio.TimeoutError:
+                shared = sum(n for n in ids.values() if n > 1)  # two messages, one id: a fault
+                if shared:
+                    kinds["sharing a message id"] = shared
                 return found, kinds
             found.update(int(n) for n in cls.TAG.findall(bytes(message.payload)))
             kinds[message.properties.get(Prop.MESSAGE_TYPE, "?")] += 1
+            ids[message.message_id] += 1
 
     async def explain(
         self, missing: dict[int, object], backends: list[Backend], log_dir: Path
