@@ -28,7 +28,7 @@ import numpy as np
 
 from demessaging.errors import DemessagingError
 
-from . import brokers, memory
+from . import brokers, dasf, memory
 from .calls import CALL_TIMEOUT, DemessagingPeer, array_of
 from .procs import ROOT, BenchmarkError, backend, progress
 from .raw import RawPeer, StallError
@@ -288,7 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (%(default)s)"
     )
+    parser.add_argument("--dasf", action="store_true", help="against DASF 0.6.4 instead")
     args = parser.parse_args(argv)
+    if args.dasf:  # docs/benchmarks.md, "Against DASF"
+        output = None if args.output == DEFAULT_OUTPUT else args.output
+        return dasf.run(args.quick, output, {"machine": machine(), "revision": revision()})
     names = [name.strip() for name in args.brokers.split(",") if name.strip()]
     unknown = sorted(set(names) - set(brokers.KNOWN))
     if unknown or not names:

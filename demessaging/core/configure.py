@@ -28,7 +28,10 @@ A parameter with a serializer and validators, and no type in ``annotations``, is
 ``Any`` whatever its annotation says, as in DASF 0.6: it travels as its serializer writes it
 (the module's own codec, e.g. base64 of a numpy array's ``.npy`` bytes), and its validators see
 that raw value and decode it. The return value likewise, with ``return_serializer`` and
-``return_validators`` and no ``return_annotation``. Otherwise, validators and serializers of
+``return_validators`` and no ``return_annotation``. Except DASF's own xarray codec
+(``demessaging.serializers.xarray`` and ``demessaging.validators.xarray``): xarray parameters
+and results keep their type with it, and a result goes in JSON as that codec writes it (netCDF
+in base64, what DASF 0.6 clients read). Otherwise, validators and serializers of
 parameters that demessaging encodes itself (numpy arrays and xarray objects) are left out: its
 wire format carries those already.
 
@@ -55,6 +58,7 @@ from pydantic import (
 )
 
 from ..errors import ConfigurationError
+from .netcdf import NetCDFInJSON
 
 __all__ = ["MODULE_CODEC", "MemberConfig", "ModuleCodec", "config_of", "configure"]
 
@@ -151,8 +155,12 @@ class MemberConfig:
             annotation = self.return_annotation
         extra: list[Any] = []
         if self.return_annotation is None and self.return_serializer and self.return_validators:
-            annotation, native = Any, False
-            extra.append(MODULE_CODEC)
+            if native and _xarray_codec(self.return_serializer, *self.return_validators):
+                # DASF's xarray codec: the object itself, and in JSON the codec's netCDF
+                extra.append(NetCDFInJSON())
+            else:
+                annotation, native = Any, False
+                extra.append(MODULE_CODEC)
         if not native:
             extra += [_validator(v, "return validator") for v in self.return_validators]
             if self.return_serializer is not None:
@@ -172,6 +180,7 @@ class MemberConfig:
             name in self.serializers
             and bool(self.validators.get(name))
             and name not in self.annotations
+            and not _xarray_codec(self.serializers[name], *self.validators[name])
         )
 
     def description(self, name: str, default: str) -> str:
@@ -281,6 +290,21 @@ def _merge(old: MemberConfig, new: Mapping[str, Any]) -> MemberConfig:
         else:
             changes[f.name] = after
     return replace(old, **changes)
+
+
+#: The modules of DASF's own xarray codec (netCDF in base64), which demessaging provides.
+_XARRAY_CODEC = ("demessaging.serializers.xarray", "demessaging.validators.xarray")
+
+
+def _xarray_codec(*functions: Any) -> bool:
+    """Whether ``functions`` are all of DASF's xarray codec.
+
+    xarray parameters and results then keep their type: demessaging reads and writes that
+    codec's values itself.
+    """
+    return all(
+        getattr(getattr(f, "wrapped", f), "__module__", None) in _XARRAY_CODEC for f in functions
+    )
 
 
 def _annotated(annotation: Any, extra: list[Any]) -> Any:

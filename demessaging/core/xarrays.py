@@ -1,8 +1,9 @@
 """xarray's ``DataArray`` and ``Dataset`` as parameters and return values (``demessaging[xarray]``).
 
 An annotation ``xarray.DataArray`` or ``xarray.Dataset`` becomes
-``Annotated[..., XarraySpec(kind)]``: values validate from the object itself or from its
-dictionary form (``to_dict``/``from_dict``), travel in JSON as that dictionary with lists, and
+``Annotated[..., XarraySpec(kind)]``: values validate from the object itself, from its
+dictionary form (``to_dict``/``from_dict``), or from netCDF in base64 as DASF 0.6 clients send
+it (:mod:`demessaging.core.netcdf`), travel in JSON as that dictionary with lists, and
 in msgpack as that dictionary with every variable and coordinate a raw buffer (see
 :mod:`demessaging.serialization.msgpack`), so that dimensions, coordinates, attributes and
 dtypes arrive intact. xarray is imported only when a module uses it.
@@ -69,9 +70,16 @@ class XarraySpec:
                 raise PydanticCustomError(
                     "xarray", "not a valid {kind} dictionary: {e}", {"kind": self.kind, "e": exc}
                 ) from exc
+        if isinstance(value, (str, bytes, bytearray)):  # DASF's: netCDF (in base64)
+            from .netcdf import NetCDFError, decode
+
+            try:
+                return decode(value, self.kind)
+            except NetCDFError as exc:
+                raise PydanticCustomError("xarray", "{e}", {"e": str(exc)}) from None
         raise PydanticCustomError(
             "xarray",
-            "expected an xarray.{kind} or its dictionary form, got {type}",
+            "expected an xarray.{kind}, its dictionary form or netCDF in base64, got {type}",
             {"kind": self.kind, "type": type(value).__name__},
         )
 

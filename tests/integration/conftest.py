@@ -134,12 +134,12 @@ def backends(broker_url: str, launch: Callable[..., Backend]) -> Callable[..., B
 
 OLD = "demessaging[backend]==0.6.4"
 #: What DASF modules of the tests import besides demessaging 0.6.4.
-OLD_EXTRAS = ("numpy",)
+OLD_EXTRAS = ("numpy", "xarray", "scipy")
 
 
 @pytest.fixture(scope="session")
 def old_python() -> Path:
-    """The Python of an environment with demessaging 0.6.4 (and numpy)."""
+    """The Python of an environment with demessaging 0.6.4 (and numpy, xarray, scipy)."""
     env = pulsar.cache_dir() / "dasf-0.6.4-env"
     env.parent.mkdir(parents=True, exist_ok=True)
     wanted = " ".join((OLD, *OLD_EXTRAS))
