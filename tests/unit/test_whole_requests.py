@@ -126,6 +126,18 @@ def test_the_error_over_websocket_names_the_frame_needed_and_the_settings() -> N
     assert "frame_size" in hint
 
 
+def test_the_hint_names_where_the_clients_frame_size_is_set_once() -> None:
+    transport = WebSocketTransport("ws://127.0.0.1:8000/ws", TransportOptions())
+    hint = transport.whole_message_hint(
+        16 * 2**20, "CLIMATE_FRAME_SIZE (or DEMESSAGING_FRAME_SIZE)"
+    )
+    assert hint.endswith(
+        "then the client's frame_size (CLIMATE_FRAME_SIZE (or DEMESSAGING_FRAME_SIZE)) to match"
+    )
+    assert hint.count("FRAME_SIZE (or") == 1
+    assert "frame_size (" not in transport.whole_message_hint(16 * 2**20)
+
+
 @pytest.mark.parametrize(
     ("reason", "hinted"),
     [
