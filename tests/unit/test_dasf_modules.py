@@ -472,7 +472,7 @@ def test_main_names_its_own_settings_when_no_broker_answers(
     args = [a.replace("PORT", str(port)).replace("URL", url) for a in args]
     start = time.monotonic()
     done = _run(*args, command)
-    assert time.monotonic() - start < 5  # under 1 s, usually
+    assert time.monotonic() - start < 15  # under 1 s usually; not a 30 s retry loop
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"Error: cannot reach the broker at {url}: connection refused; start the broker, or set "
