@@ -13,6 +13,8 @@ import time
 import numpy as np
 
 from demessaging.client import Client
+from demessaging.message import Prop
+from demessaging.serialization import msgpack
 
 from .procs import BenchmarkError
 
@@ -45,8 +47,12 @@ class DemessagingPeer:
     @property
     def encoding(self) -> str:
         """The encoding of the client's requests (``DEMESSAGING_ENCODING``)."""
-        chosen = getattr(self.client, "_negotiated", None)  # what `auto` chose, once asked
-        return str(chosen or getattr(self.client.settings, "encoding", "json"))
+        chosen = str(self.client.settings.encoding)
+        if chosen != "auto":
+            return chosen
+        pong = getattr(self.client, "_pong", None) or {}  # what the backend offered, once asked
+        offered = str(pong.get(Prop.CONTENT_TYPES, "")).split(",")
+        return "msgpack" if msgpack.CONTENT_TYPE in offered else "json"
 
     def ping(self, count: int, warmup: int) -> list[float]:
         """Seconds of ``count`` sequential :meth:`Client.ping` calls, after ``warmup`` more."""
@@ -76,8 +82,11 @@ class DemessagingPeer:
             self.client.call(NOOP)
         return time.perf_counter() - start
 
-    def concurrent(self, count: int) -> float:
-        """Seconds for ``count`` calls of ``noop()`` made at once with ``asyncio.gather``."""
+    def concurrent(self, count: int, rounds: int = 1) -> list[float]:
+        """Seconds for ``count`` calls of ``noop()`` made at once with ``asyncio.gather``.
+
+        ``rounds`` times, after one more to warm up (the backends' workers start then).
+        """
 
         async def calls() -> float:
             start = time.perf_counter()
@@ -85,7 +94,7 @@ class DemessagingPeer:
             return time.perf_counter() - start
 
         self.client.call(NOOP)
-        return asyncio.run(calls())
+        return [asyncio.run(calls()) for _ in range(rounds + 1)][1:]
 
     def transfer(self, values: np.ndarray) -> float:
         """Seconds for ``total(values)``, from the call to its result.

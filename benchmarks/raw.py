@@ -38,6 +38,9 @@ PIECE = DEFAULT_PIECE_SIZE
 PREFETCH = 16
 #: Messages a producer has on their way at most (sends block beyond).
 IN_FLIGHT = 16
+#: The burst's depth: its echo's prefetch, its reply consumer's, and its producer's messages
+#: on their way; as deep as the burst, so that neither side ever waits for the other.
+BURST_DEPTH = 1000
 #: Seconds to wait for any one reply (a raw transfer of 100 MiB takes about one).
 REPLY_TIMEOUT = 30
 
@@ -55,12 +58,12 @@ def _client(url: str) -> pulsar.Client:
     return pulsar.Client(url, operation_timeout_seconds=30, logger=_logger())
 
 
-def _producer(client: pulsar.Client, topic: str) -> pulsar.Producer:
+def _producer(client: pulsar.Client, topic: str, in_flight: int = IN_FLIGHT) -> pulsar.Producer:
     return client.create_producer(
         topic,
         batching_enabled=False,
         block_if_queue_full=True,
-        max_pending_messages=IN_FLIGHT,
+        max_pending_messages=in_flight,
         send_timeout_millis=30_000,
     )
 
@@ -72,7 +75,7 @@ def _sent(result: Any, message_id: Any) -> None:
             print(f"send failed: {result}", file=sys.stderr, flush=True)
 
 
-def echo(url: str, requests: str, replies: str) -> int:
+def echo(url: str, requests: str, replies: str, depth: int = PREFETCH) -> int:
     """Answer every message on ``requests`` on ``replies``, until SIGTERM or SIGINT.
 
     Parameters
@@ -81,6 +84,8 @@ def echo(url: str, requests: str, replies: str) -> int:
         The broker's ``pulsar://`` URL.
     requests, replies
         The topics.
+    depth
+        Messages the broker pushes ahead, and replies on their way at most.
     """
     stopping = False
 
@@ -97,9 +102,9 @@ def echo(url: str, requests: str, replies: str) -> int:
             requests,
             "raw-echo",
             consumer_type=pulsar.ConsumerType.Shared,
-            receiver_queue_size=PREFETCH,
+            receiver_queue_size=depth,
         )
-        producer = _producer(client, replies)
+        producer = _producer(client, replies, depth)
         print("ready", flush=True)
         pieces: dict[str, int] = {}
         while not stopping:
@@ -151,7 +156,9 @@ class RawPeer:
     def __init__(self, url: str, folder: Path) -> None:
         name = f"bench-raw-{uuid.uuid4().hex[:10]}"
         self.requests, self.replies = f"{name}-requests", f"{name}-replies"
+        burst_requests, burst_replies = f"{name}-burst-requests", f"{name}-burst-replies"
         self._echo: Child | None = None
+        self._burst_echo: Child | None = None
         #: The context of the last transfer, which the echo names in its log.
         self.context = ""
         self._client: pulsar.Client | None = None
@@ -161,7 +168,22 @@ class RawPeer:
                 ["-m", "benchmarks.raw", "echo", url, self.requests, self.replies],
                 folder,
             )
+            self._burst_echo = spawn(
+                "raw-burst-echo",
+                [
+                    "-m",
+                    "benchmarks.raw",
+                    "echo",
+                    url,
+                    burst_requests,
+                    burst_replies,
+                    "--depth",
+                    str(BURST_DEPTH),
+                ],
+                folder,
+            )
             self._echo.wait_for("ready", timeout=60)
+            self._burst_echo.wait_for("ready", timeout=60)
             self._client = _client(url)
             self._consumer = self._client.subscribe(
                 self.replies,
@@ -169,20 +191,28 @@ class RawPeer:
                 consumer_type=pulsar.ConsumerType.Shared,
             )
             self._producer = _producer(self._client, self.requests)
+            self._burst_consumer = self._client.subscribe(
+                burst_replies,
+                f"raw-client-{uuid.uuid4().hex[:8]}",
+                consumer_type=pulsar.ConsumerType.Shared,
+                receiver_queue_size=BURST_DEPTH,
+            )
+            self._burst_producer = _producer(self._client, burst_requests, BURST_DEPTH)
         except BaseException:
             self.close()
             raise
 
-    def _reply(self) -> Any:
+    def _reply(self, consumer: Any = None) -> Any:
+        consumer = consumer or self._consumer
         try:
-            message = self._consumer.receive(timeout_millis=REPLY_TIMEOUT * 1000)
+            message = consumer.receive(timeout_millis=REPLY_TIMEOUT * 1000)
         except pulsar.Timeout:
             said = self._echo.output()[-300:] if self._echo is not None else ""
             raise StallError(
                 f"the raw echo did not reply within {REPLY_TIMEOUT} s (last transfer: "
                 f"{self.context or 'none'}); its log ends: {said!r}"
             ) from None
-        self._consumer.acknowledge(message)
+        consumer.acknowledge(message)
         return message
 
     def ping_pong(self, count: int, warmup: int) -> list[float]:
@@ -202,15 +232,18 @@ class RawPeer:
         return times
 
     def burst(self, count: int) -> float:
-        """Seconds to send ``count`` messages at once and receive their ``count`` replies."""
+        """Seconds to send ``count`` messages at once and receive their ``count`` replies.
+
+        Through an echo of its own, with :data:`BURST_DEPTH` messages pushed ahead and on
+        their way, on both sides.
+        """
         payload = b'{"func_name": "noop"}'.ljust(100)
         start = time.perf_counter()
         for _ in range(count):
             properties = _request_properties(self.replies)
-            self._producer.send_async(payload, _sent, properties=properties)
-        self._producer.flush()
+            self._burst_producer.send_async(payload, _sent, properties=properties)
         for _ in range(count):
-            self._reply()
+            self._reply(self._burst_consumer)
         return time.perf_counter() - start
 
     def transfer(self, payload: bytes) -> float:
@@ -243,9 +276,10 @@ class RawPeer:
                 self._client.close()
                 self._client = None
         finally:
-            if self._echo is not None:
-                self._echo.stop()
-                self._echo = None
+            for echo in (self._echo, self._burst_echo):
+                if echo is not None:
+                    echo.stop()
+            self._echo = self._burst_echo = None
 
     def __enter__(self) -> RawPeer:
         return self
@@ -262,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("url", help="the broker's pulsar:// URL")
     run.add_argument("requests", help="the topic to consume")
     run.add_argument("replies", help="the topic to answer on")
+    run.add_argument(
+        "--depth", type=int, default=PREFETCH, help="messages pushed ahead and on their way"
+    )
     args = parser.parse_args(argv)
-    return echo(args.url, args.requests, args.replies)
+    return echo(args.url, args.requests, args.replies, args.depth)
 
 
 if __name__ == "__main__":

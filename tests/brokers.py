@@ -16,15 +16,19 @@ once for each chosen broker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from demessaging import embedded
 from demessaging.message import Message
+from demessaging.tokens import new_secret
+from tests.certs import CA
 from tools import dasf_broker, pulsar
 
 KNOWN = ("pulsar-lite", "pulsar", "pulsar-ws", "dasf-broker")
@@ -154,6 +158,50 @@ def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brokers]:
 def pulsar_standalone(brokers: Brokers) -> pulsar.PulsarStandalone:
     """Apache Pulsar standalone, for the whole session (``pulsar`` and ``pulsar-ws`` use it)."""
     return brokers.standalone()
+
+
+@dataclass(frozen=True)
+class SecuredPulsar:
+    """Apache Pulsar standalone of a test module's own, with token authentication.
+
+    Attributes
+    ----------
+    broker
+        The running broker.
+    secret
+        The key its tokens are signed with.
+    ca
+        The private CA of its server certificate (for 127.0.0.1), if it speaks TLS.
+    """
+
+    broker: pulsar.PulsarStandalone
+    secret: bytes
+    ca: CA | None = None
+
+
+@contextlib.contextmanager
+def secured_pulsar(
+    request: pytest.FixtureRequest, name: str, needs: str, *, tls: bool = True, **options: Any
+) -> Iterator[SecuredPulsar]:
+    """Apache Pulsar standalone with token authentication, stopped on leaving.
+
+    With ``tls``, TLS on both its protocols, with a server certificate for 127.0.0.1 from a
+    private CA made in the folder ``name`` (under the session's temporary folder), where the
+    broker keeps its data too. ``options`` go to :func:`tools.pulsar.start`
+    (``authorization``, ``client_certificates``...). The test is skipped unless ``pulsar`` is
+    one of the brokers chosen; ``needs`` says what needs it (``"TLS"``).
+    """
+    if "pulsar" not in selected_brokers(request.config):
+        pytest.skip(f"{needs} needs Apache Pulsar (--brokers pulsar)")
+    folders: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    folder = folders.mktemp(name)
+    ca = CA(folder / "ca") if tls else None
+    if ca is not None:
+        server = ca.server("broker", "127.0.0.1")
+        options["tls"] = pulsar.TLS(server.certificate, server.key, ca.certificate)
+    secret = new_secret()
+    with pulsar.start(folder / "broker", token_secret=secret, **options) as broker:
+        yield SecuredPulsar(broker, secret, ca)
 
 
 def is_probe(message: Message) -> bool:

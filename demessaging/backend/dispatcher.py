@@ -140,7 +140,9 @@ class Dispatcher:
                 owner = call.target.owner
                 assert owner is not None
                 ctor_pos, ctor_kw = _split(owner.constructor.parameters, call.constructor)
-                ctor_made = reporters(owner.constructor, progress, cancelled)
+                ctor_made = reporters(
+                    owner.constructor, progress, cancelled, call.constructor_reports
+                )
                 made.update({f"constructor {name}": r for name, r in ctor_made.items()})
                 ctor_kw.update(ctor_made)
                 instance = owner.cls(*ctor_pos, **ctor_kw)

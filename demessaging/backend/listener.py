@@ -1,7 +1,8 @@
 """The listener: takes requests from a transport, runs them in a worker pool, replies, acks.
 
 - At most ``workers`` requests are in flight; the listener receives the next one only when a
-  worker is free, so the rest wait in the broker where other backend instances can take them
+  worker is free. The broker pushes at most ``workers`` more ahead (the subscription's
+  prefetch), so the rest wait in the broker where other backend instances can take them
   (back-pressure without a local queue to lose).
 - Each message is parsed once (:func:`~demessaging.protocol.envelope.parse_request`); a request
   in pieces is gathered from its side topic first, without a worker slot, within a memory
@@ -34,7 +35,6 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from ..core import versions
@@ -55,6 +55,7 @@ from .dispatcher import Dispatcher, type_name
 from .recent import Recent, repeat_key
 from .replies import Replies
 from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
+from .workers import Workers
 
 __all__ = ["CLOCK_SKEW", "DEFAULT_SUBSCRIPTION", "Listener"]
 
@@ -196,16 +197,17 @@ class Listener:
             self.topic,
             self.subscription,
             shared=True,
-            # one request at a time, taken when a worker is free or a head goes to gathering:
-            # the rest wait in the broker, where other instances can take them
-            prefetch=1,
+            # the broker pushes one request per worker ahead, so that the next is here when a
+            # worker is free (one flow permit per message halved the throughput); the rest
+            # wait in the broker, where other instances can take them
+            prefetch=self.workers,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.shown, self.topic)
         self.ready.set()
         free = asyncio.Semaphore(self.workers)
         in_flight: set[asyncio.Task[None]] = set()
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="demessaging-worker")
+        pool = Workers(self.workers)
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
@@ -236,7 +238,7 @@ class Listener:
                 with contextlib.suppress(asyncio.CancelledError):
                     await control
             await subscription.close()
-            pool.shutdown(wait=True)
+            pool.shutdown()
             self.ready.clear()
             log.info("stopped serving topic %r", self.topic)
 
@@ -249,7 +251,7 @@ class Listener:
         self,
         subscription: Subscription,
         message: Message,
-        pool: ThreadPoolExecutor,
+        pool: Workers,
         free: asyncio.Semaphore,
     ) -> None:
         """Handle one message, holding a worker slot (``free``) but while it gathers pieces."""
@@ -260,7 +262,7 @@ class Listener:
             self._uploads.finish(hold)
 
     async def _handle_holding(
-        self, subscription: Subscription, message: Message, pool: ThreadPoolExecutor, hold: Hold
+        self, subscription: Subscription, message: Message, pool: Workers, hold: Hold
     ) -> None:
         started = asyncio.get_running_loop().time()
         # who hears of an error, even if the message is refused
@@ -381,9 +383,7 @@ class Listener:
         info = ErrorInfo(type=kind, message=text, stage=stage)
         return error_reply(address, info, source_topic=self.topic)
 
-    async def _reply(
-        self, request: Request | Query, pool: ThreadPoolExecutor
-    ) -> tuple[str, Message] | None:
+    async def _reply(self, request: Request | Query, pool: Workers) -> tuple[str, Message] | None:
         if isinstance(request, Query):
             return self._answer(request)
         late = time.time() - request.deadline if request.deadline is not None else 0.0
@@ -404,8 +404,7 @@ class Listener:
         if request.window is not None:
             items = self.replies.items(request, control, request.window)
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                pool,
+            outcome = await pool.run(
                 self.dispatcher.handle,
                 request.payload,
                 request.content_type,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from ..errors import ProtocolError
 from ..protocol.envelope import Query, Request
-from ..protocol.pieces import Gathered, check_head, drop_pieces, gather, is_side_topic_of
+from ..protocol.pieces import Gathered, check_head, drop_pieces, gather, side_topic_refusal
 from ..transport.base import Transport
 
 __all__ = ["DEFAULT_UPLOADS", "DEFAULT_UPLOAD_TIMEOUT", "Budget", "Hold", "Uploads"]
@@ -236,5 +236,6 @@ class Uploads:
     async def _refuse(self, head: Request | Query) -> None:
         """Delete the pieces of a refused head, if its side topic is one of ours."""
         side = head.fragments_topic or ""
-        if is_side_topic_of(side, self.topic, self.namespaces, caller=head.response_topic):
+        refusal = side_topic_refusal(side, self.topic, self.namespaces, caller=head.response_topic)
+        if refusal is None:
             await drop_pieces(self.transport, side)

@@ -47,6 +47,7 @@ from ..protocol.outgoing import make_request
 from ..protocol.pieces import Uploads
 from ..protocol.recent import Recent
 from ..protocol.replies import Reply, parse_reply
+from ..transport import bridge
 from ..transport.base import Subscription, Transport
 from .bars import Progress
 from .portal import Portal
@@ -160,7 +161,7 @@ class Connection:
         portal = self.portal()
         if asyncio.get_running_loop() is portal.loop:
             return await coro
-        return await portal.arun(coro)
+        return await bridge.run_on(portal.loop, coro)  # calls made at once: one turn each way
 
     async def exchange(
         self,

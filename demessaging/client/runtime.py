@@ -10,9 +10,11 @@ and the same again as a sync face (``call``, ``stream``...) made from it with
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import json as _json
 import logging
+import threading
 import time
 import warnings
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Mapping
@@ -22,6 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..config import Settings
 from ..errors import (
+    CallTimeoutError,
     ConfigurationError,
     DemessagingWarning,
     ProtocolError,
@@ -121,6 +124,10 @@ class Client:
         self._changed: set[str] = set()  # members the backend changed, warned about
         #: The properties of the backend's pong, asked once when needed.
         self._pong: dict[str, str] | None = None
+        #: Done when the ping in flight is answered or fails (concurrent first calls wait
+        #: for it instead of sending a ping each); callers may be on any event loop.
+        self._asking: concurrent.futures.Future[None] | None = None
+        self._asking_lock = threading.Lock()
 
     @property
     def max_payload(self) -> int:
@@ -327,14 +334,35 @@ class Client:
         return Prop.CONTENT_TYPES in await self._backend_pong(timeout, member)
 
     async def _backend_pong(self, timeout: float, member: str) -> dict[str, str]:
-        if self._pong is None:
-            pong = await self._connection.exchange(MessageType.PING, b"", timeout, member)
-            self._pong = dict(pong.properties)
-            # where its cancel and more go, if not to <topic>_control
-            where = control_target(self._connection.topic, self._pong)
-            self._connection.control = where or self._connection.control
-            offered = self._pong.get(Prop.CONTENT_TYPES) or "nothing (a DASF backend)"
-            log.debug("the backend of %s reads %s", self.topic, offered)
+        """The backend's pong properties: one ping, whatever the number of callers."""
+        end = time.monotonic() + timeout
+        while self._pong is None:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise CallTimeoutError(self.topic, timeout, member)
+            with self._asking_lock:
+                asking, leads = self._asking, self._asking is None
+                if leads:
+                    asking = self._asking = concurrent.futures.Future()
+            assert asking is not None
+            if not leads:
+                try:  # then ask again if that ping failed and time is left
+                    await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(asking)), left)
+                except asyncio.TimeoutError:
+                    raise CallTimeoutError(self.topic, timeout, member) from None
+                continue
+            try:
+                pong = await self._connection.exchange(MessageType.PING, b"", left, member)
+                self._pong = dict(pong.properties)
+                # where its cancel and more go, if not to <topic>_control
+                where = control_target(self._connection.topic, self._pong)
+                self._connection.control = where or self._connection.control
+                offered = self._pong.get(Prop.CONTENT_TYPES) or "nothing (a DASF backend)"
+                log.debug("the backend of %s reads %s", self.topic, offered)
+            finally:
+                with self._asking_lock:
+                    self._asking = None
+                asking.set_result(None)
         return self._pong
 
     async def _schema(self, kind: MessageType, prop: str, timeout: float | None) -> dict[str, Any]:

@@ -98,12 +98,15 @@ class Call:
         The DASF progress reports the request carries, by parameter name: DASF 0.6 clients
         send the report of a function that takes one, and the call gets a copy of it (its
         step message and the like) instead of the function's default.
+    constructor_reports
+        The same for the constructor's report parameters, sent next to its arguments.
     """
 
     target: CallableModels
     arguments: dict[str, Any]
     constructor: dict[str, Any]
     reports: dict[str, Any] = field(default_factory=dict)
+    constructor_reports: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,11 +146,13 @@ class ModuleModels:
         function: BaseModel = request.function  # type: ignore[attr-defined]
         target = self.methods[(class_name, function.func_name)]  # type: ignore[attr-defined]
         assert target.owner is not None
-        constructor = {}
+        constructor, constructor_reports = {}, {}
         if target.spec.needs_instance:
             constructor = _set_arguments(request, target.owner.constructor.parameters)
+            constructor_reports = _set_arguments(request, target.owner.constructor.reporters)
         arguments = _set_arguments(function, target.spec.parameters)
-        return Call(target, arguments, constructor, _set_arguments(function, target.spec.reporters))
+        reports = _set_arguments(function, target.spec.reporters)
+        return Call(target, arguments, constructor, reports, constructor_reports)
 
     def validate_json(self, data: bytes | bytearray | str) -> Call:
         """Validate a JSON request; raises pydantic's ``ValidationError``."""
@@ -298,9 +303,12 @@ def _class_model(
 ) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     if with_constructor:
-        names = field_names(cls.constructor.parameters)
+        names = field_names(cls.constructor.parameters + cls.constructor.reporters)
         for p in cls.constructor.parameters:
             fields[names[p.name]] = _field(p, cls.constructor.qualname)
+        for p in cls.constructor.reporters:
+            if report_type(p.annotation) is not None:  # DASF's: its clients send them
+                fields[names[p.name]] = _report_field(p)
     if methods:
         choices = tuple(m.request for m in methods)
         function: Any = Annotated[Union[choices], Field(discriminator="func_name")]  # noqa: UP007

@@ -46,7 +46,7 @@ from .fragments import (
 )
 from .topics import full_name, short_name, split_name
 
-__all__ = ["Gathered", "Uploads", "check_head", "drop_pieces", "gather", "is_side_topic_of"]
+__all__ = ["Gathered", "Uploads", "check_head", "drop_pieces", "gather", "side_topic_refusal"]
 
 _Head = TypeVar("_Head", bound=Incoming)
 
@@ -134,9 +134,7 @@ class Uploads:
         self._later(transport.release(side))
 
     def _refuse(self, size: int, why: str) -> NoReturn:
-        hint = self._transport.whole_message_hint(size).replace(
-            "frame_size", f"frame_size ({self._frame_setting})"
-        )
+        hint = self._transport.whole_message_hint(size, self._frame_setting)
         raise PayloadTooLargeError(
             f"the request has {size} bytes and must go in one message: {why}; {hint} "
             "(see docs/dasf.md)"
@@ -214,26 +212,35 @@ class Gathered:
         await self.side.close()
 
 
-def is_side_topic_of(
+def _follows(name: str, prefix: str) -> bool:
+    return name.startswith(prefix) and len(name) > len(prefix)
+
+
+def side_topic_refusal(
     name: str, topic: str, namespaces: Collection[str] = (), *, caller: str | None = None
-) -> bool:
-    """Whether ``name`` is a side topic for requests to ``topic``.
+) -> str | None:
+    """Why ``name`` is not a side topic for requests to ``topic``, or None if it is one.
 
     Next to ``topic`` (``<topic>_fragments_<name>``), or a full name in one of ``namespaces``
     (clients' reply namespaces) whose last part is ``<short topic>_fragments_<name>``. Given
     ``caller`` (the head's ``response_topic``), a side topic in a reply namespace must be in
     the caller's: a partner does not have another's upload gathered, nor its pieces deleted.
     """
-    prefix = side_topic(topic, "")
-    if name.startswith(prefix) and len(name) > len(prefix):
-        return True
+    if _follows(name, side_topic(topic, "")):
+        return None
     parts = split_name(name)
-    if parts is None or parts[0] not in namespaces:
-        return False
+    if (
+        parts is None
+        or parts[0] not in namespaces
+        or not _follows(parts[1], side_topic(short_name(topic), ""))
+    ):
+        return f"a request in pieces must name a fragments_topic of {topic!r}, not {name!r}"
     if caller is not None and (split_name(caller) or ("", ""))[0] != parts[0]:
-        return False
-    prefix = side_topic(short_name(topic), "")
-    return parts[1].startswith(prefix) and len(parts[1]) > len(prefix)
+        return (
+            f"the fragments_topic {name!r} must be in the namespace of its response_topic "
+            f"{caller!r}"
+        )
+    return None
 
 
 async def drop_pieces(transport: Transport, name: str) -> None:
@@ -253,21 +260,16 @@ def check_head(
     Raises
     ------
     ProtocolError
-        If the head names no side topic of ``topic`` (see :func:`is_side_topic_of`; one in a
+        If the head names no side topic of ``topic`` (see :func:`side_topic_refusal`; one in a
         reply namespace must be in that of the head's ``response_topic``), gives
         no ``payload_size``, claims more than ``max_payload`` bytes, or more pieces than its
         bytes allow.
     """
-    side_name = head.fragments_topic or ""
-    if not is_side_topic_of(side_name, topic, namespaces):
-        raise ProtocolError(
-            f"a request in pieces must name a fragments_topic of {topic!r}, not {side_name!r}"
-        )
-    if not is_side_topic_of(side_name, topic, namespaces, caller=head.response_topic):
-        raise ProtocolError(
-            f"the fragments_topic {side_name!r} must be in the namespace of its response_topic "
-            f"{head.response_topic!r}"
-        )
+    refusal = side_topic_refusal(
+        head.fragments_topic or "", topic, namespaces, caller=head.response_topic
+    )
+    if refusal is not None:
+        raise ProtocolError(refusal)
     if head.payload_size is None:
         raise ProtocolError("a request in pieces must give its payload_size")
     if head.payload_size > max_payload:
@@ -310,7 +312,7 @@ async def gather(
         When the head was taken, in the event loop's time; now if None.
     namespaces
         The namespaces where side topics may be besides ``topic``'s (see
-        :func:`is_side_topic_of`).
+        :func:`side_topic_refusal`).
 
     Returns
     -------

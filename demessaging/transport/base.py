@@ -139,8 +139,12 @@ class Transport(abc.ABC):
     piece_size: int | None = None
     request_pieces: bool = True
 
-    def whole_message_hint(self, size: int) -> str:
-        """How to let ``size`` bytes go in one message, for errors: what limits it, and where."""
+    def whole_message_hint(self, size: int, frame_setting: str = "") -> str:
+        """How to let ``size`` bytes go in one message, for errors: what limits it, and where.
+
+        ``frame_setting`` names where the client's ``frame_size`` is set (an environment
+        variable), if it has one.
+        """
         return (
             f"this client sends {self.max_message_size} bytes at most in one message (Apache "
             "Pulsar's maxMessageSize is 5 MB by default)"

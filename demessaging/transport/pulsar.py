@@ -19,6 +19,7 @@ its warnings at WARNING and INFO (the command line's default), also its informat
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -26,13 +27,14 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import _pulsar as pulsar_lib
 import pulsar
 import pulsar.asyncio as pulsar_asyncio
 from typing_extensions import override
 
 from ..errors import AuthenticationError, AuthorizationError, ConfigurationError, TransportError
 from ..message import Message
-from . import lite
+from . import bridge, lite
 from .base import Subscription, Transport, TransportOptions
 from .handshake import check_credentials
 from .producers import ProducerPool
@@ -138,16 +140,24 @@ class _PulsarSubscription(Subscription):
 
     @override
     async def receive(self) -> Message:
-        raw = await _guard(self._consumer.receive(), f"receiving from {self._topic}")
-        message_id = str(raw.message_id())
-        self._received[message_id] = raw.message_id()  # enough to acknowledge; not the data
-        return Message(payload=raw.data(), properties=raw.properties(), message_id=message_id)
+        # pulsar-client's own consumer, without pulsar.asyncio's wake-up per message (see
+        # bridge): a message already in the receiver queue comes without a turn of the loop
+        received = bridge.prepare()
+        self._consumer._consumer.receive_async(functools.partial(_settle, received))
+        raw = await _guard(received, f"receiving from {self._topic}")
+        message_id = raw.message_id()
+        key = str(message_id)
+        self._received[key] = message_id  # enough to acknowledge; not the data
+        return Message(payload=raw.data(), properties=raw.properties(), message_id=key)
 
     @override
     async def ack(self, message: Message) -> None:
         raw = self._received.pop(message.message_id or "", None)
         if raw is not None:
-            await _guard(self._consumer.acknowledge(raw), f"acknowledging on {self._topic}")
+            # pulsar-client groups acknowledgements (100 ms) and confirms this one at once
+            acked = bridge.prepare()
+            self._consumer._consumer.acknowledge_async(raw, functools.partial(_settle, acked))
+            await _guard(acked, f"acknowledging on {self._topic}")
 
     @override
     async def nack(self, message: Message) -> None:
@@ -299,11 +309,14 @@ class PulsarTransport(Transport):
     @override
     async def publish(self, topic: str, message: Message) -> None:
         full = self.topic(topic)
+        builder = pulsar_lib.MessageBuilder()
+        builder.content(bytes(message.payload))
+        for key, value in message.properties.items():
+            builder.property(key, value)
         async with self._producers.use(full) as producer:
-            await _guard(
-                producer.send(bytes(message.payload), properties=dict(message.properties)),
-                f"publishing to {full}",
-            )
+            sent = bridge.prepare()  # the receipt, without pulsar.asyncio's wake-up per message
+            producer._producer.send_async(builder.build(), functools.partial(_settle, sent))
+            await _guard(sent, f"publishing to {full}")
 
     async def _skip_consumer_ids(self) -> None:
         o = self.options
@@ -401,6 +414,14 @@ class PulsarTransport(Transport):
             # a process that exits before that thread does aborts ("terminate called without
             # an active exception", apache/pulsar-client-python#256): give it time to end
             await asyncio.sleep(_CLOSE_GRACE)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, value: Any = None) -> None:
+    """pulsar-client's callback: complete ``future`` on its loop (see :mod:`.bridge`)."""
+    if result == pulsar.Result.Ok:
+        bridge.settle(future, value)
+    else:
+        bridge.settle(future, error=pulsar_asyncio.PulsarException(result))
 
 
 def _library_logger() -> Any:

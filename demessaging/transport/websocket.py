@@ -301,14 +301,15 @@ class WebSocketTransport(Transport):
             self._ssl = tls.client_context(self.options, url)
 
     @override
-    def whole_message_hint(self, size: int) -> str:
+    def whole_message_hint(self, size: int, frame_setting: str = "") -> str:
         frame = self.options.frame_size
+        where = f" ({frame_setting})" if frame_setting else ""
         return (
             f"one message takes {self.max_message_size} bytes at most here (base64 in a "
             f"WebSocket frame of {frame} bytes); {size} bytes need a frame of "
             f"{frame_for(size)} bytes: raise the broker's frame limit to that "
             f"({BROKER_FRAME_SETTINGS}), "
-            "then the client's frame_size to match"
+            f"then the client's frame_size{where} to match"
         )
 
     def _headers(self) -> dict[str, str]:

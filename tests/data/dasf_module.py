@@ -6,7 +6,7 @@ from deprogressapi import ProgressReport
 
 from demessaging import configure, main
 
-__all__ = ["Greeter", "count_up", "hello"]
+__all__ = ["Greeter", "Tally", "count_up", "hello"]
 
 
 @configure(
@@ -67,6 +67,37 @@ class Greeter:
     def shout(self, name: str) -> str:
         """Not served: ``methods`` leaves it out."""
         return self.greet(name).upper()
+
+
+class Tally:
+    """Counts from a start, which its constructor reports reaching.
+
+    Parameters
+    ----------
+    start
+        Where counting starts.
+    """
+
+    def __init__(
+        self,
+        start: int,
+        reporter: ProgressReport = ProgressReport(step_message="setting up"),  # noqa: B008
+    ) -> None:
+        with reporter:
+            for i in range(start):
+                with reporter.create_subreport(step_message=f"start {i + 1}"):
+                    pass
+        self.start = start
+
+    def add(self, n: int) -> int:
+        """The start plus ``n``.
+
+        Parameters
+        ----------
+        n
+            How much to add.
+        """
+        return self.start + n
 
 
 if __name__ == "__main__":

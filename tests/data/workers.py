@@ -21,6 +21,13 @@ def whoami(call_id: int, log_dir: str) -> int:
     return os.getpid()
 
 
+def record(tag: str, log_dir: str) -> str:
+    """Record ``tag`` in this process's log; return it."""
+    with open(Path(log_dir) / f"{os.getpid()}.log", "a") as log:
+        log.write(f"{tag}\n")
+    return tag
+
+
 def slow(seconds: float, marker: str) -> int:
     """Write the process id into ``marker``, sleep, return the process id."""
     Path(marker).write_text(str(os.getpid()))

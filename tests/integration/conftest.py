@@ -7,13 +7,16 @@ defined here, not there, because the unit tests' ``broker`` is an in-process one
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import venv
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +24,11 @@ from pathlib import Path
 import pytest
 
 from demessaging._local import locked, stop_process
+from demessaging.backend.listener import DEFAULT_SUBSCRIPTION
 from demessaging.client import Client
+from demessaging.config import Settings
+from demessaging.message import Prop
+from demessaging.transport.base import Subscription, Transport
 from tests.brokers import Broker, Brokers
 from tools import pulsar
 
@@ -203,3 +210,97 @@ def wait_until_answering(client: Client, backend: Backend, seconds: float = 60) 
         except Exception:
             assert backend.process.poll() is None, f"the backend stopped:\n{backend.output()}"
             assert time.monotonic() < deadline, f"the backend never answered:\n{backend.output()}"
+
+
+# -- what the broker carried, for failures of many calls -----------------------------------
+
+
+class Witness:
+    """Subscriptions of their own to a backend's request topic and a client's reply topic.
+
+    Made before the calls, they get a copy of every request and reply the broker took: when
+    calls go unanswered, :meth:`explain` tells, for each, whether its request reached the
+    broker, whether the backend ran it (its function records ``tag`` in ``log_dir``),
+    whether its reply reached the broker, and whether the request is still unacknowledged
+    on the backends' subscription (read once the backends are stopped). Requests and replies
+    are told apart by ``tag``, a text (``call-<number>-end``) in both their payloads, whatever
+    their encoding.
+    """
+
+    SUBSCRIPTION = "test-witness"
+    TAG = re.compile(rb"call-(\d+)-end")
+
+    def __init__(
+        self, transport: Transport, topic: str, requests: Subscription, replies: Subscription
+    ) -> None:
+        self._transport = transport
+        self._topic = topic
+        self._requests = requests
+        self._replies = replies
+
+    @classmethod
+    async def start(cls, broker_url: str, topic: str, response_topic: str) -> Witness:
+        transport = Settings(broker_url=broker_url).connect()
+        requests = await transport.subscribe(topic, cls.SUBSCRIPTION, shared=True, prefetch=1000)
+        replies = await transport.subscribe(
+            response_topic, cls.SUBSCRIPTION, shared=True, prefetch=1000
+        )
+        return cls(transport, topic, requests, replies)
+
+    @classmethod
+    async def _read(
+        cls, subscription: Subscription, quiet: float = 3.0
+    ) -> tuple[set[int], Counter[str]]:
+        """The tags of the messages ``subscription`` gets until none comes for ``quiet`` s, and
+        how many of each ``messageType`` came (a call's ``ping`` and ``pong`` carry no tag),
+        and how many shared their message id with another one."""
+        found: set[int] = set()
+        kinds: Counter[str] = Counter()
+        ids: Counter[str | None] = Counter()
+        while True:
+            try:
+                message = await asyncio.wait_for(subscription.receive(), quiet)
+            except asyncio.TimeoutError:
+                shared = sum(n for n in ids.values() if n > 1)  # two messages, one id: a fault
+                if shared:
+                    kinds["sharing a message id"] = shared
+                return found, kinds
+            found.update(int(n) for n in cls.TAG.findall(bytes(message.payload)))
+            kinds[message.properties.get(Prop.MESSAGE_TYPE, "?")] += 1
+            ids[message.message_id] += 1
+
+    async def explain(
+        self, missing: dict[int, object], backends: list[Backend], log_dir: Path
+    ) -> str:
+        """What became of the calls ``missing`` (tag -> what the call gave instead)."""
+        published, sent = await self._read(self._requests)
+        replied, answered = await self._read(self._replies)
+        ran = {int(n) for log in log_dir.iterdir() for n in self.TAG.findall(log.read_bytes())}
+        for backend in backends:
+            await asyncio.to_thread(backend.stop)
+        left = await self._transport.subscribe(
+            self._topic, DEFAULT_SUBSCRIPTION, shared=True, prefetch=1000
+        )
+        unacknowledged, _ = await self._read(left)
+        await left.close()
+        lines = [
+            f"{len(missing)} call(s) got no reply; at the broker: requests {dict(sent)}, "
+            f"replies {dict(answered)}"
+        ]
+        for tag, got in sorted(missing.items()):
+            lines.append(
+                f"call-{tag}-end: request at the broker {tag in published}, run {tag in ran}, "
+                f"reply at the broker {tag in replied}, request left unacknowledged "
+                f"{tag in unacknowledged}; the call gave {got!r}"
+            )
+        for number, backend in enumerate(backends):
+            noted = [
+                line
+                for line in backend.output().splitlines()
+                if "WARNING" in line or "ERROR" in line
+            ]
+            lines += [f"backend {number} warned:", *noted[-20:]]
+        return "\n".join(lines)
+
+    async def close(self) -> None:
+        await self._transport.close()

@@ -15,7 +15,7 @@ from demessaging.config import Settings
 from demessaging.errors import AuthenticationError
 from demessaging.tokens import create_token, new_secret
 from demessaging.transport import TransportOptions
-from tests.brokers import selected_brokers
+from tests.brokers import secured_pulsar
 from tools import pulsar
 
 from .conftest import Backend
@@ -26,15 +26,10 @@ PROMPT = 5.0
 
 
 @pytest.fixture(scope="module")
-def secured(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[pulsar.PulsarStandalone, bytes]]:
+def secured(request: pytest.FixtureRequest) -> Iterator[tuple[pulsar.PulsarStandalone, bytes]]:
     """An Apache Pulsar standalone broker with token authentication, and its secret key."""
-    if "pulsar" not in selected_brokers(request.config):
-        pytest.skip("token authentication needs Apache Pulsar (--brokers pulsar)")
-    secret = new_secret()
-    with pulsar.start(tmp_path_factory.mktemp("pulsar-auth"), token_secret=secret) as broker:
-        yield broker, secret
+    with secured_pulsar(request, "pulsar-auth", "token authentication", tls=False) as running:
+        yield running.broker, running.secret
 
 
 def test_a_client_with_the_right_token_is_served(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from demessaging.errors import APIChangedError, CallTimeoutError, RemoteError
 from tests.brokers import Broker, is_probe
 from tests.helpers import generated_client
 
-from .conftest import ROOT, Backend
+from .conftest import ROOT, Backend, Witness
 
 CLIMATE = ROOT / "examples" / "climate.py"
 WORKERS = ROOT / "tests" / "data" / "workers.py"
@@ -143,18 +144,53 @@ def test_progress_arrives_before_the_result_and_in_order(
 
 
 def test_500_concurrent_async_calls_are_all_answered(
-    broker: Broker, topic: str, backends: Callable[..., Backend]
+    broker: Broker,
+    topic: str,
+    backends: Callable[..., Backend],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    backends(CLIMATE, topic, workers=8)
+    caplog.set_level(logging.DEBUG, logger="demessaging.client")  # the replies it drops
+    backend = backends(WORKERS, topic, workers=8)
     # dasf-broker-django stores every message in its database: here, about 3 calls a second
     count = 50 if broker.django is not None else 500
+    logs = tmp_path / "calls"
+    logs.mkdir()
+    tags = [f"call-{i}-end" for i in range(count)]
 
-    async def calls(client: Client) -> list[float]:
-        requests = [{"func_name": "total", "values": [float(i), 1.0]} for i in range(count)]
-        return await asyncio.gather(*(client.acall(r) for r in requests))
+    async def calls(client: Client) -> str:
+        # dasf-broker-django gives every message to every consumer: no witness there
+        witness = (
+            None if broker.django else await Witness.start(broker.url, topic, client.response_topic)
+        )
+        try:
+            got = await asyncio.gather(
+                *(
+                    client.acall({"func_name": "record", "tag": t, "log_dir": str(logs)})
+                    for t in tags
+                ),
+                return_exceptions=True,
+            )
+            missing = {i: result for i, result in enumerate(got) if result != tags[i]}
+            if not missing or witness is None:
+                return f"{len(missing)} call(s) got no reply: {missing}" if missing else ""
+            return await witness.explain(missing, [backend], logs)
+        finally:
+            if witness is not None:
+                await witness.close()
 
     with Client(topic, broker_url=broker.url, timeout=120) as client:
-        assert asyncio.run(calls(client)) == [i + 1.0 for i in range(count)]
+        failure = asyncio.run(calls(client))
+    if failure:
+        client_log = [
+            f"{r.levelname} {r.name}: {r.getMessage()}"
+            for r in caplog.records
+            if r.name.startswith("demessaging")
+            and (r.levelno >= logging.WARNING or "dropping" in r.getMessage())
+        ]
+        pytest.fail("\n".join([failure, "the client logged:", *client_log[-20:]]), pytrace=False)
+    ran = [line for log in logs.iterdir() for line in log.read_text().split()]
+    assert sorted(ran) == sorted(tags)  # each ran once
 
 
 def test_two_backends_share_200_calls_each_answered_once(

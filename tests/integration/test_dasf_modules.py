@@ -227,7 +227,7 @@ import client
 shown = io.StringIO()
 with contextlib.redirect_stdout(shown):
     report = ProgressReport(step_message="asked by the client", settings={"show_method": "PRINT"})
-    result = client.count_up(3, reporter=report)
+    result = CALL
 reports, text, decoder = [], shown.getvalue(), json.JSONDecoder()
 index = text.find("{")
 while index >= 0:
@@ -247,9 +247,8 @@ def test_a_dasf_064_client_follows_the_progress_of_a_module(
     source = old_client(old_python, tmp_path, MODULE.name, ws_broker, topic)
     # 0.6.4 writes deprogressapi.tree.ProgressReport without the import; its users add it
     (tmp_path / "client.py").write_text("import deprogressapi.tree\n" + source)
-    result = json.loads(
-        run_old(old_python, tmp_path, OLD_PROGRESS_CALLS).stdout.strip().splitlines()[-1]
-    )
+    code = OLD_PROGRESS_CALLS.replace("CALL", "client.count_up(3, reporter=report)")
+    result = json.loads(run_old(old_python, tmp_path, code).stdout.strip().splitlines()[-1])
     assert result["result"] == 3
     reports = result["reports"]
     assert reports, "no progress arrived"
@@ -260,3 +259,24 @@ def test_a_dasf_064_client_follows_the_progress_of_a_module(
     final = reports[-1]
     assert final["status"] == "success"
     assert [c["step_message"] for c in final["children"]] == ["step 1", "step 2", "step 3"]
+
+
+def test_a_dasf_064_client_follows_the_progress_of_a_constructor(
+    ws_broker: Broker, topic: str, backend: Backend, old_python: Path, tmp_path: Path
+) -> None:
+    """A class whose constructor takes a report: 0.6.4's client sends it next to the
+    constructor's arguments, and the constructor's reports come back to it."""
+    with Client(topic, broker_url=ws_broker.url, timeout=30) as client:
+        wait_until_answering(client, backend)
+    source = old_client(old_python, tmp_path, MODULE.name, ws_broker, topic)
+    (tmp_path / "client.py").write_text("import deprogressapi.tree\n" + source)
+    code = OLD_PROGRESS_CALLS.replace("CALL", "client.Tally(2, reporter=report).add(3)")
+    result = json.loads(run_old(old_python, tmp_path, code).stdout.strip().splitlines()[-1])
+    assert result["result"] == 5
+    reports = result["reports"]
+    assert reports, "no progress arrived"
+    assert {r["step_message"] for r in reports if r["report_id"] == "root"} == {
+        "asked by the client"
+    }
+    assert reports[-1]["status"] == "success"
+    assert [c["step_message"] for c in reports[-1]["children"]] == ["start 1", "start 2"]

@@ -33,11 +33,10 @@ from demessaging.message import Message, Prop
 from demessaging.protocol.fragments import FRAGMENT_SUBSCRIPTION, split
 from demessaging.protocol.outgoing import make_request
 from demessaging.protocol.topics import short_name as short
-from demessaging.tokens import create_token, new_secret
+from demessaging.tokens import create_token
 from demessaging.transport import TransportOptions
 from demessaging.transport.admin import PulsarAdmin
-from tests.brokers import selected_brokers
-from tests.certs import CA
+from tests.brokers import secured_pulsar
 from tools import pulsar
 
 from .conftest import ROOT, Backend
@@ -61,25 +60,18 @@ class Secured:
 
 
 @pytest.fixture(scope="module")
-def secured(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Secured]:
+def secured(request: pytest.FixtureRequest) -> Iterator[Secured]:
     """Apache Pulsar with TLS (a private CA's certificate for 127.0.0.1), token
     authentication, authorization, and its WebSocket API."""
-    if "pulsar" not in selected_brokers(request.config):
-        pytest.skip("authorization needs Apache Pulsar (--brokers pulsar)")
-    folder = tmp_path_factory.mktemp("pulsar-partners")
-    ca = CA(folder / "ca")
-    server = ca.server("broker", "127.0.0.1")
-    secret = new_secret()
-    with pulsar.start(
-        folder / "broker",
-        token_secret=secret,
-        tls=pulsar.TLS(server.certificate, server.key, ca.certificate),
+    with secured_pulsar(
+        request,
+        "pulsar-partners",
+        "authorization",
         authorization=True,
         settings={"webSocketServiceEnabled": "true"},
-    ) as broker:
-        yield Secured(broker, secret, ca.certificate)
+    ) as running:
+        assert running.ca is not None
+        yield Secured(running.broker, running.secret, running.ca.certificate)
 
 
 @dataclass

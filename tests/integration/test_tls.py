@@ -33,11 +33,11 @@ from demessaging.errors import (
     TransportError,
 )
 from demessaging.protocol.outgoing import make_request
-from demessaging.tokens import create_token, new_secret
+from demessaging.tokens import create_token
 from demessaging.transport import TransportOptions
 from demessaging.transport.admin import PulsarAdmin
 from demessaging.transport.pulsar import PulsarTransport
-from tests.brokers import selected_brokers
+from tests.brokers import secured_pulsar
 from tests.certs import CA, Pair
 from tools import pulsar
 
@@ -76,20 +76,16 @@ class Secured:
 def secured(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Secured]:
-    if "pulsar" not in selected_brokers(request.config):
-        pytest.skip("TLS needs Apache Pulsar (--brokers pulsar)")
-    folder = tmp_path_factory.mktemp("pulsar-tls")
-    ca, other = CA(folder / "ca"), CA(folder / "other", "other CA")
-    server = ca.server("broker", "127.0.0.1")
-    secret = new_secret()
-    with pulsar.start(
-        folder / "broker",
-        token_secret=secret,
-        tls=pulsar.TLS(server.certificate, server.key, ca.certificate),
+    with secured_pulsar(
+        request,
+        "pulsar-tls",
+        "TLS",
         client_certificates=True,
         require_client_certificates=True,
         authorization=True,
-    ) as broker:
+    ) as running:
+        broker, ca = running.broker, running.ca
+        assert ca is not None
         admin = PulsarAdmin(broker.admin_url, token=broker.admin_token)
         for role in ("backend", "partner", "alice"):
             admin.request(
@@ -97,9 +93,10 @@ def secured(
                 f"/admin/v2/namespaces/public/default/permissions/{role}",
                 ["produce", "consume"],
             )
+        other = CA(tmp_path_factory.mktemp("other-ca"), "other CA")
         yield Secured(
             broker,
-            secret,
+            running.secret,
             ca.certificate,
             other.certificate,
             ca.client("alice"),

@@ -17,6 +17,7 @@ import pytest
 
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.core import ModuleModels, ModuleSpec, build_models, inspect_module
+from tests.fakes import FakeAdmin
 
 PREFIX = "dmu_"
 _serial = itertools.count()
@@ -110,3 +111,10 @@ def make_dispatcher(module_models: Callable[..., ModuleModels]) -> Callable[...,
         return Dispatcher(module_models(source, name), debug=debug)
 
     return make
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAdmin]:
+    """A fake admin REST API serving for the test (its ``routes`` set by the test)."""
+    with FakeAdmin().serving() as admin:
+        yield admin

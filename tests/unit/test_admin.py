@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +16,7 @@ from demessaging.errors import (
     TransportError,
 )
 from demessaging.transport.admin import RECOMMENDED, Cleanup, PulsarAdmin, admin_url_for
+from tests.fakes import FakeAdmin
 
 TOPIC = "persistent://public/default/climate"
 STATS = {
@@ -40,47 +38,6 @@ STATS = {
         "someone-else": {"msgBacklog": 100, "consumers": [{"unackedMessages": 9}]},
     },
 }
-
-
-class FakeAdmin:
-    """Answers from a table ``(method, path) -> (status, body)``, records requests."""
-
-    def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], tuple[int, Any]] = {}
-        self.seen: list[tuple[str, str, str, Any]] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                size = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(size)) if size else None
-                auth = self.headers.get("Authorization", "")
-                fake.seen.append((self.command, self.path, auth, body))
-                status, answer = fake.routes.get((self.command, self.path), (404, {"reason": "?"}))
-                data = b"" if answer is None else json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = _answer  # noqa: N815 (http.server names)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAdmin]:
-    admin = FakeAdmin()
-    thread = threading.Thread(target=admin.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield admin
-    admin.server.shutdown()
-    admin.server.server_close()
-    thread.join(5)
 
 
 def test_topic_status_counts_backends_and_requests_not_yet_delivered(fake: FakeAdmin) -> None:

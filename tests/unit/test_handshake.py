@@ -9,7 +9,6 @@ import hmac
 import json
 import struct
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,8 @@ from demessaging.transport.handshake import (
     connect_frame,
     refusal,
 )
+from tests.fakes import CONNECTED, error_command, fake_pulsar
 from tools import pulsar
-
-
-def _frame(command: bytes) -> bytes:
-    return struct.pack(">II", len(command) + 4, len(command)) + command
-
-
-def _error(code: int, message: str) -> bytes:
-    error = _field(1, 2**64 - 1) + _field(2, code) + _field(3, message.encode())
-    return _field(1, 14) + _field(14, error)
-
-
-CONNECTED = _field(1, 3) + _field(3, _field(1, b"Pulsar Server") + _field(2, 21))
 
 
 def _decode(b64: str) -> bytes:
@@ -88,12 +76,12 @@ def test_varints_above_one_byte_round_trip() -> None:
 
 @pytest.mark.parametrize("code", [3, 4])
 def test_an_authentication_or_authorization_error_is_a_refusal(code: int) -> None:
-    assert refusal(_error(code, "Failed to authenticate")) == "Failed to authenticate"
+    assert refusal(error_command(code, "Failed to authenticate")) == "Failed to authenticate"
 
 
 @pytest.mark.parametrize(
     "command",
-    [_error(6, "ServiceNotReady"), CONNECTED, b"", b"\xff\xff\xff", _field(1, 14)],
+    [error_command(6, "ServiceNotReady"), CONNECTED, b"", b"\xff\xff\xff", _field(1, 14)],
     ids=["other-error", "connected", "empty", "garbage", "error-without-body"],
 )
 def test_anything_else_is_not_a_refusal(command: bytes) -> None:
@@ -103,48 +91,24 @@ def test_anything_else_is_not_a_refusal(command: bytes) -> None:
 # -- check_credentials against a fake broker on 127.0.0.1 -----------------------------------
 
 
-def _serve(reply: bytes | None) -> Callable[[], Awaitable[tuple[asyncio.Server, list[bytes]]]]:
-    """A fake broker that reads one frame, then sends ``reply`` (or closes) and closes."""
-
-    async def start() -> tuple[asyncio.Server, list[bytes]]:
-        received: list[bytes] = []
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            total, _ = struct.unpack(">II", await reader.readexactly(8))
-            received.append(await reader.readexactly(total - 4))
-            if reply is not None:
-                writer.write(_frame(reply))
-                await writer.drain()
-            writer.close()
-
-        return await asyncio.start_server(handle, "127.0.0.1", 0), received
-
-    return start
-
-
 async def _check(reply: bytes | None, token: str = "") -> list[bytes]:
-    server, received = await _serve(reply)()
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with fake_pulsar(reply) as (port, received):
         auth = ("token", token.encode()) if token else ("", b"")
         await check_credentials(f"pulsar://127.0.0.1:{port}", *auth, timeout=5)
-    finally:
-        server.close()
-        await server.wait_closed()
     return received
 
 
 def test_a_refused_token_raises_with_the_brokers_reason() -> None:
     with pytest.raises(AuthenticationError, match="refused the token credentials: Bad sig"):
-        asyncio.run(_check(_error(3, "Bad sig"), token="t"))
+        asyncio.run(_check(error_command(3, "Bad sig"), token="t"))
 
 
 def test_a_refused_anonymous_client_is_told_to_set_a_token() -> None:
     with pytest.raises(AuthenticationError, match=r"without credentials.*DEMESSAGING_TOKEN"):
-        asyncio.run(_check(_error(3, "Failed to authenticate")))
+        asyncio.run(_check(error_command(3, "Failed to authenticate")))
 
 
-@pytest.mark.parametrize("reply", [CONNECTED, _error(6, "not ready"), None])
+@pytest.mark.parametrize("reply", [CONNECTED, error_command(6, "not ready"), None])
 def test_an_accepted_or_unclear_handshake_passes(reply: bytes | None) -> None:
     received = asyncio.run(_check(reply, token="tok"))
     assert len(received) == 1  # the fake broker did see our CONNECT
@@ -175,7 +139,7 @@ def test_configure_replaces_settings_and_appends_new_ones(tmp_path: Path) -> Non
     ]
 
 
-def test_install_without_maven_is_a_clear_error(
+def test_install_without_maven_is_a_clearerror_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +30,14 @@ from demessaging.protocol import Message, Prop
 from demessaging.protocol.envelope import parse_request
 from demessaging.protocol.fragments import FRAGMENT_SUBSCRIPTION, side_topic, split
 from demessaging.protocol.outgoing import make_request
-from demessaging.protocol.pieces import check_head, is_side_topic_of
+from demessaging.protocol.pieces import check_head, side_topic_refusal
 from demessaging.protocol.topics import ReplyTopics, full_name, reply_topic, split_name
 from demessaging.transport.admin import PulsarAdmin
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
-from tests.unit.test_admin import FakeAdmin
+from tests.fakes import FakeAdmin
 
 CLIMATE = Path(__file__).resolve().parents[2] / "examples" / "climate.py"
 REPLIES = ["research/climate-a", "research/climate-b"]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAdmin]:
-    admin = FakeAdmin()
-    thread = threading.Thread(target=admin.server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield admin
-    admin.server.shutdown()
-    admin.server.server_close()
-    thread.join(5)
 
 
 # -- reply topics -------------------------------------------------------------------------
@@ -196,15 +183,19 @@ def test_side_topics_may_be_in_a_reply_namespace_with_the_request_topics_name() 
         "persistent://research/climate-a/x/climate_fragments_0123",
     ]
     for name in taken:
-        assert is_side_topic_of(name, "climate", REPLIES)
+        assert side_topic_refusal(name, "climate", REPLIES) is None
         assert check_head(head(name), topic="climate", max_payload=10, namespaces=REPLIES) == 2
     for name in refused:
-        assert not is_side_topic_of(name, "climate", REPLIES)
+        refusal = side_topic_refusal(name, "climate", REPLIES)
+        assert (
+            refusal == f"a request in pieces must name a fragments_topic of 'climate', not {name!r}"
+        )
         with pytest.raises(ProtocolError, match="fragments_topic"):
             check_head(head(name), topic="climate", max_payload=10, namespaces=REPLIES)
     full = "persistent://research/climate/climate"
-    assert is_side_topic_of("persistent://research/climate-a/climate_fragments_1", full, REPLIES)
-    assert not is_side_topic_of("persistent://research/climate-a/climate_fragments_1", full)
+    side = "persistent://research/climate-a/climate_fragments_1"
+    assert side_topic_refusal(side, full, REPLIES) is None
+    assert "must name a fragments_topic" in str(side_topic_refusal(side, full))
 
 
 def test_a_side_topic_in_a_reply_namespace_must_be_in_that_of_the_response_topic() -> None:
@@ -222,6 +213,10 @@ def test_a_side_topic_in_a_reply_namespace_must_be_in_that_of_the_response_topic
     for response in ("persistent://research/climate-a/climate_0123", "climate_abcdefgh"):
         with pytest.raises(ProtocolError, match="namespace of its response_topic"):
             size(response)
+        assert side_topic_refusal(b_side, "climate", REPLIES, caller=response) == (
+            f"the fragments_topic {b_side!r} must be in the namespace of its response_topic "
+            f"{response!r}"
+        )
     assert size("persistent://research/climate-b/climate_0123") == 2
 
 

@@ -12,11 +12,9 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import struct
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +35,12 @@ from demessaging.transport import pulsar as pulsar_transport
 from demessaging.transport import tls
 from demessaging.transport.admin import PulsarAdmin
 from demessaging.transport.base import TransportOptions
-from demessaging.transport.handshake import _field, check_credentials
+from demessaging.transport.handshake import check_credentials
 from demessaging.transport.websocket import WebSocketTransport
 from tests.certs import CA, Pair
+from tests.fakes import CONNECTED, error_command, fake_pulsar, http_server
 from tools import pulsar as pulsar_tool
 
-CONNECTED = _field(1, 3) + _field(3, _field(1, b"Pulsar Server") + _field(2, 21))
 #: Every failure here is named within this many seconds.
 QUICK = 5.0
 
@@ -71,27 +69,6 @@ def _server_context(pair: Pair, client_ca: Path | None = None) -> ssl.SSLContext
     return context
 
 
-@contextlib.asynccontextmanager
-async def pulsar_broker(context: ssl.SSLContext | None) -> AsyncIterator[int]:
-    """A fake broker: answers ``CONNECT`` with ``CONNECTED``; garbage closes the connection."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ssl.SSLError):
-            total, _ = struct.unpack(">II", await reader.readexactly(8))
-            if total < 1 << 20:  # else not Pulsar: closed, as the broker does
-                await reader.readexactly(total - 4)
-                writer.write(struct.pack(">II", len(CONNECTED) + 4, len(CONNECTED)) + CONNECTED)
-                await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 def _check(url: str, options: TransportOptions) -> None:
     """The transport's first-connection check (TLS context and ``CONNECT``), timed."""
     started = time.monotonic()
@@ -105,7 +82,7 @@ def _on_broker(
     context: ssl.SSLContext | None, options: TransportOptions, scheme: str = "pulsar+ssl"
 ) -> None:
     async def scenario() -> None:
-        async with pulsar_broker(context) as port:
+        async with fake_pulsar(CONNECTED, context) as (port, _):
             await asyncio.to_thread(_check, f"{scheme}://127.0.0.1:{port}", options)
 
     asyncio.run(scenario())
@@ -301,24 +278,9 @@ def test_a_trusted_client_certificate_passes(pki: dict[str, Any]) -> None:
 
 
 def test_an_authorization_refusal_is_not_an_authentication_error() -> None:
-    error = _field(1, 2**64 - 1) + _field(2, 4) + _field(3, b"not allowed")
-    refusal = _field(1, 14) + _field(14, error)
-
     async def scenario() -> None:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            total, _ = struct.unpack(">II", await reader.readexactly(8))
-            await reader.readexactly(total - 4)
-            writer.write(struct.pack(">II", len(refusal) + 4, len(refusal)) + refusal)
-            await writer.drain()
-            writer.close()
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        try:
+        async with fake_pulsar(error_command(4, "not allowed")) as (port, _):
             await check_credentials(f"pulsar://127.0.0.1:{port}", "token", b"t", timeout=5)
-        finally:
-            server.close()
-            await server.wait_closed()
 
     with pytest.raises(AuthorizationError, match="not allowed") as info:
         asyncio.run(scenario())
@@ -362,16 +324,8 @@ def https_server(context: ssl.SSLContext, status: int = 200) -> Iterator[int]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with http_server(Handler, context) as server:
         yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_wss_refuses_a_certificate_for_another_host(pki: dict[str, Any]) -> None:

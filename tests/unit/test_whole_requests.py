@@ -4,6 +4,8 @@ cannot take them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection
@@ -13,7 +15,12 @@ from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
 from demessaging.client import Client
 from demessaging.config import Settings
-from demessaging.errors import APIChangedError, PayloadTooLargeError, TransportError
+from demessaging.errors import (
+    APIChangedError,
+    CallTimeoutError,
+    PayloadTooLargeError,
+    TransportError,
+)
 from demessaging.protocol import Message, Prop
 from demessaging.transport import TransportOptions
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
@@ -126,6 +133,18 @@ def test_the_error_over_websocket_names_the_frame_needed_and_the_settings() -> N
     assert "frame_size" in hint
 
 
+def test_the_hint_names_where_the_clients_frame_size_is_set_once() -> None:
+    transport = WebSocketTransport("ws://127.0.0.1:8000/ws", TransportOptions())
+    hint = transport.whole_message_hint(
+        16 * 2**20, "CLIMATE_FRAME_SIZE (or DEMESSAGING_FRAME_SIZE)"
+    )
+    assert hint.endswith(
+        "then the client's frame_size (CLIMATE_FRAME_SIZE (or DEMESSAGING_FRAME_SIZE)) to match"
+    )
+    assert hint.count("FRAME_SIZE (or") == 1
+    assert "frame_size (" not in transport.whole_message_hint(16 * 2**20)
+
+
 @pytest.mark.parametrize(
     ("reason", "hinted"),
     [
@@ -151,3 +170,41 @@ def test_a_topic_nobody_made_on_dasf_broker_django_names_the_command_that_makes_
     text = run(scenario())
     assert reason in text
     assert ("manage.py dasf_topic it-x --new --anonymous" in text) is hinted
+
+
+class Counting(MemoryTransport):
+    """A memory transport that counts what it publishes, by message type."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.sent: list[str] = []
+
+    async def publish(self, topic: str, message: Message) -> None:
+        self.sent.append(message.properties.get(Prop.MESSAGE_TYPE, ""))
+        await super().publish(topic, message)
+
+
+def test_concurrent_first_calls_ask_the_backend_once_what_it_reads(broker: MemoryBroker) -> None:
+    caller = Counting(broker)
+    listener = Listener(Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "once")
+    settings = Settings(broker_url="memory://", topic="once", timeout=10, encoding="auto")
+
+    async def many(c: Client) -> list[object]:
+        calls = [c.acall({"func_name": "total", "values": [1.0, float(i)]}) for i in range(50)]
+        return list(await asyncio.gather(*calls))
+
+    with ListenerThread(listener), Client(transport=caller, settings=settings) as c:
+        assert asyncio.run(many(c)) == [1.0 + i for i in range(50)]
+        assert c.call({"func_name": "total", "values": [2.0, 2.0]}) == 4.0
+    assert caller.sent.count("ping") == 1
+    assert caller.sent.count("request") == 51
+
+
+def test_a_failed_first_ping_is_asked_again_by_the_next_call(broker: MemoryBroker) -> None:
+    settings = Settings(broker_url="memory://", topic="late", timeout=10, encoding="auto")
+    with Client(transport=Counting(broker), settings=settings) as c:
+        with pytest.raises(CallTimeoutError):
+            c.call({"func_name": "total", "values": [1.0]}, timeout=0.3)  # nobody listens
+        listener = Listener(Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "late")
+        with ListenerThread(listener):
+            assert c.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
