@@ -63,6 +63,7 @@ class Prop:
     STREAM = "stream"
     SEQUENCE = "sequence"
     RECEIVED = "received"
+    CONTROL = "control"
 
 
 #: The content type of JSON payloads, the default.

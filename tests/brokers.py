@@ -227,3 +227,16 @@ def topic(request: pytest.FixtureRequest) -> str:
             if running.django is not None:
                 running.django.create_topic(name, f"{name}_control")
     return name
+
+
+@pytest.fixture
+def main_topic(broker: Broker) -> str:
+    """A topic no other test uses, made on dasf-broker-django alone, without its control topic.
+
+    As a DASF admin makes a backend's topic there (``manage.py dasf_topic TOPIC --new
+    --anonymous``), knowing nothing of ``TOPIC_control``; publishing makes no topic there.
+    """
+    name = f"it-{uuid.uuid4().hex[:10]}"
+    if broker.django is not None:
+        broker.django.create_topic(name)
+    return name

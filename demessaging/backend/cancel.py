@@ -15,6 +15,15 @@ went:
 A caller taking a generator's items one by one sends ``more`` messages there too, saying how
 many items it has taken; the backend sends at most ``stream`` (the request's window) items
 beyond that, so a slow caller holds the generator back instead of piling items up.
+
+Where the control topic cannot be used (on dasf-broker-django as installed, an admin makes a
+backend's topic and nothing else, and publishing makes no topic), the backend learns it as it
+starts: the check message it publishes there (:func:`~demessaging.protocol.control.make_check`)
+is refused. It warns once, naming the command that makes the topic, and reads control messages
+on its request topic instead, on a subscription of its own (the request topic's messages come
+to it twice then); its pong and its stream's items say so (``control="topic"``), and its
+callers send their ``cancel`` and ``more`` there. If even that fails, it hears none: its calls
+cannot be cancelled, and its items go without waiting for credit (``control="none"``).
 """
 
 from __future__ import annotations
@@ -27,8 +36,15 @@ import time
 import uuid
 
 from ..errors import CallCancelled, DemessagingError, ProtocolError
-from ..message import MessageType
-from ..protocol.control import control_topic, parse_control
+from ..message import Message, MessageType, Prop
+from ..protocol.control import (
+    NO_CONTROL,
+    ON_REQUEST_TOPIC,
+    control_topic,
+    is_control,
+    make_check,
+    parse_control,
+)
 from ..transport.base import Subscription, Transport
 from .recent import Recent
 
@@ -40,7 +56,9 @@ log = logging.getLogger("demessaging.backend")
 class CallControl:
     """What a running call hears from its caller: that it gave up, and what it has taken."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, said: dict[str, str] | None = None) -> None:
+        #: what the backend's pong and items say of where control messages go
+        self.said = said or {}
         self.cancelled = threading.Event()
         self.received = 0
         self.heard = time.monotonic()  # when the caller last said how many it has taken
@@ -67,6 +85,8 @@ class CallControl:
         CallCancelled
             If the caller gave up, or said nothing for ``idle`` seconds (it is gone).
         """
+        if self.said.get(Prop.CONTROL) == NO_CONTROL:  # no credit can come: items go as made
+            return
         started = time.monotonic()
         with self._changed:
             while sent - self.received >= window and not self.cancelled.is_set():
@@ -85,10 +105,13 @@ class Cancellations:
         self._running: dict[str, CallControl] = {}
         self._early = Recent()  # cancelled before their requests came
         self._lock = threading.Lock()
+        #: what the backend's pong and items say of where control messages go, as learnt by
+        #: :meth:`follow`: nothing where ``<topic>_control`` is read
+        self.said: dict[str, str] = {}
 
     def start(self, key: str | None) -> CallControl | None:
         """The control of a call about to run; None if it was cancelled already (skip it)."""
-        control = CallControl()
+        control = CallControl(said=self.said)
         if key is None:
             return control
         with self._lock:
@@ -125,16 +148,39 @@ class Cancellations:
     ) -> asyncio.Task[None] | None:
         """Read the control topic of ``topic`` in a task, on a subscription of this instance's own.
 
-        Returns None, with a warning, if subscribing fails: calls cannot be cancelled then.
+        First publishes a check message there: where the broker refuses it (the topic was not
+        made, and publishing makes none), callers could not send control messages there
+        either, and they are read on ``topic`` itself, with one warning naming the command
+        that makes the control topic. Returns None, with a warning, if subscribing fails:
+        calls cannot be cancelled then, and streams wait for no credit.
         """
         name = f"{subscription}-{uuid.uuid4().hex[:12]}"
+        where = control_topic(topic)
         try:
-            control = await transport.subscribe(
-                control_topic(topic), name, shared=False, prefetch=100
-            )
+            await transport.publish(where, make_check(topic))
         except DemessagingError as exc:
             log.warning(
-                "calls cannot be cancelled: subscribing to the control topic failed: %s", exc
+                "the control topic %s cannot be used (%s): cancel and stream credit messages "
+                "come on the request topic %s instead, where this backend then reads every "
+                "request twice; to keep them apart, make the control topic (on "
+                "dasf-broker-django: python manage.py dasf_topic %s --new --anonymous) and "
+                "restart the backend",
+                where,
+                _reason(exc),
+                topic,
+                where,
+            )
+            where = topic
+            self.said = {Prop.CONTROL: ON_REQUEST_TOPIC}
+        try:
+            control = await transport.subscribe(where, name, shared=False, prefetch=100)
+        except DemessagingError as exc:
+            self.said = {Prop.CONTROL: NO_CONTROL}
+            log.warning(
+                "calls cannot be cancelled, and streams go without back-pressure: subscribing "
+                "to %s failed: %s",
+                where,
+                exc,
             )
             return None
 
@@ -148,7 +194,11 @@ class Cancellations:
         return asyncio.ensure_future(watch())
 
     async def watch(self, subscription: Subscription) -> None:
-        """Read control messages until cancelled; anything else is acknowledged and dropped."""
+        """Read control messages until cancelled.
+
+        Anything else (a check, or a request where they come on the request topic) is
+        acknowledged and dropped.
+        """
         while True:
             try:
                 message = await subscription.receive()
@@ -156,18 +206,26 @@ class Cancellations:
                 log.warning("reading cancellations failed (%s); trying again in 1 s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            try:
-                control = parse_control(message)
-            except ProtocolError as exc:
-                log.debug(
-                    "ignoring a message on the control topic (%s): %s", exc, message.properties
-                )
-            else:
-                if control.kind is MessageType.CANCEL:
-                    self.cancel(control.key)
-                elif control.received is not None:
-                    self.credit(control.key, control.received)
+            if is_control(message):  # not a check (a backend starting), nor a request
+                self._obey(message)
             try:
                 await subscription.ack(message)
             except DemessagingError as exc:
                 log.debug("acknowledging a cancellation failed: %s", exc)
+
+    def _obey(self, message: Message) -> None:
+        """Act on one message of the control topic; a malformed one is logged and dropped."""
+        try:
+            control = parse_control(message)
+        except ProtocolError as exc:
+            log.debug("ignoring a message on the control topic (%s): %s", exc, message.properties)
+            return
+        if control.kind is MessageType.CANCEL:
+            self.cancel(control.key)
+        elif control.received is not None:
+            self.credit(control.key, control.received)
+
+
+def _reason(error: DemessagingError) -> str:
+    """Why publishing failed, without the hint naming the command (the warning names it)."""
+    return str(error).split("; there is no topic", 1)[0]

@@ -41,6 +41,7 @@ from ..core import versions
 from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..message import Message, MessageType, Prop
+from ..protocol.control import is_control
 from ..protocol.envelope import Address, ErrorInfo, Query, Request, Stage, parse_request
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
 from ..protocol.outgoing import error_reply, reply_to
@@ -267,6 +268,9 @@ class Listener:
         # who hears of an error, even if the message is refused
         address = Address.of(message, self.reply_topics)
         key = repeat_key(address.key, message) if address is not None else None
+        if is_control(message):  # read by the cancellations where they come on this topic
+            await subscription.ack(message)
+            return
         if key is not None and key in self._answered:
             log.debug("acknowledging a repeat of the answered request %s", message.message_id)
             await subscription.ack(message)
@@ -427,7 +431,7 @@ class Listener:
                 b"",
                 source_topic=self.topic,
                 message_type=MessageType.PONG,
-                extra={Prop.CONTENT_TYPES: ",".join(CODECS)},
+                extra={Prop.CONTENT_TYPES: ",".join(CODECS), **self._cancellations.said},
             )
         # as DASF answers: a response whose property named like the request holds the schema
         schema = self._info if query.kind is MessageType.INFO else self._api_info

@@ -69,8 +69,13 @@ class Replies:
         return send
 
     def items(self, request: Request, control: CallControl, window: int) -> Callable[[bytes], None]:
-        """Sends the items of a generator one by one, ``window`` at most on their way."""
+        """Sends the items of a generator one by one, ``window`` at most on their way.
+
+        Each says where the caller's ``more`` messages go when not to ``<topic>_control``
+        (``control``, see :func:`~demessaging.protocol.control.control_target`).
+        """
         loop = asyncio.get_running_loop()
+        extra = dict(control.said)
         deadline = request.deadline
         idle = max(deadline - time.time(), STREAM_IDLE) if deadline else STREAM_IDLE
         sent = 0
@@ -84,7 +89,7 @@ class Replies:
                 payload,
                 source_topic=self.topic,
                 message_type=MessageType.ITEM,
-                extra={Prop.SEQUENCE: str(sent)},
+                extra={**extra, Prop.SEQUENCE: str(sent)},
             )
             self._send_from_worker(loop, topic, message, "an item")
 

@@ -125,6 +125,8 @@ class Connection:
         self.topic = settings.topic
         self.response_topic = response_topic
         self.max_payload = max_payload
+        #: Where ``cancel`` and ``more`` go (``protocol.control.control_target``)
+        self.control = control_topic(self.topic)
         self._transport = transport
         self._portal: Portal | None = None
         self._portal_lock = threading.Lock()
@@ -294,9 +296,7 @@ class Connection:
             context=context, response_topic=self.response_topic, received=received
         )
         try:
-            await asyncio.wait_for(
-                self._transport.publish(control_topic(self.topic), message), CANCEL_TIMEOUT
-            )
+            await asyncio.wait_for(self._transport.publish(self.control, message), CANCEL_TIMEOUT)
         except (DemessagingError, asyncio.TimeoutError) as exc:  # best effort: a DASF backend
             log.debug("could not tell the backend about call %s: %s", context, exc)
 

@@ -31,6 +31,7 @@ from ..errors import (
     RemoteError,
 )
 from ..message import JSON, MessageType, Prop
+from ..protocol.control import control_target
 from ..protocol.envelope import parse_error
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
 from ..protocol.replies import Reply
@@ -353,6 +354,9 @@ class Client:
             try:
                 pong = await self._connection.exchange(MessageType.PING, b"", left, member)
                 self._pong = dict(pong.properties)
+                # where its cancel and more go, if not to <topic>_control
+                where = control_target(self._connection.topic, self._pong)
+                self._connection.control = where or self._connection.control
                 offered = self._pong.get(Prop.CONTENT_TYPES) or "nothing (a DASF backend)"
                 log.debug("the backend of %s reads %s", self.topic, offered)
             finally:

@@ -4,6 +4,11 @@ The backend sends at most ``window`` items ahead of what its caller took; the ca
 more with a ``more`` message each time it has taken half a window. While the caller is busy
 with an item, a ``more`` message every :data:`STREAM_KEEPALIVE` seconds tells the backend that
 it is still there. Stopping early cancels the call in the backend.
+
+Each item says where ``more`` and ``cancel`` go when not to ``<topic>_control`` (a backend that
+cannot use that topic reads them on its request topic:
+:func:`~demessaging.protocol.control.control_target`); a backend that hears none at all sends
+the items as they are made, and its caller sends nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from ..errors import CallTimeoutError, DemessagingError
+from ..errors import CallTimeoutError, DemessagingError, ProtocolError
 from ..message import JSON, Message, MessageType, Prop
+from ..protocol.control import control_target
 from ..protocol.envelope import MAX_STREAM_WINDOW
 from ..protocol.replies import Reply
 from ..serialization import codec_for
@@ -85,6 +91,7 @@ async def receive(
     final = asyncio.ensure_future(exchange)
     taken = credited = 0
     alive: asyncio.Task[None] | None = None
+    heard = True  # whether the backend hears our ``more`` messages
 
     async def keep_alive(context: str) -> None:  # a caller busy with an item is not gone
         while True:
@@ -107,12 +114,26 @@ async def receive(
                 message = get.result()
             else:
                 message = arrived.get_nowait()
+            sequence = message.properties.get(Prop.SEQUENCE, "")
+            if sequence.isdecimal() and int(sequence) <= taken:  # delivered again: had it
+                continue
+            if sequence.isdecimal() and int(sequence) > taken + 1:
+                raise ProtocolError(
+                    f"item {taken + 1} of the stream from {connection.topic!r} was lost on the "
+                    f"way (item {sequence} came next): the broker dropped it; a smaller window "
+                    f"sends fewer items at once"
+                )
             context = message.properties.get(Prop.REQUEST_CONTEXT, "")
-            alive = alive or asyncio.ensure_future(keep_alive(context))
+            if heard and alive is None:  # the first item: where do our messages go?
+                where = control_target(connection.topic, message.properties)
+                heard = where is not None
+                connection.control = where or connection.control
+            if heard:
+                alive = alive or asyncio.ensure_future(keep_alive(context))
             item_codec = codec_for(message.properties.get(Prop.CONTENT_TYPE, JSON))
             yield item_codec.decode(message.payload, returns)
             taken += 1
-            if taken - credited >= max(1, window // 2):
+            if heard and taken - credited >= max(1, window // 2):
                 credited = taken
                 await connection.send_control(context, taken)
     finally:

@@ -1,5 +1,10 @@
 """Control messages: a caller's ``cancel`` and ``more`` about a call, on ``<topic>_control``.
 
+Or on the request topic itself, where a backend cannot use ``<topic>_control`` (not made, and
+publishing makes no topic there, as on dasf-broker-django as installed): such a backend says
+so in the ``control`` property of its pong and of its stream's items (:func:`control_target`),
+and reads control messages on its request topic, on a subscription of its own.
+
 Their properties are documented with the rest of the envelope in
 :mod:`demessaging.protocol.envelope`; what a backend does with them, in
 :mod:`demessaging.backend.cancel`.
@@ -7,6 +12,7 @@ Their properties are documented with the rest of the envelope in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,12 +20,55 @@ from ..errors import ProtocolError
 from ..message import Message, MessageType, Prop
 from .envelope import call_key, natural
 
-__all__ = ["Control", "control_topic", "make_control", "parse_control"]
+__all__ = [
+    "CHECK",
+    "NO_CONTROL",
+    "ON_REQUEST_TOPIC",
+    "Control",
+    "control_target",
+    "control_topic",
+    "is_control",
+    "make_check",
+    "make_control",
+    "parse_control",
+]
+
+#: The ``messageType`` of the message a backend publishes on its control topic as it starts,
+#: to learn whether it can be used there; readers of the topic drop it.
+CHECK = "check"
+#: The ``control`` property of a backend that reads control messages on its request topic.
+ON_REQUEST_TOPIC = "topic"
+#: The ``control`` property of a backend that hears no control messages at all: its callers
+#: send none (no ``more``, no ``cancel``), and it waits for no credit.
+NO_CONTROL = "none"
 
 
 def control_topic(topic: str) -> str:
     """The topic of control messages for the backend of ``topic``."""
     return f"{topic}_control"
+
+
+def control_target(topic: str, properties: Mapping[str, str]) -> str | None:
+    """Where control messages go for the backend of ``topic``.
+
+    By the ``properties`` of its pong or items: ``topic`` itself if their ``control`` says
+    ``topic``, None if it says ``none`` (the backend hears none), else ``<topic>_control``.
+    """
+    said = properties.get(Prop.CONTROL)
+    if said == NO_CONTROL:
+        return None
+    return topic if said == ON_REQUEST_TOPIC else control_topic(topic)
+
+
+def is_control(message: Message) -> bool:
+    """Whether ``message`` is a ``cancel`` or ``more`` (a request topic may carry them)."""
+    kind = message.properties.get(Prop.MESSAGE_TYPE)
+    return kind in (MessageType.CANCEL.value, MessageType.MORE.value)
+
+
+def make_check(topic: str) -> Message:
+    """The message the backend of ``topic`` publishes on its control topic as it starts."""
+    return Message(payload=b"", properties={Prop.MESSAGE_TYPE: CHECK, Prop.SOURCE_TOPIC: topic})
 
 
 def make_control(*, context: str, response_topic: str, received: int | None = None) -> Message:

@@ -46,6 +46,13 @@ Cancel (client -> ``<topic>_control``, read by every backend instance; demessagi
 
 A backend stops the call at its next cancellation point, or skips it if it has not started.
 
+A backend that cannot publish to ``<topic>_control`` as it starts (its ``messageType="check"``
+message there is refused: the topic was not made, and publishing makes none, as on
+dasf-broker-django) reads ``cancel`` and ``more`` on its request topic instead, on a
+subscription of its own, and its listener drops them; its ``pong`` and its stream's items then
+carry ``control="topic"``, and its callers send them to the request topic. ``control="none"``:
+the backend hears none (its callers send none; it waits for no credit).
+
 Streams (demessaging extension): a request with ``stream=<window>`` asks for a generator
 function's items one by one. Each goes to the caller as a message ``messageType="item"``
 (``requestContext``, ``source_topic``, ``sequence=<1, 2, ...>``, ``content_type``; payload:
@@ -54,7 +61,8 @@ the item), then the response carries their number. The caller sends
 topic as it takes them; the backend keeps at most ``window`` items on their way. Without
 ``stream``, the response carries the list of all items. The response to a streamed call says
 ``stream="end"``; the caller also sends ``more`` now and then while it holds an item, so that
-a slow caller is not taken for a gone one. Windows are at most 1000 items.
+a slow caller is not taken for a gone one. Windows are at most 1000 items. A caller takes an
+item delivered again once, and fails the stream if one is missing.
 (Not ``response_topic``: dasf-broker-django refuses messages whose ``response_topic`` belongs
 to another topic.)
 
