@@ -23,6 +23,7 @@ import pytest
 from demessaging.client import Client
 from tests.brokers import Broker
 from tests.helpers import generated_client
+from tests.unit.test_netcdf import dataset, field
 
 from .conftest import dasf_backend, old_options, wait_until_answering
 from .test_dasf_modules import connection, old_client, run_old
@@ -32,23 +33,6 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("scipy", reason="netCDF 3 needs scipy (the xarray and test extras)")
 
 FOLDER = Path(__file__).resolve().parents[1] / "data" / "dasf_xarray"
-
-
-def field() -> Any:
-    return xr.DataArray(
-        np.arange(12.0, dtype="float32").reshape(3, 4),
-        dims=("t", "x"),
-        coords={"t": pd.date_range("2024-01-01", periods=3), "x": [10, 20, 30, 40]},
-        attrs={"units": "K"},
-        name="temperature",
-    )
-
-
-def dataset() -> Any:
-    return xr.Dataset(
-        {"temperature": field(), "pressure": ("t", np.array([1000, 990, 980], dtype="int16"))},
-        attrs={"source": "test"},
-    )
 
 
 def anomaly() -> Any:
