@@ -39,6 +39,20 @@ class _Recording(MemoryTransport):
         return await super().subscribe(topic, subscription, shared=shared, prefetch=prefetch)
 
 
+class Wakes:
+    """Counts the wake-ups of ``loop`` from other threads (``call_soon_threadsafe``) from now on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.count = 0
+        original = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+
+
 def test_the_broker_may_push_a_backend_one_request_per_worker() -> None:
     broker = MemoryBroker()
     transport = _Recording(broker)
@@ -52,20 +66,12 @@ def test_results_from_another_thread_wake_the_loop_once_per_batch() -> None:
     async def main() -> tuple[list[int], int]:
         loop = asyncio.get_running_loop()
         futures = [bridge.prepare() for _ in range(50)]
-        wakes = 0
-        original = loop.call_soon_threadsafe
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            nonlocal wakes
-            wakes += 1
-            return original(*args, **kwargs)
-
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        wakes = Wakes(loop)
         # the loop is busy (not awaiting) while another thread settles all fifty
         done = threading.Thread(target=lambda: [bridge.settle(f, n) for n, f in enumerate(futures)])
         done.start()
         done.join()
-        return list(await asyncio.gather(*futures)), wakes
+        return list(await asyncio.gather(*futures)), wakes.count
 
     values, wakes = asyncio.run(main())
     assert values == list(range(50))
@@ -109,20 +115,12 @@ def test_calls_that_end_while_the_loop_is_busy_wake_it_once() -> None:
         gate = threading.Event()
         calls = [asyncio.ensure_future(workers.run(gate.wait, 5)) for _ in range(4)]
         await asyncio.sleep(0.2)  # all four wait on their workers
-        wakes = 0
-        original = loop.call_soon_threadsafe
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            nonlocal wakes
-            wakes += 1
-            return original(*args, **kwargs)
-
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        wakes = Wakes(loop)
         gate.set()
         time.sleep(0.3)  # the loop is busy while all four end
         results = await asyncio.gather(*calls)
         workers.shutdown()
-        return results, wakes
+        return results, wakes.count
 
     results, wakes = asyncio.run(main())
     assert results == [True] * 4
@@ -166,16 +164,7 @@ def test_calls_made_at_once_cross_to_another_loop_in_one_wake_up_each_way() -> N
     other = asyncio.new_event_loop()
     thread = threading.Thread(target=other.run_forever, daemon=True)
     thread.start()
-    wakes = {"there": 0, "here": 0}
-
-    def counting(loop: asyncio.AbstractEventLoop, side: str) -> None:
-        original = loop.call_soon_threadsafe
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            wakes[side] += 1
-            return original(*args, **kwargs)
-
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    wakes: dict[str, Wakes] = {}
 
     gate = asyncio.Event()  # set on the other loop: the twenty end in one turn of it
     started = threading.Event()
@@ -198,8 +187,7 @@ def test_calls_made_at_once_cross_to_another_loop_in_one_wake_up_each_way() -> N
     async def main() -> list[int]:
         here = asyncio.get_running_loop()
         other.call_soon_threadsafe(time.sleep, 0.3)  # busy while the twenty go over
-        counting(other, "there")
-        counting(here, "here")
+        wakes["there"], wakes["here"] = Wakes(other), Wakes(here)
         calls = asyncio.gather(*(bridge.run_on(other, double(n)) for n in range(20)))
         await until(lambda: len(asyncio.all_tasks(other)) == 20)
         other.call_soon_threadsafe(gate.set)
@@ -216,9 +204,9 @@ def test_calls_made_at_once_cross_to_another_loop_in_one_wake_up_each_way() -> N
 
     try:
         assert asyncio.run(main()) == [2 * n for n in range(20)]
-        assert wakes["here"] == 2  # the twenty results; the end of the cancelled one
+        assert wakes["here"].count == 2  # the twenty results; the end of the cancelled one
         # the twenty calls, the gate, the cancelled call, its cancellation
-        assert wakes["there"] == 4
+        assert wakes["there"].count == 4
     finally:
         other.call_soon_threadsafe(other.stop)
         thread.join(5)
