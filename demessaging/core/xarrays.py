@@ -19,7 +19,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-__all__ = ["KINDS", "XarraySpec", "object_schema", "xarray_kind"]
+__all__ = ["KINDS", "XarraySpec", "from_value", "object_schema", "xarray_kind"]
 
 #: The xarray classes served, by name.
 KINDS = ("DataArray", "Dataset")
@@ -51,6 +51,30 @@ def xarray_kind(cls: type) -> str | None:
     return None
 
 
+def from_value(kind: str, value: Any) -> Any:
+    """``value`` as an ``xarray.<kind>``; None if it is of none of the forms taken.
+
+    The forms: the object itself, its dictionary form (``to_dict``) and netCDF, in base64 as
+    DASF 0.6 clients send it or as bytes (:mod:`demessaging.core.netcdf`). A dictionary or
+    netCDF value that does not hold one raises :class:`~demessaging.core.netcdf.NetCDFError`
+    (a ``ValueError``) saying why.
+    """
+    if xarray_kind(type(value)) == kind:
+        return value
+    from .netcdf import NetCDFError, decode
+
+    if isinstance(value, dict):
+        import xarray
+
+        try:
+            return getattr(xarray, kind).from_dict(value)
+        except Exception as exc:  # from_dict raises many kinds for malformed input
+            raise NetCDFError(f"not a valid {kind} dictionary: {exc}") from None
+    if isinstance(value, (str, bytes, bytearray)):  # DASF's: netCDF (in base64)
+        return decode(value, kind)
+    return None
+
+
 @dataclass(frozen=True)
 class XarraySpec:
     """Validation, serialization and JSON Schema of an xarray parameter or return value."""
@@ -59,29 +83,19 @@ class XarraySpec:
 
     def validate(self, value: Any) -> Any:
         """``value`` as an xarray object of this kind, or raise a pydantic validation error."""
-        if xarray_kind(type(value)) == self.kind:
-            return value
-        if isinstance(value, dict):
-            import xarray
+        from .netcdf import NetCDFError
 
-            try:
-                return getattr(xarray, self.kind).from_dict(value)
-            except Exception as exc:  # from_dict raises many kinds for malformed input
-                raise PydanticCustomError(
-                    "xarray", "not a valid {kind} dictionary: {e}", {"kind": self.kind, "e": exc}
-                ) from exc
-        if isinstance(value, (str, bytes, bytearray)):  # DASF's: netCDF (in base64)
-            from .netcdf import NetCDFError, decode
-
-            try:
-                return decode(value, self.kind)
-            except NetCDFError as exc:
-                raise PydanticCustomError("xarray", "{e}", {"e": str(exc)}) from None
-        raise PydanticCustomError(
-            "xarray",
-            "expected an xarray.{kind}, its dictionary form or netCDF in base64, got {type}",
-            {"kind": self.kind, "type": type(value).__name__},
-        )
+        try:
+            found = from_value(self.kind, value)
+        except NetCDFError as exc:
+            raise PydanticCustomError("xarray", "{e}", {"e": str(exc)}) from None
+        if found is None:
+            raise PydanticCustomError(
+                "xarray",
+                "expected an xarray.{kind}, its dictionary form or netCDF in base64, got {type}",
+                {"kind": self.kind, "type": type(value).__name__},
+            )
+        return found
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.netcdf import NetCDFError, decode
+from ..core.netcdf import NetCDFError
+from ..core.xarrays import from_value
 
 __all__ = ["validate_dataarray", "validate_dataset"]
 
@@ -32,13 +33,9 @@ def _validate(kind: str, value: Any) -> Any:
     target = getattr(xarray, kind)
     if isinstance(value, target):
         return value
-    if isinstance(value, (str, bytes, bytearray, memoryview)):
-        return decode(value, kind)
-    if isinstance(value, dict):
-        try:
-            return target.from_dict(value)
-        except Exception as exc:  # from_dict raises many kinds for malformed input
-            raise NetCDFError(f"not a valid {kind} dictionary: {exc}") from None
+    found = from_value(kind, bytes(value) if isinstance(value, memoryview) else value)
+    if found is not None:
+        return found
     try:  # anything else goes to the constructor, as under DASF 0.6 (a list of numbers...)
         return target(value)
     except Exception as exc:
