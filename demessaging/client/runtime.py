@@ -38,6 +38,7 @@ from ..protocol.replies import Reply
 from ..protocol.topics import reply_topic
 from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
+from ..serialization.buffers import Payload
 from ..transport.base import Transport
 from . import bars, streams
 from .bars import Progress
@@ -180,11 +181,12 @@ class Client:
         deadline = timeout if timeout is not None else self.settings.timeout
         started = time.monotonic()
         if isinstance(request, bytes):
-            payload: bytes | bytearray = request
+            payload: Payload = request
             content_type = JSON
         else:
             codec = ENCODINGS[await self._encoding(deadline, member)]
-            payload, content_type = codec.encode(request), codec.CONTENT_TYPE
+            encode = msgpack_codec.encode_buffers if codec is msgpack_codec else codec.encode
+            payload, content_type = encode(request), codec.CONTENT_TYPE
         left = max(deadline - (time.monotonic() - started), 0.001)
         bar = None
         if on_progress is None and bars.wanted(self.settings.progress):

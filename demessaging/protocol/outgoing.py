@@ -6,15 +6,46 @@ What they carry is documented in :mod:`demessaging.protocol.envelope`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import overload
 
 from ..message import JSON, Message, MessageType, Prop, Status
+from ..serialization.buffers import Buffers, Payload
 from .envelope import Address, ErrorInfo
+from .fragments import Outgoing
 
-__all__ = ["error_reply", "make_request", "reply_to"]
+__all__ = ["Payload", "error_reply", "make_request", "reply_to"]
+
+
+@overload
+def make_request(
+    payload: bytes | bytearray,
+    *,
+    context: str,
+    response_topic: str,
+    message_type: MessageType = ...,
+    content_type: str = ...,
+    deadline: float | None = ...,
+    fingerprint: str | None = ...,
+    window: int | None = ...,
+) -> Message: ...
+
+
+@overload
+def make_request(
+    payload: Buffers,
+    *,
+    context: str,
+    response_topic: str,
+    message_type: MessageType = ...,
+    content_type: str = ...,
+    deadline: float | None = ...,
+    fingerprint: str | None = ...,
+    window: int | None = ...,
+) -> Outgoing: ...
 
 
 def make_request(
-    payload: bytes | bytearray,
+    payload: Payload,
     *,
     context: str,
     response_topic: str,
@@ -23,12 +54,12 @@ def make_request(
     deadline: float | None = None,
     fingerprint: str | None = None,
     window: int | None = None,
-) -> Message:
+) -> Message | Outgoing:
     """Build a request (or ``ping``/``info``/``api_info``) message.
 
     ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
     called member as the caller knows it; ``window`` asks for a generator's items one by
-    one, that many on their way at most.
+    one, that many on their way at most. A payload of buffers makes an :class:`.Outgoing`.
     """
     properties = {
         Prop.MESSAGE_TYPE: message_type.value,
@@ -42,6 +73,8 @@ def make_request(
         properties[Prop.API_FINGERPRINT] = fingerprint
     if window:
         properties[Prop.STREAM] = str(window)
+    if isinstance(payload, Buffers):
+        return Outgoing(payload=payload, properties=properties)
     return Message(payload=payload, properties=properties)
 
 
