@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from demessaging.backend.replies import Replies
 from demessaging.client import Client
 from demessaging.message import Message, MessageType, Prop
 from demessaging.protocol.envelope import Query, Request, parse_request
@@ -182,3 +183,37 @@ def test_a_large_request_is_sent_without_a_whole_copy_of_its_payload() -> None:
     rest = range(step, len(sent), step)
     assert wire.pieces == {at: zlib.crc32(sent[at : at + step]) for at in rest}
     assert peak < 0.3 * array.nbytes, f"{peak / MIB:.1f} MiB above the array of 64 MiB"
+
+
+class _Sink(MemoryTransport):
+    """Takes every message off the wire, keeping the CRC-32 of each payload by its offset."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryBroker())
+        self.max_message_size = 4 * MIB
+        self.piece_size = MIB
+        self.pieces: dict[int, int] = {}
+
+    async def publish(self, topic: str, message: Message) -> None:
+        offset = int(message.properties.get(Prop.FRAGMENT_OFFSET, "0"))
+        self.pieces[offset] = zlib.crc32(message.payload)
+
+
+def test_a_large_reply_goes_in_pieces_cut_from_its_encoding_without_another_copy() -> None:
+    """The backend encodes a result once, in the worker that ran the function (so that the
+    reply cannot change while it goes), and cuts its pieces from that encoding: sending 64 MiB
+    allocates a few pieces at a time, not a second payload."""
+    payload = msgpack.encode(np.random.default_rng(2).random(64 * MIB // 8))
+    reply = Message(payload, {Prop.REQUEST_CONTEXT: "1", Prop.MESSAGE_TYPE: "response"})
+    sink = _Sink()
+    tracemalloc.start()
+    try:
+        asyncio.run(Replies(sink, "topic").send("reply", reply))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    step = MIB - MIB % 3
+    assert sink.pieces == {
+        at: zlib.crc32(payload[at : at + step]) for at in range(0, len(payload), step)
+    }
+    assert peak < 0.3 * len(payload), f"{peak / MIB:.1f} MiB to send a reply of 64 MiB"
