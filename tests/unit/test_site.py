@@ -1,0 +1,143 @@
+"""The docs site builds with ``mkdocs build --strict``: pages, API reference, diagrams."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import demessaging
+from demessaging.client import Client, RemoteModule
+
+from .test_docs import BLOCK, DOCS
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_TIMEOUT = 180  # seconds; it takes a few
+
+
+def hook(name: str) -> ModuleType:
+    """A module of docs/hooks/, loaded as mkdocs loads it: from its file."""
+    spec = importlib.util.spec_from_file_location(f"site_{name}", ROOT / "docs" / "hooks" / name)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"mkdocs build --strict: {time.monotonic() - started:.1f} s")
+    return out
+
+
+def page(site: Path, name: str) -> str:
+    return (site / name / "index.html").read_text(encoding="utf-8")
+
+
+def anchors(html: str) -> set[str]:
+    return set(re.findall(r'id="(demessaging\.[\w.]+)"', html))
+
+
+def test_the_api_reference_names_the_public_api(site: Path) -> None:
+    client = anchors(page(site, "reference/client"))
+    for method in ("call", "acall", "stream", "astream", "ping", "info", "api_info", "close"):
+        assert f"demessaging.client.Client.{method}" in client
+    for method in ("call", "acall", "stream", "astream"):
+        assert f"demessaging.client.RemoteModule.{method}" in client
+    reference = set().union(*(anchors(p.read_text()) for p in (site / "reference").rglob("*.html")))
+    shown = {anchor.rsplit(".", 1)[-1] for anchor in reference}
+    missing = set(demessaging.__all__) - shown - {"__version__"}
+    assert not missing, f"public names without a reference entry: {sorted(missing)}"
+    assert "demessaging.config.Settings" in reference
+
+
+def test_the_sync_face_is_documented_as_methods(site: Path) -> None:
+    html = page(site, "reference/client")
+    call = html[html.index('id="demessaging.client.Client.call"') :]
+    call = call[: call.index('id="demessaging.client.Client.stream"')]
+    assert "The blocking form of" in call
+    assert "Send a request and return the backend" in call  # acall's summary
+    assert "on_progress" in call  # acall's parameters
+    assert ":meth:" not in html  # Sphinx roles became code spans
+
+
+def test_the_sync_docstrings_are_those_help_shows() -> None:
+    sync = hook("griffe_sync.py")
+    for owner, name in (
+        (Client, "call"),
+        (Client, "stream"),
+        (Client, "ping"),
+        (RemoteModule, "call"),
+    ):
+        method = getattr(owner, f"a{name}")
+        assert sync.sync_docstring(method.__doc__, method.__name__) == sync.without_roles(
+            inspect.getdoc(getattr(owner, name))
+        )
+
+
+def test_sphinx_roles_and_literal_markers_become_markdown() -> None:
+    sync = hook("griffe_sync.py")
+    text = "Raises :class:`~demessaging.errors.CallCancelled` (:func:`.portal.blocking`)::"
+    assert sync.without_roles(text) == "Raises ``CallCancelled`` (``portal.blocking``):"
+    assert sync.without_roles("A tree.\n\n::\n\n    A\n") == "A tree.\n\n\n    A\n"
+    assert sync.without_roles(":meth:`title <a.b>` a::b") == "``title`` a::b"
+
+
+def test_readme_is_the_home_page_with_links_that_work_on_the_site(site: Path) -> None:
+    home = (site / "index.html").read_text(encoding="utf-8")
+    assert "Remote procedure calls between research institutes" in home
+    assert 'href="getting-started/"' in home
+    assert 'href="changelog/"' in home
+    assert "Unreleased" in page(site, "changelog")
+    relinked = hook("pages.py").relinked
+    url = "https://example.org/repo"
+    assert relinked("[a](docs/data.md#arrays) [b](CHANGELOG.md) [c](.ci/run)", url) == (
+        f"[a](data.md#arrays) [b](changelog.md) [c]({url}/blob/main/.ci/run)"
+    )
+    assert relinked("[x](https://a.org/docs/x.md) [y](#here) ![s](docs/s.png)", url) == (
+        "[x](https://a.org/docs/x.md) [y](#here) ![s](s.png)"
+    )
+
+
+def test_the_diagrams_are_mermaid_fences(site: Path) -> None:
+    assert page(site, "pieces-and-cancellation").count('<pre class="mermaid">') == 3
+    assert page(site, "architecture").count('<pre class="mermaid">') == 1
+
+
+def test_the_site_loads_nothing_from_elsewhere_to_show_its_pages(site: Path) -> None:
+    external = re.compile(r'<(?:link[^>]*rel="stylesheet"|script)[^>]*(?:href|src)="(?:https?:)?//')
+    for html in site.rglob("*.html"):
+        text = html.read_text(encoding="utf-8")
+        assert not external.search(text), html
+        assert "fonts.googleapis" not in text, html
+
+
+def test_runnable_blocks_are_only_on_pages_the_docs_test_runs() -> None:
+    pages = set((ROOT / "docs").rglob("*.md")) - set(DOCS)
+    assert pages  # the API reference
+    for md in pages:
+        assert not BLOCK.search(md.read_text(encoding="utf-8")), f"{md}: not run by test_docs"
+    nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    for md in (ROOT / "docs").rglob("*.md"):
+        assert str(md.relative_to(ROOT / "docs")) in nav, f"{md} is not in the site's nav"
