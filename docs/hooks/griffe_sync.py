@@ -6,6 +6,8 @@
   ``_named`` gives it (summary, "The blocking form of ...", the rest).
 - Docstrings use Sphinx roles (``:class:`~demessaging.errors.CallCancelled```), which
   Markdown does not know: they become code spans naming the object (``CallCancelled``).
+- Parameters described together (``topic, broker_url, timeout``) get an entry each: griffe
+  would give all of them the type and default of the first.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ SYNC_FACE = re.compile(r"^blocking(_iterator)?\((a\w+)\)$")
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|data|mod|exc|obj|const):`([^`]+)`")
 #: ``text::`` (shown as ``text:``) or a line of ``::`` alone (dropped), before a literal block
 LITERAL = re.compile(r"(?m)^::\n|(?<=\S)::$")
+#: a section's title, underlined
+HEADING = re.compile(r"^(\w[\w ]*)\n-{3,}$")
+#: an entry of a Parameters section naming several parameters: ``a, b`` or ``a, b : int``
+NAMES = re.compile(r"^(\*{0,2}\w+(?:, \*{0,2}\w+)+)((?: : .*)?)$")
 
 
 def shown(target: str) -> str:
@@ -43,11 +49,51 @@ def without_roles(text: str) -> str:
     return LITERAL.sub(lambda match: "" if match[0].endswith("\n") else ":", text)
 
 
+def one_per_name(text: str) -> str:
+    """``text`` with each entry of its Parameters sections that names several split in one each.
+
+    ``a, b`` and its description become ``a`` and ``b``, each with the description.
+    """
+    lines = text.split("\n")
+    out: list[str] = []
+    section = ""
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        heading = HEADING.match("\n".join(lines[index : index + 2]))
+        if heading:
+            section = heading[1]
+            out += lines[index : index + 2]
+            index += 2
+            continue
+        match = NAMES.match(line) if section in ("Parameters", "Other Parameters") else None
+        if match is None:
+            out.append(line)
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines) and (not lines[end] or lines[end][0].isspace()):
+            end += 1
+        description = lines[index + 1 : end]
+        while description and not description[-1]:  # blank lines stay after the last one
+            description.pop()
+            end -= 1
+        for name in match[1].split(", "):
+            out += [name + match[2], *description]
+        index = end
+    return "\n".join(out)
+
+
+def for_site(text: str) -> str:
+    """A docstring as the site shows it: Markdown, one entry per parameter."""
+    return one_per_name(without_roles(text))
+
+
 def sync_docstring(source: str, name: str) -> str:
     """The docstring of the sync form of the async method ``name`` (as ``_named`` makes it)."""
     summary, _, rest = inspect.cleandoc(source).partition("\n\n")
     note = f"The blocking form of :meth:`{name}`: it waits in the calling thread."
-    return without_roles("\n\n".join(part for part in (summary, note, rest) if part))
+    return for_site("\n\n".join(part for part in (summary, note, rest) if part))
 
 
 class DemessagingDocs(griffe.Extension):
@@ -78,6 +124,6 @@ class DemessagingDocs(griffe.Extension):
             cls.set_member(name, method)
 
     def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
-        """Replace Sphinx roles in the docstring of ``obj``."""
+        """The docstring of ``obj`` as the site shows it (:func:`for_site`)."""
         if obj.docstring is not None:
-            obj.docstring.value = without_roles(obj.docstring.value)
+            obj.docstring.value = for_site(obj.docstring.value)

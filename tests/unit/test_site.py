@@ -21,6 +21,8 @@ from .test_docs import BLOCK, DOCS
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT = 180  # seconds; it takes a few
+#: a row of a rendered Parameters table: the name, and the type (HTML)
+ROW = re.compile(r"<td>\s*<code>(\w+)</code>\s*</td>\s*<td>\s*<code>(.*?)</code>", re.S)
 
 
 def hook(name: str) -> ModuleType:
@@ -82,6 +84,31 @@ def test_the_sync_face_is_documented_as_methods(site: Path) -> None:
     assert ":meth:" not in html  # Sphinx roles became code spans
 
 
+def rows(html: str, member: str) -> dict[str, str]:
+    """The parameters of ``member`` on a rendered page: each name, and its type as shown."""
+    start = html.index(f'id="{member}"')
+    section = html[start : html.index('<div class="doc doc-object', start)]
+    found = ROW.findall(section)
+    return {name: re.sub(r"<[^>]+>", "", kind) for name, kind in found}
+
+
+def test_parameters_described_together_each_show_their_own_type(site: Path) -> None:
+    astream = rows(page(site, "reference/client"), "demessaging.client.Client.astream")
+    assert astream["request"] == "Mapping[str, Any] | BaseModel"
+    assert astream["returns"] == "TypeAdapter[Any] | None"  # not request's
+    assert astream["member"] == "str"
+    remote = rows(page(site, "reference/client"), "demessaging.client.RemoteModule")
+    assert remote["timeout"] == "float | None"
+    split = hook("griffe_sync.py").one_per_name
+    text = "Sum.\n\nParameters\n----------\na, b : int\n    Terms.\n\n    More.\nc\n    C.\n"
+    assert split(text) == (
+        "Sum.\n\nParameters\n----------\na : int\n    Terms.\n\n    More.\n"
+        "b : int\n    Terms.\n\n    More.\nc\n    C.\n"
+    )
+    others = "Returns\n-------\na, b\n    A pair.\n"  # not parameters: left as written
+    assert split(others) == others
+
+
 def test_the_sync_docstrings_are_those_help_shows() -> None:
     sync = hook("griffe_sync.py")
     for owner, name in (
@@ -91,7 +118,7 @@ def test_the_sync_docstrings_are_those_help_shows() -> None:
         (RemoteModule, "call"),
     ):
         method = getattr(owner, f"a{name}")
-        assert sync.sync_docstring(method.__doc__, method.__name__) == sync.without_roles(
+        assert sync.sync_docstring(method.__doc__, method.__name__) == sync.for_site(
             inspect.getdoc(getattr(owner, name))
         )
 
