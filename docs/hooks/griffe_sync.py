@@ -120,6 +120,8 @@ class DemessagingDocs(griffe.Extension):
                     sync_docstring(source.docstring.value, source.name),
                     lineno=member.lineno,
                     parent=method,
+                    parser=source.docstring.parser,  # numpy, as the site's options say
+                    parser_options=source.docstring.parser_options,
                 )
             cls.set_member(name, method)
 

@@ -81,6 +81,9 @@ def test_the_sync_face_is_documented_as_methods(site: Path) -> None:
     assert "The blocking form of" in call
     assert "Send a request and return the backend" in call  # acall's summary
     assert "on_progress" in call  # acall's parameters
+    # read as numpy docstrings: a table of parameters, not a heading "Parameters"
+    assert rows(html, "demessaging.client.Client.call")["on_progress"].startswith("Callable")
+    assert 'id="parameters' not in html
     assert ":meth:" not in html  # Sphinx roles became code spans
 
 
@@ -129,6 +132,13 @@ def test_sphinx_roles_and_literal_markers_become_markdown() -> None:
     assert sync.without_roles(text) == "Raises ``CallCancelled`` (``portal.blocking``):"
     assert sync.without_roles("A tree.\n\n::\n\n    A\n") == "A tree.\n\n\n    A\n"
     assert sync.without_roles(":meth:`title <a.b>` a::b") == "``title`` a::b"
+
+
+def test_examples_in_docstrings_are_code(site: Path) -> None:
+    html = page(site, "reference/settings")
+    variable = html[html.index('id="demessaging.config.Settings.variable"') :]
+    variable = variable[: variable.index('<div class="doc doc-object')]
+    assert re.search(r"<code>.*&gt;&gt;&gt;.*Settings", variable, re.S), variable
 
 
 def test_readme_is_the_home_page_with_links_that_work_on_the_site(site: Path) -> None:
