@@ -164,6 +164,22 @@ def test_the_diagrams_are_mermaid_fences(site: Path) -> None:
     assert page(site, "architecture").count('<pre class="mermaid">') == 1
 
 
+def test_diagram_text_has_nothing_mermaid_reads_otherwise() -> None:
+    """In a sequence diagram, ``;`` and ``#`` end a statement's text, and ``<name>`` is HTML."""
+    blocks = [
+        (md.name, block)
+        for md in (ROOT / "docs").glob("*.md")
+        for block in re.findall(
+            r"^```mermaid\n(.*?)^```", md.read_text(encoding="utf-8"), re.S | re.M
+        )
+    ]
+    assert len(blocks) >= 4
+    for name, block in blocks:
+        for line in block.splitlines():
+            text = re.sub(r"<br/>|--?>>|--?x|--?\)", "", line)  # arrows and line breaks
+            assert not re.search(r"[;#<>]", text), f"{name}: {line.strip()}"
+
+
 def test_the_site_loads_nothing_from_elsewhere_to_show_its_pages(site: Path) -> None:
     external = re.compile(r'<(?:link[^>]*rel="stylesheet"|script)[^>]*(?:href|src)="(?:https?:)?//')
     for html in site.rglob("*.html"):
