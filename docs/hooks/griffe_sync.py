@@ -102,11 +102,11 @@ class DemessagingDocs(griffe.Extension):
     def on_class_members(self, *, cls: griffe.Class, **kwargs: Any) -> None:
         """Replace ``call = blocking(acall)`` by a method ``call``."""
         for name, member in list(cls.members.items()):
-            if member.is_alias or not member.is_attribute:
+            if not isinstance(member, griffe.Attribute):  # nor an alias
                 continue
             match = SYNC_FACE.match(str(member.value or ""))
             source = cls.members.get(match[2]) if match else None
-            if match is None or source is None or source.is_alias or not source.is_function:
+            if match is None or not isinstance(source, griffe.Function):
                 continue
             method = griffe.Function(
                 name,
