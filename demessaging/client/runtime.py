@@ -157,6 +157,7 @@ class Client:
         ----------
         request
             The request object (``{"func_name": ..., ...}``), a request model, or its JSON.
+            Its arrays are read as the request is sent: do not change them until this returns.
         returns
             Validates the result; by default it is returned as decoded JSON.
         timeout
