@@ -34,6 +34,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..message import Message, Prop
@@ -52,6 +53,9 @@ from .recent import Recent, repeat_key
 from .replies import Replies
 from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
 from .workers import Workers
+
+if TYPE_CHECKING:
+    from ..observe.metrics import Metrics
 
 __all__ = ["CLOCK_SKEW", "DEFAULT_SUBSCRIPTION", "Listener"]
 
@@ -169,11 +173,17 @@ class Listener:
         #: made by :meth:`serve` (on its event loop), set by :meth:`stop`
         self._stopping: asyncio.Event | None = None
         self.ready = threading.Event()
+        self.metrics: Metrics | None = None  # set by Metrics.watch: counts requests
 
     @property
     def uploading(self) -> int:
         """Requests in pieces held now: waiting for memory, gathering, or for a worker."""
         return self._uploads.held
+
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`stop` was called: it takes no more requests, finishes those in flight."""
+        return self._stopping is not None and self._stopping.is_set()
 
     async def serve(self) -> None:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
@@ -253,6 +263,8 @@ class Listener:
         # who hears of an error, even if the message is refused
         address = Address.of(message, self.reply_topics)
         key = repeat_key(address.key, message) if address is not None else None
+        if self.metrics is not None:
+            self.metrics.received(message)
         if is_control(message):  # read by the cancellations where they come on this topic
             await subscription.ack(message)
             return
@@ -363,6 +375,8 @@ class Listener:
         self, address: Address | None, kind: str, text: str, stage: Stage
     ) -> tuple[str, Message] | None:
         """An error reply to the message of ``address``, or None if it names nobody."""
+        if self.metrics is not None:
+            self.metrics.refused(kind)
         if address is None:
             return None
         info = ErrorInfo(type=kind, message=text, stage=stage)
@@ -390,7 +404,7 @@ class Listener:
             items = self.replies.items(request, control, request.window)
         try:
             outcome = await pool.run(
-                self.dispatcher.handle,
+                self.dispatcher.handle if self.metrics is None else self.metrics.handle,
                 request.payload,
                 request.content_type,
                 self.replies.progress(request),
