@@ -263,11 +263,11 @@ class Listener:
         # who hears of an error, even if the message is refused
         address = Address.of(message, self.reply_topics)
         key = repeat_key(address.key, message) if address is not None else None
-        if self.metrics is not None:
-            self.metrics.received(message)
         if is_control(message):  # read by the cancellations where they come on this topic
             await subscription.ack(message)
             return
+        if self.metrics is not None:
+            self.metrics.received(message)
         if key is not None and key in self._answered:
             log.debug("acknowledging a repeat of the answered request %s", message.message_id)
             await subscription.ack(message)

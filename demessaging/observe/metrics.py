@@ -18,7 +18,7 @@
       Histogram of payload sizes: ``request`` (every request handed to a worker, its pieces
       put together) and ``reply`` (every successful reply; not the items of a stream).
   ``demessaging_redeliveries_total``
-      Messages on the request topic that the broker delivered again (Pulsar's redelivery
+      Requests that the broker delivered again (Pulsar's redelivery
       count: a backend died or gave them back before acknowledging them).
 
   plus the ``process_*`` metrics (CPU, memory, open files) of the process collector.
@@ -170,7 +170,7 @@ class Metrics:
         )
         self.redeliveries: Counter = Counter(
             "demessaging_redeliveries",
-            "Messages on the request topic that the broker delivered again.",
+            "Requests that the broker delivered again (Pulsar's redelivery count).",
             registry=registry,
         )
         self._requests = self.payload.labels("request")
