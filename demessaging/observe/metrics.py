@@ -49,9 +49,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any, Protocol
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import click
 
@@ -59,6 +57,8 @@ from ..errors import ConfigurationError
 from ..message import JSON, Message
 
 if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
     from prometheus_client import Counter, Gauge, Histogram
     from prometheus_client.registry import CollectorRegistry
@@ -245,13 +245,20 @@ class Metrics:
         return found
 
 
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s: " + format, self.address_string(), *args)
+def _make_server(host: str, port: int, family: int, app: Any) -> WSGIServer:
+    """The standard library's WSGI server on ``host:port``, a thread per request."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("%s: " + format, self.address_string(), *args)
 
-class _Threads(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # a slow scraper never holds the backend's exit
+    class Threads(ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # a slow scraper never holds the backend's exit
+        address_family = family
+
+    return make_server(host, port, app, Threads, Quiet)
 
 
 class MetricsServer:
@@ -273,8 +280,7 @@ class MetricsServer:
         where = f"{host}:{port}"
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            server = type("_Server", (_Threads,), {"address_family": family})
-            self._server: WSGIServer = make_server(host, port, self._app, server, _Quiet)
+            self._server = _make_server(host, port, family, self._app)
         except OSError as exc:
             why = "the port is in use" if exc.errno == errno.EADDRINUSE else str(exc)
             raise ConfigurationError(f"cannot serve metrics on {where}: {why}") from None
