@@ -175,7 +175,11 @@ class Metrics:
         )
         self._requests = self.payload.labels("request")
         self._replies = self.payload.labels("reply")
-        self._members: frozenset[str] = frozenset()
+        #: the series of every member (and UNKNOWN), made once: no label look-up per call
+        self._durations: dict[str, Any] = {UNKNOWN: self.duration.labels(UNKNOWN)}
+        self._counts: dict[tuple[str, str], Any] = {
+            (UNKNOWN, status): self.requests.labels(UNKNOWN, status) for status in STATUSES
+        }
         self._handle: Callable[..., Outcome] | None = None
         self._served: _Served | None = None
 
@@ -185,18 +189,17 @@ class Metrics:
         from ..core.schema import api_info
 
         members = set(versions.shapes(api_info(listener.dispatcher.models)))
-        self._members = frozenset(members)
         for member in (*sorted(members), UNKNOWN):  # every series there from the start, at 0
-            self.duration.labels(member)
+            self._durations[member] = self.duration.labels(member)
             for status in STATUSES:
-                self.requests.labels(member, status)
+                self._counts[member, status] = self.requests.labels(member, status)
         self._handle = listener.dispatcher.handle
         self._served = listener
         listener.metrics = self
 
     def member(self, name: str) -> str:
         """The ``member`` label for ``name``: itself if the module has it, else ``(unknown)``."""
-        return name if name in self._members else UNKNOWN
+        return name if name in self._durations else UNKNOWN
 
     def handle(self, payload: bytes | bytearray, content_type: str = JSON, *rest: Any) -> Outcome:
         """The dispatcher's ``handle``, counted (runs in a worker thread)."""
@@ -207,20 +210,20 @@ class Metrics:
         try:
             outcome = self._handle(payload, content_type, *rest)
         except BaseException:  # the dispatcher answers every error: a defect of ours
-            self.requests.labels(UNKNOWN, "error").inc()
+            self._counts[UNKNOWN, "error"].inc()
             raise
         finally:
             self.in_flight.dec()
         member = self.member(outcome.member)
-        self.duration.labels(member).observe(time.perf_counter() - started)
-        self.requests.labels(member, status_of(outcome.error)).inc()
+        self._durations[member].observe(time.perf_counter() - started)
+        self._counts[member, status_of(outcome.error)].inc()
         if outcome.error is None and not outcome.streamed:
             self._replies.observe(len(outcome.payload))
         return outcome
 
     def refused(self, kind: str) -> None:
         """Count a request the listener answered with an error of type ``kind`` without a worker."""
-        self.requests.labels(UNKNOWN, _REFUSALS.get(kind, "error")).inc()
+        self._counts[UNKNOWN, _REFUSALS.get(kind, "error")].inc()
 
     def received(self, message: Message) -> None:
         """Count ``message`` if the broker delivered it before."""
