@@ -233,6 +233,11 @@ def test_a_port_in_use_is_a_clear_error() -> None:
 def test_a_host_that_is_not_ours_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match=re.escape("cannot serve metrics on 192.0.2.1:0")):
         MetricsServer(Metrics(), "192.0.2.1", 0)
+    result = CliRunner().invoke(
+        cli, ["listen", "no_such_module.py", "--metrics-port", "9", "--metrics-host", "192.0.2.1"]
+    )
+    assert result.exit_code == 1
+    assert "cannot serve metrics on 192.0.2.1:9" in result.output
 
 
 def test_redeliveries_are_counted() -> None:
@@ -320,3 +325,20 @@ def _exposition(metrics: Metrics) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(metrics.registry).decode()
+
+
+@pytest.mark.parametrize(
+    ("kind", "stage", "status"),
+    [
+        ("ValidationError", "request", "invalid"),
+        ("ValueError", "execution", "error"),
+        ("demessaging.errors.CallCancelled", "execution", "cancelled"),
+        ("ResultError", "result", "error"),
+    ],
+)
+def test_the_status_of_an_outcome(kind: str, stage: Any, status: str) -> None:
+    from demessaging.observe.metrics import status_of
+    from demessaging.protocol.envelope import ErrorInfo
+
+    assert status_of(None) == "ok"
+    assert status_of(ErrorInfo(type=kind, message="m", stage=stage)) == status
