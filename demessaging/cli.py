@@ -20,7 +20,7 @@ from . import __version__
 from .config import BROKER_URL_HELP, Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 from .namespaces import namespace
-from .observe.metrics import metrics_options, serving
+from .observe.metrics import Metrics, metrics_options, serving
 
 if TYPE_CHECKING:
     from .backend.dispatcher import Dispatcher
@@ -65,12 +65,13 @@ def print_schema(models: ModuleModels, indent: int | None, *, api_info: bool = F
 
 
 def serve_dispatcher(
-    dispatcher: Dispatcher, settings: Settings, topic: str, workers: int, metrics: Any = None
+    dispatcher: Dispatcher,
+    settings: Settings,
+    topic: str,
+    workers: int,
+    metrics: Metrics | None = None,
 ) -> None:
-    """Serve a module on ``topic`` until SIGINT or SIGTERM, then finish the calls in flight.
-
-    ``metrics`` (:class:`~demessaging.observe.metrics.Metrics`) counts its requests if given.
-    """
+    """Serve on ``topic`` until SIGINT or SIGTERM, then finish the calls; ``metrics`` counts."""
     from .backend import Listener, serve_until_signal
 
     listener = Listener(
