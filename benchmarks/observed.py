@@ -13,7 +13,7 @@ everything off, one with what ``--observe`` (``DEMESSAGING_BENCH_OBSERVE``) swit
     ``OTEL_TRACES_EXPORTER`` (``none`` here by default) sends them somewhere. The backend
     that is off gets ``OTEL_SDK_DISABLED=true``. The client of this process is not traced.
 
-The calls alternate between the two in :data:`ROUNDS` rounds (off-on, then on-off), so that
+The calls alternate between the two in rounds of :data:`ROUND` (off-on, then on-off), so that
 a machine that gets busier or quieter meanwhile weighs on both alike. The row's baseline (the
 ``raw`` column) is the backend with everything off; the target is :data:`TARGET`.
 """
@@ -33,14 +33,14 @@ from typing import Any
 from .calls import DemessagingPeer
 from .procs import BenchmarkError, backend, progress
 
-__all__ = ["KINDS", "ROUNDS", "TARGET", "backend_environment", "chosen", "figures", "measure"]
+__all__ = ["KINDS", "ROUND", "TARGET", "backend_environment", "chosen", "figures", "measure"]
 
 #: What ``--observe`` may switch on.
 KINDS = ("metrics", "tracing")
 #: The environment variable ``--observe`` defaults to.
 VARIABLE = "DEMESSAGING_BENCH_OBSERVE"
-#: Rounds of calls alternating between the backends.
-ROUNDS = 6
+#: Calls to one backend before the other's turn: short rounds, as the load of a machine drifts.
+ROUND = 10
 #: At most this much slower with observability on (median round trip, ratio to off).
 TARGET = "<= 1.1"
 
@@ -109,7 +109,7 @@ def measure(
         If the backend with metrics on did not count the calls made to it.
     """
     port = _free_port()
-    per_round = max(1, count // ROUNDS)
+    rounds = max(2, count // ROUND)
     found: dict[str, Any] = {"kinds": list(kinds), "off": [], "on": []}
     with ExitStack() as stack:
         peers = {}
@@ -121,12 +121,12 @@ def measure(
             stack.callback(backend(f"backend-observe-{side}", url, topic, folder, env=env).stop)
             peers[side] = stack.enter_context(DemessagingPeer(url, topic))
             peers[side].noop(0, warmup)
-        progress(f"no-op calls, {', '.join(kinds)} off and on: {ROUNDS} x {per_round} of each")
-        for n in range(ROUNDS):
+        progress(f"no-op calls, {', '.join(kinds)} off and on: {rounds} x {ROUND} of each")
+        for n in range(rounds):
             for side in ("off", "on") if n % 2 == 0 else ("on", "off"):
-                found[side] += peers[side].noop(per_round, 0)
+                found[side] += peers[side].noop(ROUND, 0)
         if "metrics" in kinds:
-            made = warmup + ROUNDS * per_round
+            made = warmup + rounds * ROUND
             counted = _counted(port)
             if counted != made:
                 raise BenchmarkError(f"the backend with metrics counted {counted} calls of {made}")
