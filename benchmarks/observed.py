@@ -20,6 +20,7 @@ a machine that gets busier or quieter meanwhile weighs on both alike. The row's 
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import statistics
@@ -50,13 +51,15 @@ def chosen(text: str) -> tuple[str, ...]:
 
     Raises
     ------
-    ValueError
-        If it names anything else, or nothing.
+    argparse.ArgumentTypeError
+        If it names anything else, or nothing (``--observe`` says so).
     """
     kinds = tuple(dict.fromkeys(word.strip() for word in text.split(",") if word.strip()))
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
-        raise ValueError(f"--observe takes a comma-separated list of {', '.join(KINDS)}: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--observe takes a comma-separated list of {', '.join(KINDS)}: {text!r}"
+        )
     return kinds
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from benchmarks import observed
@@ -11,7 +13,9 @@ def test_observe_takes_known_kinds_only() -> None:
     assert observed.chosen("metrics") == ("metrics",)
     assert observed.chosen(" metrics , tracing,metrics") == ("metrics", "tracing")
     for bad in ("", ",", "metrics,logs"):
-        with pytest.raises(ValueError, match="comma-separated list of metrics, tracing"):
+        with pytest.raises(
+            argparse.ArgumentTypeError, match="comma-separated list of metrics, tracing"
+        ):
             observed.chosen(bad)
 
 
