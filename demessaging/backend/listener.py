@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -277,13 +278,16 @@ class Listener:
             return
         gathered: Gathered | None = None
         whole = message  # the request, its pieces put together: what a dead letter holds
+        sent = acked = False  # by the worker that ran the call
         try:
             request = parse_request(message, self.reply_topics)
             if request.count > 1:  # gathered without a worker slot
                 request, gathered = await self._uploads.gather(request, started, hold)
                 whole = request.message
             # a reply that failed before is sent again; its function does not run again
-            reply = self._unsent.reply(key) or await self._reply(request, pool)
+            reply = self._unsent.reply(key)
+            if reply is None:
+                reply, sent, acked = await self._reply(request, pool, subscription, message)
         except ProtocolError as exc:
             reply = self._error(address, "ProtocolError", str(exc), "request")
             if reply is None:
@@ -307,7 +311,7 @@ class Listener:
             reply = self._error(
                 address, type_name(type(exc)), f"internal error: {exc}", "execution"
             )
-        if reply is not None:
+        if reply is not None and not sent:
             try:
                 await self.replies.send(*reply)
             except DemessagingError as exc:
@@ -316,7 +320,8 @@ class Listener:
                     if gathered is not None:
                         await gathered.keep()
                     return
-        await subscription.ack(message)
+        if not acked:
+            await subscription.ack(message)
         self._unsent.forget(key)
         if key is not None:
             self._answered.add(key)
@@ -383,45 +388,40 @@ class Listener:
         info = ErrorInfo(type=kind, message=text, stage=stage)
         return error_reply(address, info, source_topic=self.topic)
 
-    async def _reply(self, request: Request | Query, pool: Workers) -> tuple[str, Message] | None:
+    async def _reply(
+        self, request: Request | Query, pool: Workers, subscription: Subscription, message: Message
+    ) -> tuple[tuple[str, Message] | None, bool, bool]:
+        """The reply, whether it is sent, and whether ``message`` is acknowledged."""
         if isinstance(request, Query):
-            return self._answer(request)
+            return self._answer(request), False, False
         late = time.time() - request.deadline if request.deadline is not None else 0.0
         if late > CLOCK_SKEW:  # its caller has stopped waiting: do not start the work
             log.info("not running request %s: its deadline passed", request.message_id)
-            return self._error(
-                request,
-                "DeadlineExceeded",
-                f"the call's deadline passed {late:.1f} s before a worker was free; it was not run",
-                "request",
-            )
+            text = f"the call's deadline passed {late:.1f} s before a worker was free"
+            text += "; it was not run"
+            return self._error(request, "DeadlineExceeded", text, "request"), False, False
         control = self._cancellations.start(request.key)
         if control is None:
             log.info("not running request %s: its caller cancelled it", request.message_id)
             text = "the caller cancelled the call before it started"
-            return self._error(request, "CallCancelled", text, "execution")
+            return self._error(request, "CallCancelled", text, "execution"), False, False
         items = None
         if request.window is not None:
             items = self.replies.items(request, control, request.window)
-        try:
-            outcome = await pool.run(
-                self.dispatcher.handle,
-                request.payload,
-                request.content_type,
-                self.replies.progress(request),
-                control.cancelled,
-                items,
-            )
+        call = functools.partial(
+            self.dispatcher.handle,
+            request.payload,
+            request.content_type,
+            self.replies.progress(request),
+            control.cancelled,
+            items,
+        )
+        reply_of = functools.partial(self.replies.reply_of, request, self._fingerprints)
+        try:  # the worker sends the reply, and acknowledges once the broker has it
+            ack = functools.partial(subscription.ack_soon, message)
+            return await self.replies.run(pool, call, reply_of, ack)
         finally:
             self._cancellations.done(request.key)
-        extra = {}
-        if request.api_fingerprint is not None and outcome.member:
-            extra[Prop.API_FINGERPRINT] = self._fingerprints.get(outcome.member, "")
-        if outcome.error is not None:
-            return error_reply(request, outcome.error, source_topic=self.topic, extra=extra)
-        if outcome.streamed:
-            extra[Prop.STREAM] = "end"
-        return reply_to(request, outcome.payload, source_topic=self.topic, extra=extra)
 
     def _answer(self, query: Query) -> tuple[str, Message]:
         """The answer to a ``ping``, ``info`` or ``api_info``."""
