@@ -53,6 +53,7 @@ from ..transport.base import Subscription, Transport
 from .cancel import Cancellations
 from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, permanent
 from .dispatcher import Dispatcher, type_name
+from .intake import take
 from .recent import Recent, repeat_key
 from .replies import Replies
 from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
@@ -210,25 +211,18 @@ class Listener:
         in_flight: set[asyncio.Task[None]] = set()
         pool = Workers(self.workers)
         stop = asyncio.ensure_future(self._stopping.wait())
+        # each task gives the worker slot back when done, or while it gathers pieces
+        handle = functools.partial(self._handle, subscription, pool=pool, free=free)
+        receiver = asyncio.ensure_future(take(subscription, free, handle, in_flight))
         try:
-            while not self._stopping.is_set():
-                await free.acquire()
-                receive = asyncio.ensure_future(subscription.receive())
-                await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await receive
-                    free.release()
-                    break
-                # the task gives the worker slot back when done, or while it gathers pieces
-                task = asyncio.ensure_future(
-                    self._handle(subscription, receive.result(), pool, free)
-                )
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+            await asyncio.wait({receiver, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver.done():
+                receiver.result()  # receiving failed: raised
         finally:
             stop.cancel()
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
             dropped = self._uploads.drop()  # their requests come again, here or elsewhere
             if in_flight:
                 if len(in_flight) > dropped:

@@ -60,7 +60,10 @@ class Replies:
         """Publish a reply, in pieces if the broker needs it."""
         limit = self.transport.max_message_size
         size = self.transport.piece_size
-        pieces = split(reply, limit, piece_size=size) if limit is not None else [reply]
+        if limit is None or len(reply.payload) <= limit:  # one message: no task to send it
+            await self.transport.publish(topic, reply)
+            return
+        pieces = split(reply, limit, piece_size=size)
         await send_pieces(functools.partial(self.transport.publish, topic), pieces)
 
     async def run(
