@@ -110,7 +110,16 @@ class ProtocolError(DemessagingError):
 
 
 class TransportError(DemessagingError):
-    """The broker or the connection to it failed."""
+    """The broker or the connection to it failed.
+
+    ``reason`` is what failed; ``hint``, appended to it in the message, what may mend it (a
+    command to run, a setting to raise), or empty.
+    """
+
+    def __init__(self, reason: str = "", *, hint: str = "") -> None:
+        super().__init__(f"{reason}{hint}")
+        self.reason = reason
+        self.hint = hint
 
 
 class AuthenticationError(TransportError):
@@ -149,13 +158,13 @@ class BrokerUnreachableError(TransportError):
         reason: str,
         setting: str = "DEMESSAGING_BROKER_URL (--broker-url on the command line)",
     ) -> None:
-        self.url = url
-        self.reason = reason
-        self.setting = setting
         super().__init__(
             f"cannot reach the broker at {url}: {reason}; start the broker, or set its URL "
             f"in {setting}"
         )
+        self.url = url
+        self.reason = reason
+        self.setting = setting
 
     def __reduce__(self) -> tuple[type[BrokerUnreachableError], tuple[str, str, str]]:
         return type(self), (self.url, self.reason, self.setting)
