@@ -20,6 +20,7 @@ from . import __version__
 from .config import BROKER_URL_HELP, Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 from .namespaces import namespace
+from .pages.command import options as docs_options
 
 if TYPE_CHECKING:
     from .backend.dispatcher import Dispatcher
@@ -410,6 +411,16 @@ def call(
         return
     with _errors():
         run_request(Dispatcher.from_module(module, debug=debug), request.read())
+
+
+@cli.command()
+@docs_options
+def docs(**given: Any) -> None:
+    """Write the API page (index.html) and AsyncAPI document of MODULE or --remote TOPIC."""
+    from .pages.command import run
+
+    with _errors():
+        run(**given)
 
 
 cli.add_command(namespace)
