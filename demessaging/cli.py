@@ -20,7 +20,7 @@ from . import __version__
 from .config import BROKER_URL_HELP, Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 from .namespaces import namespace
-from .pages.command import options as docs_options
+from .pages import command as docs_command
 
 if TYPE_CHECKING:
     from .backend.dispatcher import Dispatcher
@@ -414,13 +414,11 @@ def call(
 
 
 @cli.command()
-@docs_options
+@docs_command.options
 def docs(**given: Any) -> None:
     """Write the API page (index.html) and AsyncAPI document of MODULE or --remote TOPIC."""
-    from .pages.command import run
-
     with _errors():
-        run(**given)
+        docs_command.run(**given)
 
 
 cli.add_command(namespace)

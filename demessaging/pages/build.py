@@ -163,6 +163,9 @@ def signature(member: Member) -> str:
 
 
 def _py(value: Any, schema: Mapping[str, Any], imports: set[str]) -> str:
+    if "x-xarray" in schema:
+        imports.add("import xarray as xr")
+        return f"xr.{schema['x-xarray']}.from_dict({value!r})"
     if "x-dtype" in schema or "x-shape" in schema:
         imports.add("import numpy as np")
         return f"np.array({value!r})"

