@@ -111,3 +111,32 @@ def test_a_search_matches_parameters_and_descriptions(page: Path, tmp_path: Path
     assert [m for m, on in shown.items() if on] == ["regional_mean"]
     shown = visible(dump_dom(page.as_uri() + "#q=nothing%20like%20this", tmp_path / "p2"))
     assert not any(shown.values())
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PNG, from its header."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_a_screenshot_of_the_page(page: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "shot.png"
+    done = subprocess.run(
+        [
+            chromium(), *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
+            "--window-size=1100,760", f"--screenshot={shot}", page.as_uri() + "#q=mean",
+        ],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert png_size(shot.read_bytes()) == (1100, 760)
+
+
+def test_the_docs_show_a_screenshot() -> None:
+    """docs/api-page.png: made as test_a_screenshot_of_the_page makes it, shown by the README."""
+    shot = ROOT / "docs" / "api-page.png"
+    assert png_size(shot.read_bytes()) == (1100, 760)
+    assert shot.stat().st_size < 150_000
+    assert "(docs/api-page.png)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "(api-page.png)" in (ROOT / "docs" / "api-page.md").read_text(encoding="utf-8")
