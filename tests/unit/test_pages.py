@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -394,3 +395,22 @@ def test_generated_package_ships_the_page(tmp_path: Path) -> None:
     )
     assert wrong.returncode == 2
     assert "usage: python -m pages_climate docs" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_the_client_wheel_ships_the_page(tmp_path: Path) -> None:
+    package = generate(CLIMATE, tmp_path / "src", name="pages-wheel", broker_url="memory://")
+    built = subprocess.run(
+        [
+            sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+            "--no-index", "--quiet", "--wheel-dir", str(tmp_path / "dist"), str(package.root),
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = (tmp_path / "dist").glob("pages_wheel-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        page = archive.read("pages_wheel/docs/index.html").decode()
+    assert {"pages_wheel/__main__.py", "pages_wheel/docs/asyncapi.json"} <= names
+    assert member_section(parse(page), "TimeSeries.between")
