@@ -21,7 +21,7 @@ from ..core.versions import fingerprint, shapes
 from ..message import JSON, MessageType, Prop, Status
 from ..protocol.schemas import RequestProperties, ResponseProperties
 
-__all__ = ["asyncapi_document", "dumps", "server_of"]
+__all__ = ["asyncapi_document", "dumps", "public_url", "server_of"]
 
 _SCHEMAS = "#/components/schemas/"
 
@@ -61,8 +61,19 @@ def _report() -> dict[str, Any]:
     return {"title": "ProgressReport", "description": "A step and its sub-steps.", **step}
 
 
+def public_url(url: str) -> str:
+    """A URL without what may be secret: user and password, query and fragment."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else host + parts.path
+
+
 def server_of(broker_url: str) -> dict[str, Any]:
-    """The AsyncAPI server of a broker URL (``pulsar://``, ``ws://``, ``embedded://``...)."""
+    """The AsyncAPI server of a broker URL (``pulsar://``, ``ws://``, ``embedded://``...).
+
+    Credentials and query of the URL are left out: the document is for partners to read.
+    """
+    broker_url = public_url(broker_url)
     parts = urlsplit(broker_url)
     if parts.scheme in ("pulsar", "pulsar+ssl", "ws", "wss") and parts.hostname:
         server: dict[str, Any] = {"host": parts.netloc, "protocol": parts.scheme}

@@ -37,7 +37,9 @@ def remote_page(
     info: Mapping[str, Any], *, topic: str, package: str | None = None, broker: str = ""
 ) -> Page:
     """The page of a backend's ``api_info``."""
-    where = f"the backend on {topic!r}" + (f" at {broker}" if broker else "")
+    from .asyncapi import public_url
+
+    where = f"the backend on {topic!r}" + (f" at {public_url(broker)}" if broker else "")
     return page_from_api_info(
         info, topic=topic, package=package or client_package(topic), source=where
     )

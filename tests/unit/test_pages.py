@@ -31,6 +31,7 @@ from demessaging.core.schema import api_info
 from demessaging.core.specs import FunctionSpec, ModuleSpec
 from demessaging.pages import page_from_module, render_page
 from demessaging.pages.build import page_from_api_info
+from demessaging.pages.remote import remote_page
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -414,3 +415,11 @@ def test_the_client_wheel_ships_the_page(tmp_path: Path) -> None:
         page = archive.read("pages_wheel/docs/index.html").decode()
     assert {"pages_wheel/__main__.py", "pages_wheel/docs/asyncapi.json"} <= names
     assert member_section(parse(page), "TimeSeries.between")
+
+
+def test_the_remote_page_names_the_broker_without_credentials() -> None:
+    info = api_info(build_models(inspect_module(CLIMATE)))
+    page = remote_page(info, topic="climate", broker="pulsar+ssl://me:secret@far:6651/?x=1")
+    footer = parse(render_page(page)).find("footer")[0].text
+    assert "the backend on 'climate' at pulsar+ssl://far:6651/" in footer
+    assert "secret" not in footer

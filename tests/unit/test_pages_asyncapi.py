@@ -155,3 +155,11 @@ def test_server_of_a_local_broker() -> None:
 def test_infinite_defaults_are_written_as_text() -> None:
     text = dumps({"default": float("inf"), "x": [float("nan")]})
     assert json.loads(text) == {"default": "inf", "x": ["nan"]}
+
+
+def test_credentials_in_the_broker_url_stay_out_of_the_document() -> None:
+    server = server_of("wss://user:secret@broker.example.org:8443/ws?token=t0k3n")
+    assert server["host"] == "broker.example.org:8443"
+    assert server["pathname"] == "/ws"
+    assert "secret" not in json.dumps(server)
+    assert "t0k3n" not in json.dumps(server)
