@@ -177,6 +177,8 @@ def check_member(tree: Node, name: str, spec: FunctionSpec, schema: dict[str, An
             assert cells["default"].text == "required"
         elif "default" in props[key]:
             assert cells["default"].text == json.dumps(props[key]["default"])
+        else:
+            pytest.fail(f"{name}: {key} has a default its schema does not say")
         described = props[key].get("description") or spec.info.params.get(param.name, "")
         assert cells["doc"].text == plain(described)  # configure() may say it, else the doc
     for reporter in spec.reporters:
