@@ -140,3 +140,13 @@ def test_the_docs_show_a_screenshot() -> None:
     assert shot.stat().st_size < 150_000
     assert "(docs/api-page.png)" in (ROOT / "README.md").read_text(encoding="utf-8")
     assert "(api-page.png)" in (ROOT / "docs" / "api-page.md").read_text(encoding="utf-8")
+
+
+def test_without_chromium_the_tests_skip_except_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no chromium in CI"):
+        chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no chromium on this machine"):
+        chromium()
