@@ -41,6 +41,7 @@ from ..core import versions
 from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..message import Message, MessageType, Prop
+from ..observe import tracing
 from ..protocol.control import is_control
 from ..protocol.envelope import Address, ErrorInfo, Query, Request, Stage, parse_request
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
@@ -283,7 +284,9 @@ class Listener:
                 request, gathered = await self._uploads.gather(request, started, hold)
                 whole = request.message
             # a reply that failed before is sent again; its function does not run again
-            reply = self._unsent.reply(key) or await self._reply(request, pool)
+            reply = self._unsent.reply(key) or await tracing.served(
+                self._reply(request, pool), self.topic, message, request
+            )
         except ProtocolError as exc:
             reply = self._error(address, "ProtocolError", str(exc), "request")
             if reply is None:
@@ -414,6 +417,7 @@ class Listener:
             )
         finally:
             self._cancellations.done(request.key)
+        tracing.member(outcome.member)
         extra = {}
         if request.api_fingerprint is not None and outcome.member:
             extra[Prop.API_FINGERPRINT] = self._fingerprints.get(outcome.member, "")
