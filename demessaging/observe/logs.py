@@ -87,6 +87,9 @@ def configure(level: str | None = None, form: str | None = None) -> tuple[str, s
     handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # pulsar-client's info lines are chatty (a few per consumer): shown at our debug level
+    chosen = logging.getLevelName(level.upper())
+    logging.getLogger("pulsar").setLevel(logging.INFO if level == "debug" else max(chosen, 30))
     _route_pulsar(form == "json")
     return level, form
 
