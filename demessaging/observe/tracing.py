@@ -300,7 +300,7 @@ async def served(
     finally:
         _SERVING.reset(token)
         if span is not None:
-            _finish(api, span, serving.member, status, failure)
+            _finish(api, span, topic, serving.member, status, failure)
         _log(request.context, serving.member, status, failure, started, span)
 
 
@@ -318,9 +318,11 @@ def _status(reply: Message) -> tuple[str, tuple[str, str]]:
     return status, (info.type, info.message)
 
 
-def _finish(api: Any, span: Any, member: str, status: str, failure: tuple[str, str]) -> None:
+def _finish(
+    api: Any, span: Any, topic: str, member: str, status: str, failure: tuple[str, str]
+) -> None:
     if member:
-        span.update_name(f"{span.name}/{member}")
+        span.update_name(f"{topic}/{member}")
         span.set_attribute("rpc.method", member)
     span.set_attribute("rpc.response.status_code", status)
     if failure[0]:

@@ -216,6 +216,23 @@ def test_hostile_trace_context_is_ignored_and_the_call_works(
     call()
 
 
+def test_the_api_without_an_sdk_traces_nothing_and_the_call_works(
+    monkeypatch: pytest.MonkeyPatch,
+    backend: Path,
+    client: Callable[..., Client],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A program that imported the API but set up no SDK: its spans do not record."""
+    monkeypatch.setattr(tracing, "_tracer", lambda api: trace_api.NoOpTracer())
+    caplog.set_level("INFO", logger="demessaging.calls")
+    assert client().call({"func_name": "total", "values": [1, 2]}, member="total") == 3
+    with pytest.raises(RemoteError, match="broken"):
+        client().call({"func_name": "fail", "text": "broken"}, member="fail")
+    lines = [r for r in caplog.records if r.name == "demessaging.calls"]
+    assert [(r.member, r.status) for r in lines] == [("total", "success"), ("fail", "error")]
+    assert not any(hasattr(r, "trace_id") for r in lines)
+
+
 def test_without_opentelemetry_nothing_is_imported_nor_sent(tmp_path: Path) -> None:
     """A program that does not import OpenTelemetry: no import, no property, no cost."""
     code = f"""
