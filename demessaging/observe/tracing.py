@@ -107,9 +107,15 @@ def _api() -> Any:
 
 
 def _tracer(api: Any) -> Any:
-    from .. import __version__
+    """The tracer of demessaging, made once (it follows a tracer provider set up later)."""
+    if not _TRACERS:
+        from .. import __version__
 
-    return api.get_tracer("demessaging", __version__)
+        _TRACERS.append(api.get_tracer("demessaging", __version__))
+    return _TRACERS[0]
+
+
+_TRACERS: list[Any] = []
 
 
 def _headers(span: Any) -> dict[str, str] | None:

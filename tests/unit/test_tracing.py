@@ -271,6 +271,15 @@ def test_off_the_hook_is_the_shared_no_op(monkeypatch: pytest.MonkeyPatch) -> No
     assert tracing.progress_event() is None
 
 
+def test_the_tracer_is_made_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking the provider for a tracer on every call costs more than the span itself."""
+    asked: list[str] = []
+    api = type("Api", (), {"get_tracer": lambda *args: asked.append(args[0]) or object()})
+    monkeypatch.setattr(tracing, "_TRACERS", [])
+    assert tracing._tracer(api) is tracing._tracer(api)
+    assert asked == ["demessaging"]
+
+
 def test_listen_sets_up_the_sdk_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[Any] = []
     monkeypatch.setattr(trace_api, "set_tracer_provider", made.append)
