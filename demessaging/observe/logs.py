@@ -18,7 +18,9 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -95,11 +97,11 @@ def configure(level: str | None = None, form: str | None = None) -> tuple[str, s
 
 
 def _route_pulsar(through_ours: bool) -> None:
-    """pulsar-client's lines through our handler (JSON), or its own file logger (text).
+    """pulsar-client's lines through our handler (JSON), or straight to stderr (text).
 
-    Its own logger by default: a Python one is called from pulsar-client's threads, which
-    may outlive the interpreter in a program that does not close its clients (a backend
-    closes its own as it stops).
+    Through a pipe that its file logger writes to and a thread of ours reads: given a Python
+    logger instead, pulsar-client calls it from its own threads, also while the interpreter
+    shuts down, which aborts some processes as they exit.
     """
     module: Any = sys.modules.get("demessaging.transport.pulsar")
     if module is None and through_ours:
@@ -108,7 +110,38 @@ def _route_pulsar(through_ours: bool) -> None:
         except ImportError:  # no pulsar-client: nothing to route
             return
     if module is not None:
-        module.LIBRARY_LOGGER = logging.getLogger("pulsar") if through_ours else None
+        module.LIBRARY_LOG = _pipe() if through_ours else None
+
+
+#: pulsar-client's lines: ``2026-01-31 12:00:00.000 INFO  [140...] Where:12 | what``
+_LIBRARY_LINE = re.compile(r"\S+ \S+ ([A-Z]+) +\[\d+\] (.*)")
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING}
+_PIPES: list[str] = []
+
+
+def _pipe() -> str | None:
+    """The path pulsar-client's file logger writes to; a thread logs what comes (made once).
+
+    None where there is no ``/dev/fd`` (its lines then go to stderr as they are).
+    """
+    if not _PIPES:
+        if not os.path.isdir("/dev/fd"):
+            return None
+        reading, writing = os.pipe()
+        threading.Thread(target=_pump, args=(reading,), name="pulsar-log", daemon=True).start()
+        _PIPES.append(f"/dev/fd/{writing}")  # open as long as the process lives
+    return _PIPES[0]
+
+
+def _pump(reading: int) -> None:
+    """Log each line of pulsar-client's as logger ``pulsar``, at its level."""
+    library = logging.getLogger("pulsar")
+    with open(reading, "rb") as lines:
+        for raw in lines:
+            text = raw.decode("utf-8", "replace").rstrip()
+            match = _LIBRARY_LINE.fullmatch(text)
+            level = _LEVELS.get(match[1], logging.ERROR) if match else logging.INFO
+            library.log(level, match[2] if match else text)
 
 
 def options(command: C) -> C:

@@ -52,8 +52,8 @@ CLOSE_TIMEOUT = 5.0
 _CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
-#: A Python logger for pulsar-client's lines instead of its file logger, if a program sets one.
-LIBRARY_LOGGER: logging.Logger | None = None
+#: Where pulsar-client's file logger writes instead of stderr, if a program says so.
+LIBRARY_LOG: str | None = None
 T = TypeVar("T")
 #: What pulsar.Client takes (a client certificate next to a token came in later versions).
 _CLIENT_PARAMETERS = frozenset(inspect.signature(pulsar.Client.__init__).parameters)
@@ -434,8 +434,6 @@ def _library_logger() -> Any:
     goes, and aborts processes (7 of 70 runs of ``demessaging ping``, none with this logger).
     Not its console logger either, which writes to stdout.
     """
-    if LIBRARY_LOGGER is not None:
-        return LIBRARY_LOGGER
     level = log.getEffectiveLevel()
     if level >= logging.ERROR:
         chosen = pulsar.LoggerLevel.Error
@@ -443,6 +441,8 @@ def _library_logger() -> Any:
         chosen = pulsar.LoggerLevel.Warn
     else:
         chosen = pulsar.LoggerLevel.Info
+    if LIBRARY_LOG is not None:
+        return pulsar.FileLogger(chosen, LIBRARY_LOG)
     if os.path.exists("/dev/stderr"):
         return pulsar.FileLogger(chosen, "/dev/stderr")
     return pulsar.ConsoleLogger(chosen)

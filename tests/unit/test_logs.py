@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def root_logging() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    pulsar.LIBRARY_LOGGER = None
+    pulsar.LIBRARY_LOG = None
 
 
 def _record(**extra: object) -> logging.LogRecord:
@@ -81,15 +82,40 @@ def test_bad_settings_are_refused(root_logging: None, monkeypatch: pytest.Monkey
         logs.configure()
 
 
-def test_json_routes_pulsar_clients_lines_through_ours(root_logging: None) -> None:
+def test_json_routes_pulsar_clients_lines_through_ours(
+    root_logging: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through a pipe its file logger writes to: pulsar-client's threads never call Python.
+
+    (A Python logger given to pulsar.Client aborts some processes as they exit: its threads
+    log while the interpreter shuts down.)
+    """
+    import pulsar as library
+
     from demessaging.transport import pulsar
 
     assert logs.configure("info", "json") == ("info", "json")
-    assert pulsar.LIBRARY_LOGGER is logging.getLogger("pulsar")
-    assert pulsar._library_logger() is logging.getLogger("pulsar")
+    chosen = pulsar._library_logger()
+    assert isinstance(chosen, library.FileLogger)
+    assert chosen.log_file == pulsar.LIBRARY_LOG != "/dev/stderr"
     assert logging.getLogger("pulsar").level == logging.WARNING  # its info lines are chatty
+    caplog.set_level(logging.WARNING, logger="pulsar")
+    client = library.Client("pulsar://127.0.0.1:1", logger=chosen, operation_timeout_seconds=1)
+    try:
+        with pytest.raises(Exception, match=r"TimeOut|Connect"):
+            client.create_producer("nowhere")
+    finally:
+        client.close()
+    deadline = time.monotonic() + 10
+    while not any("Connection refused" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        time.sleep(0.05)
+    line = next(r for r in caplog.records if "Connection refused" in r.getMessage())
+    assert (line.name, line.levelname) == ("pulsar", "ERROR")
+    assert line.getMessage().startswith("ClientConnection:")  # the date and thread go
     logs.configure("debug", "text")
-    assert pulsar.LIBRARY_LOGGER is None
+    assert pulsar.LIBRARY_LOG is None
+    assert pulsar._library_logger().log_file == "/dev/stderr"
     assert logging.getLogger("pulsar").level == logging.INFO
     assert [type(h) for h in logging.getLogger().handlers].count(logs._Handler) == 1
 
