@@ -110,7 +110,16 @@ class ProtocolError(DemessagingError):
 
 
 class TransportError(DemessagingError):
-    """The broker or the connection to it failed."""
+    """The broker or the connection to it failed.
+
+    ``reason`` is what failed; ``hint``, appended to it in the message, what may mend it (a
+    command to run, a setting to raise), or empty.
+    """
+
+    def __init__(self, reason: str = "", *, hint: str = "") -> None:
+        super().__init__(f"{reason}{hint}")
+        self.reason = reason
+        self.hint = hint
 
 
 class AuthenticationError(TransportError):

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 
-from ..errors import CallCancelled, DemessagingError, ProtocolError
+from ..errors import CallCancelled, DemessagingError, ProtocolError, TransportError
 from ..message import Message, MessageType, Prop
 from ..protocol.control import (
     NO_CONTROL,
@@ -166,7 +166,7 @@ class Cancellations:
                 "dasf-broker-django: python manage.py dasf_topic %s --new --anonymous) and "
                 "restart the backend",
                 where,
-                _reason(exc),
+                exc.reason if isinstance(exc, TransportError) else exc,
                 topic,
                 where,
             )
@@ -224,8 +224,3 @@ class Cancellations:
             self.cancel(control.key)
         elif control.received is not None:
             self.credit(control.key, control.received)
-
-
-def _reason(error: DemessagingError) -> str:
-    """Why publishing failed, without the hint naming the command (the warning names it)."""
-    return str(error).split("; there is no topic", 1)[0]

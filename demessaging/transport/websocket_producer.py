@@ -109,7 +109,9 @@ class Producer:
                     f"; there is no topic {self.topic} there, and only its admin may make one "
                     f"(manage.py dasf_topic {self.topic} --new --anonymous; see docs/dasf.md)"
                 )
-            raise TransportError(f"the broker refused a message to {self.topic}: {reason}{hint}")
+            raise TransportError(
+                f"the broker refused a message to {self.topic}: {reason}", hint=hint
+            )
 
     async def _exchange(self, frame: str, waiter: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
         await self.socket.send(frame)

@@ -79,8 +79,9 @@ class NoControlTopic(MemoryTransport):
     async def publish(self, topic: str, message: Message) -> None:
         if topic.endswith("_control"):
             self.refused.append(message)
-            raise TransportError(
-                f"the broker refused a message to {topic}: User is not allowed to create topics."
+            raise TransportError(  # as the WebSocket transport says it, with its hint
+                f"the broker refused a message to {topic}: User is not allowed to create topics.",
+                hint=f"; there is no topic {topic} there (manage.py dasf_topic {topic} --new)",
             )
         self.sent.append((topic, message))
         await super().publish(topic, message)
@@ -146,6 +147,8 @@ def test_the_backend_warns_once_naming_the_command_that_makes_the_topic(
     assert len(warnings) == 1, warnings  # and no warning for the control messages it read
     assert "manage.py dasf_topic t_control --new --anonymous" in warnings[0]
     assert "come on the request topic t instead" in warnings[0]
+    assert "not allowed to create topics" in warnings[0]  # the broker's reason, once,
+    assert warnings[0].count("manage.py") == 1  # and the command named once, not the hint too
     # what it learnt from: its check, refused
     assert [m.properties[Prop.MESSAGE_TYPE] for m in transport.refused] == [CHECK]
 
