@@ -408,7 +408,7 @@ class Listener:
             items = self.replies.items(request, control, request.window)
         try:
             outcome = await pool.run(
-                self.dispatcher.handle,
+                tracing.within(self.dispatcher.handle),
                 request.payload,
                 request.content_type,
                 self.replies.progress(request),

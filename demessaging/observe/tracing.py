@@ -19,7 +19,8 @@ Spans follow OpenTelemetry's semantic conventions for messaging and RPC:
 - the backend's, of kind SERVER, child of the caller's: the same, with
   ``messaging.message.conversation_id`` (the request's context),
   ``demessaging.request.fragments`` (the pieces it came in) and an event
-  ``demessaging.progress`` per progress report.
+  ``demessaging.progress`` per progress report. The served function runs in it: the spans
+  it makes itself are its children.
 
 A failed call sets the span's status to ERROR and records an ``exception`` event (for a
 remote error, with the backend's exception type and message).
@@ -30,7 +31,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigurationError
 from ..message import Message, Prop, Status
 from ..protocol.envelope import Incoming, Request, parse_error
+from .propagation import MAX_TRACESTATE, parse_traceparent, parse_tracestate
 
 __all__ = [
     "MAX_TRACESTATE",
@@ -52,53 +53,11 @@ __all__ = [
     "parse_tracestate",
     "progress_event",
     "served",
+    "within",
 ]
 
 T = TypeVar("T")
 calls_log = logging.getLogger("demessaging.calls")
-
-#: The longest ``tracestate`` taken from the wire (W3C's floor for what peers must pass on);
-#: a longer one is dropped, the ``traceparent`` kept.
-MAX_TRACESTATE = 512
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
-_KEY = r"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})"
-_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
-_MEMBER = re.compile(rf"[ \t]*({_KEY})=({_VALUE})[ \t]*")
-
-
-def parse_traceparent(text: str | None) -> tuple[int, int, int] | None:
-    """``(trace id, parent span id, flags)`` of a W3C ``traceparent``, or None if malformed.
-
-    Version ``00`` has exactly four fields; later versions may add more after a ``-``
-    (kept to 256 characters here). Version ``ff`` and all-zero ids are invalid.
-    """
-    if text is None or len(text) > 256 or not text.isascii():
-        return None
-    match = _TRACEPARENT.fullmatch(text)
-    if match is None:
-        return None
-    version, trace, span, flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest is not None):
-        return None
-    trace_id, span_id = int(trace, 16), int(span, 16)
-    if not trace_id or not span_id:
-        return None
-    return trace_id, span_id, int(flags, 16)
-
-
-def parse_tracestate(text: str | None) -> list[tuple[str, str]]:
-    """The members of a W3C ``tracestate``; none if it is malformed or too long."""
-    if not text or len(text) > MAX_TRACESTATE or not text.isascii():
-        return []
-    members: list[tuple[str, str]] = []
-    for part in text.split(","):
-        if not part.strip(" \t"):
-            continue  # empty members are allowed
-        match = _MEMBER.fullmatch(part)
-        if match is None or any(key == match.group(1) for key, _ in members):
-            return []
-        members.append((match.group(1), match.group(2)))
-    return members if len(members) <= 32 else []
 
 
 def _api() -> Any:
@@ -362,6 +321,25 @@ def member(name: str) -> None:
     serving = _SERVING.get()
     if serving is not None:
         serving.member = name
+
+
+def within(function: Callable[..., T]) -> Callable[..., T]:
+    """``function``, made to run in the current request's span (in a worker thread).
+
+    The spans the served function makes itself are then children of the request's. Itself
+    while the request is not traced.
+    """
+    serving = _SERVING.get()
+    span = serving.span if serving is not None else None
+    if span is None:
+        return function
+    use_span = _api().use_span
+
+    def run(*args: Any) -> T:
+        with use_span(span, record_exception=False, set_status_on_exception=False):
+            return function(*args)
+
+    return run
 
 
 def progress_event() -> Callable[[str, int], None] | None:

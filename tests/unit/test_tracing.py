@@ -49,6 +49,13 @@ def fail(text: str) -> None:
 def numbers(n: int) -> Iterator[int]:
     """Count to n."""
     yield from range(1, n + 1)
+
+
+def current() -> str:
+    """The span the function runs in, as its span id in hex."""
+    from opentelemetry import trace
+
+    return f"{trace.get_current_span().get_span_context().span_id:016x}"
 '''
 
 VALID = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -161,6 +168,14 @@ def test_the_backend_span_is_the_child_of_the_callers(
     progress = [e for e in served.events if e.name == "demessaging.progress"]
     assert len(progress) >= 2  # the start and the end at least
     assert progress[-1].attributes["demessaging.progress.status"] == "success"
+
+
+def test_the_served_function_runs_in_the_backends_span(
+    spans: InMemorySpanExporter, backend: Path, client: Callable[..., Client]
+) -> None:
+    """So that the spans it makes itself (a database, a download...) are children of it."""
+    inside = client().call({"func_name": "current"}, member="current")
+    assert inside == f"{_by_kind(spans)['SERVER'].context.span_id:016x}"
 
 
 def test_an_error_call_gives_error_spans_on_both_sides(
