@@ -158,13 +158,13 @@ class BrokerUnreachableError(TransportError):
         reason: str,
         setting: str = "DEMESSAGING_BROKER_URL (--broker-url on the command line)",
     ) -> None:
-        self.url = url
-        self.reason = reason
-        self.setting = setting
         super().__init__(
             f"cannot reach the broker at {url}: {reason}; start the broker, or set its URL "
             f"in {setting}"
         )
+        self.url = url
+        self.reason = reason
+        self.setting = setting
 
     def __reduce__(self) -> tuple[type[BrokerUnreachableError], tuple[str, str, str]]:
         return type(self), (self.url, self.reason, self.setting)
