@@ -58,6 +58,7 @@ def current() -> str:
     return f"{trace.get_current_span().get_span_context().span_id:016x}"
 '''
 
+CLIMATE = Path(__file__).resolve().parents[2] / "examples" / "climate.py"
 VALID = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -262,7 +263,7 @@ async def spy(self, request, pool):
     seen.append(sorted(request.message.properties))
     return await handle(self, request, pool)
 listener.Listener._reply = spy
-with serve({str(Path("examples/climate.py").resolve())!r}, broker_url="memory://quiet"), \\
+with serve({str(CLIMATE)!r}, broker_url="memory://quiet"), \\
         Client("climate", broker_url="memory://quiet") as client:
     assert client.call({{"func_name": "total", "values": [1.0]}}) == 1.0
 hook = timeit.timeit(lambda: tracing.call("t", "m"), number=100_000) / 100_000
