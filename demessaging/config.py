@@ -134,6 +134,8 @@ class Settings:
     def variable(self, name: str) -> str:
         """The environment variables that change the setting ``name``, for error messages.
 
+        Examples
+        --------
         >>> Settings(prefixes=("CLIMATE_CLIENT_", "DEMESSAGING_")).variable("broker_url")
         'CLIMATE_CLIENT_BROKER_URL (or DEMESSAGING_BROKER_URL)'
         """

@@ -249,6 +249,8 @@ class Client:
     ) -> AsyncGenerator[Any, None]:
         """Call a generator function of the backend; yields its items as they come.
 
+        Stopping early (``break``, closing the iterator) cancels the call in the backend.
+
         Parameters
         ----------
         request, returns, member, on_progress, fingerprint
@@ -258,8 +260,6 @@ class Client:
         window
             Items on their way at most: the backend's generator waits while this many are not
             taken yet.
-
-        Stopping early (``break``, closing the iterator) cancels the call in the backend.
         """
         idle = timeout if timeout is not None else self.settings.timeout
         with tracing.call(self.topic, member, stream=True) as trace:

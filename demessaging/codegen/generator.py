@@ -70,6 +70,10 @@ def generate(
 ) -> GeneratedPackage:
     """Write a client package for a backend module.
 
+    The directory also gets ``wheels/``, a wheel of the demessaging runtime that runs this
+    function; partners install both with :func:`partner_command`, and never another
+    distribution named demessaging from the package index.
+
     Parameters
     ----------
     target
@@ -91,10 +95,6 @@ def generate(
         The package's version.
     force
         Overwrite ``output`` if it exists and is not empty.
-
-    The directory also gets ``wheels/``, a wheel of the demessaging runtime that runs this
-    function; partners install both with :func:`partner_command`, and never another
-    distribution named demessaging from the package index.
 
     Returns
     -------
