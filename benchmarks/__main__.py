@@ -28,7 +28,7 @@ import numpy as np
 
 from demessaging.errors import DemessagingError
 
-from . import brokers, dasf, memory
+from . import brokers, dasf, memory, observed
 from .calls import CALL_TIMEOUT, DemessagingPeer, array_of
 from .procs import ROOT, BenchmarkError, backend, progress
 from .raw import BURST_DEPTH, RawPeer, StallError
@@ -80,6 +80,7 @@ TARGETS = {
     ("*", "array_100"): ">= 0.8",
     ("*", "client_memory"): "<= 1.5x",
     ("*", "backend_memory"): "<= 1.2x",
+    ("*", "observed_median"): observed.TARGET,
 }
 
 
@@ -155,7 +156,9 @@ def measure_raw(
     raise BenchmarkError(f"{broker.name} stalled {RAW_ATTEMPTS} times: {stalls}")
 
 
-def measure_broker(broker: brokers.Broker, plan: Plan, folder: Path) -> dict[str, Any]:
+def measure_broker(
+    broker: brokers.Broker, plan: Plan, folder: Path, observe: tuple[str, ...] = ("metrics",)
+) -> dict[str, Any]:
     """Every measurement on one broker; raw first, then demessaging, then memory."""
     found: dict[str, Any] = {"demessaging": {}}
     dm = found["demessaging"]
@@ -185,6 +188,7 @@ def measure_broker(broker: brokers.Broker, plan: Plan, folder: Path) -> dict[str
                     progress(f"{broker.name}: total() of {mib} MiB, {reps} times")
                     dm[f"transfer_{mib}mib"] = [client.transfer(arrays[mib]) for _ in range(reps)]
     del arrays
+    found["observed"] = observed.measure(broker.url, folder, plan.pings, plan.warmup, observe)
     progress(f"{broker.name}: peak memory of a fresh backend and client, {plan.largest} MiB")
     found["memory"] = memory.measure(broker.url, folder, plan.largest * MIB, CALL_TIMEOUT)
     return found
@@ -215,6 +219,8 @@ def rows_of(name: str, plan: Plan, found: dict[str, Any]) -> list[Row]:
         label = f"array {mib} MiB (MiB/s)"
         goal = target(name, f"array_{mib}")
         rows.append(Row(name, label, ours, theirs, ours / theirs, goal, "MiB/s"))
+    for label, ours, theirs, key in observed.figures(found["observed"]):
+        rows.append(Row(name, label, ours, theirs, ours / theirs, target(name, key), "ms"))
     mem = found["memory"]
     payload = mem["payload"] / MIB
     for side in ("client", "backend"):
@@ -315,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results (%(default)s)"
     )
     parser.add_argument("--dasf", action="store_true", help="against DASF 0.6.4 instead")
+    parser.add_argument(
+        "--observe",
+        type=observed.chosen,
+        default=os.environ.get(observed.VARIABLE, "metrics"),
+        help=f"what the no-op on/off row switches on, of {','.join(observed.KINDS)} "
+        f"(${observed.VARIABLE}; default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.dasf:  # docs/benchmarks.md, "Against DASF"
         output = None if args.output == DEFAULT_OUTPUT else args.output
@@ -338,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             "backends": BACKENDS,
             "bursts": BURSTS,
             "raw_burst_depth": BURST_DEPTH,
+            "observe": args.observe,
         },
         "machine": machine(),
         "revision": revision(),
@@ -353,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                 folder = Path(tmp) / name
                 try:
                     with brokers.running(name, folder / "broker") as broker:
-                        found = measure_broker(broker, plan, folder)
+                        found = measure_broker(broker, plan, folder, args.observe)
                 except Exception as exc:  # report it, and go on with the next broker
                     if not isinstance(exc, BenchmarkError | DemessagingError):
                         traceback.print_exc()

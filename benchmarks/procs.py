@@ -47,6 +47,7 @@ def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env = dict(os.environ) | {"PYTHONPATH": os.pathsep.join(paths)}
     env.pop("DEMESSAGING_BROKER_URL", None)
+    env.pop("DEMESSAGING_METRICS_PORT", None)  # one port, several backends: observed.py sets it
     return env | dict(extra or {})
 
 
@@ -103,14 +104,19 @@ class Child:
         stop_process(self.process, timeout, name=self.name)
 
 
-def spawn(name: str, args: Sequence[str], folder: Path) -> Child:
-    """Start ``python args...`` in ``folder``, its output going to ``folder/<name>.log``."""
+def spawn(
+    name: str, args: Sequence[str], folder: Path, env: Mapping[str, str] | None = None
+) -> Child:
+    """Start ``python args...`` in ``folder``, its output going to ``folder/<name>.log``.
+
+    ``env`` is added to its environment.
+    """
     log = folder / f"{name}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, *args],
             cwd=folder,
-            env=environment(),
+            env=environment(env),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -119,8 +125,18 @@ def spawn(name: str, args: Sequence[str], folder: Path) -> Child:
     return Child(name, process, log)
 
 
-def backend(name: str, broker_url: str, topic: str, folder: Path, workers: int = 8) -> Child:
-    """Start ``demessaging listen benchmarks/module.py`` on ``topic``; wait until it serves."""
+def backend(
+    name: str,
+    broker_url: str,
+    topic: str,
+    folder: Path,
+    workers: int = 8,
+    env: Mapping[str, str] | None = None,
+) -> Child:
+    """Start ``demessaging listen benchmarks/module.py`` on ``topic``; wait until it serves.
+
+    ``env`` is added to its environment.
+    """
     child = spawn(
         name,
         [
@@ -138,6 +154,7 @@ def backend(name: str, broker_url: str, topic: str, folder: Path, workers: int =
             str(workers),
         ],
         folder,
+        env,
     )
     try:
         child.wait_for("serving", timeout=60)

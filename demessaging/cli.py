@@ -21,6 +21,7 @@ from .config import BROKER_URL_HELP, Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 from .namespaces import namespace
 from .observe import logs, tracing
+from .observe.metrics import Metrics, metrics_options, serving
 
 if TYPE_CHECKING:
     from .backend.dispatcher import Dispatcher
@@ -64,13 +65,21 @@ def print_schema(models: ModuleModels, indent: int | None, *, api_info: bool = F
     dump_json(data, sys.stdout, indent)
 
 
-def serve_dispatcher(dispatcher: Dispatcher, settings: Settings, topic: str, workers: int) -> None:
-    """Serve a module on ``topic`` until SIGINT or SIGTERM, then finish the calls in flight."""
+def serve_dispatcher(
+    dispatcher: Dispatcher,
+    settings: Settings,
+    topic: str,
+    workers: int,
+    metrics: Metrics | None = None,
+) -> None:
+    """Serve on ``topic`` until SIGINT or SIGTERM, then finish the calls; ``metrics`` counts."""
     from .backend import Listener, serve_until_signal
 
     listener = Listener(
         dispatcher, settings.connect(), topic, workers=workers, **settings.listener_options()
     )
+    if metrics is not None:
+        metrics.watch(listener)
     asyncio.run(serve_until_signal(listener))
 
 
@@ -240,8 +249,9 @@ def _broker(settings: Settings, *, start: bool) -> Iterator[str]:
     help="Requests handled at once.",
 )
 @click.option("--debug", is_flag=True, help="Send tracebacks to callers with errors.")
+@metrics_options
 def listen(
-    module: str, topic: str | None, broker_url: str | None, workers: int, debug: bool
+    module: str, topic: str | None, broker_url: str | None, workers: int, debug: bool, **more: Any
 ) -> None:
     """Serve MODULE on a topic until interrupted (SIGINT or SIGTERM).
 
@@ -253,12 +263,13 @@ def listen(
 
     with _errors():
         tracing.configure_sdk()  # from OTEL_*, if the SDK is installed
-        dispatcher = Dispatcher.from_module(module, debug=debug)
-        name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
-        settings = Settings.from_env(broker_url=broker_url, topic=topic or None)
-        with _broker(settings, start=True) as url:
-            there = dataclasses.replace(settings, broker_url=url)
-            serve_dispatcher(dispatcher, there, settings.topic or name, workers)
+        settings = Settings.from_env(broker_url=broker_url, topic=topic or None, **more)
+        with serving(settings) as metrics:  # /healthz says "starting" from now on
+            dispatcher = Dispatcher.from_module(module, debug=debug)
+            name = dispatcher.models.spec.name.rsplit(".", 1)[-1]
+            with _broker(settings, start=True) as url:
+                there = dataclasses.replace(settings, broker_url=url)
+                serve_dispatcher(dispatcher, there, settings.topic or name, workers, metrics)
 
 
 @cli.command()

@@ -108,6 +108,12 @@ class Settings:
     upload_timeout
         Backends: seconds for the whole upload of a request in pieces, from when its first
         piece is taken (60).
+    metrics_port
+        Backends: serve Prometheus metrics on ``/metrics`` and a health check on ``/healthz``
+        on this port (:mod:`demessaging.observe.metrics`); none if 0, the default.
+    metrics_host
+        Backends: the address that server listens on: 127.0.0.1 by default, ``0.0.0.0`` for
+        every interface.
     prefixes
         The environment prefixes the settings were read with (:meth:`from_env`), the first
         one winning; errors name the variables to change by them (:meth:`variable`). Not a
@@ -129,6 +135,8 @@ class Settings:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     upload_memory: int = 0
     upload_timeout: float = 60.0
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     prefixes: tuple[str, ...] = (ENV_PREFIX,)
 
     def variable(self, name: str) -> str:
@@ -204,6 +212,12 @@ class Settings:
         if not self.upload_timeout > 0:
             raise ConfigurationError(
                 f"upload_timeout must be positive, got {self.upload_timeout!r}"
+            )
+        if not 0 <= self.metrics_port <= 65535 or not self.metrics_host.strip():
+            raise ConfigurationError(
+                f"{self.variable('metrics_port')} must be a port (0 for none) and "
+                f"{self.variable('metrics_host')} an address, got {self.metrics_port!r} and "
+                f"{self.metrics_host!r}"
             )
 
     @classmethod

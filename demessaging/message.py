@@ -84,11 +84,15 @@ class Message:
         String properties (Pulsar's message properties).
     message_id
         The broker's id, set on received messages.
+    redelivery_count
+        How many times the broker delivered this message before (Pulsar's redelivery
+        count), on received messages; 0 where the broker does not say.
     """
 
     payload: bytes | bytearray
     properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     message_id: str | None = None
+    redelivery_count: int = 0
 
     @property
     def message_type(self) -> str | None:

@@ -29,18 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
 import warnings
 from collections.abc import Iterable
-from functools import cached_property
+from typing import TYPE_CHECKING
 
-from ..core import versions
-from ..core.schema import api_info, module_schema
 from ..errors import DemessagingError, ProtocolError, TransportError
-from ..message import Message, MessageType, Prop
+from ..message import Message, Prop
 from ..observe import tracing
 from ..protocol.control import is_control
 from ..protocol.envelope import Address, ErrorInfo, Query, Request, Stage, parse_request
@@ -48,15 +45,18 @@ from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
 from ..protocol.outgoing import error_reply, reply_to
 from ..protocol.pieces import Gathered
 from ..protocol.topics import DEFAULT_NAMESPACE, ReplyTopics
-from ..serialization import CODECS
 from ..transport.base import Subscription, Transport
 from .cancel import Cancellations
 from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, permanent
 from .dispatcher import Dispatcher, type_name
+from .queries import Queries
 from .recent import Recent, repeat_key
 from .replies import Replies
 from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
 from .workers import Workers
+
+if TYPE_CHECKING:
+    from ..observe.metrics import Metrics
 
 __all__ = ["CLOCK_SKEW", "DEFAULT_SUBSCRIPTION", "Listener"]
 
@@ -170,26 +170,21 @@ class Listener:
         self._unsent = Unsent()  # replies that failed, to send again when their request comes
         self._answered = Recent()  # keys of the requests answered, to spot their repeats
         self._cancellations = Cancellations()
+        self._queries = Queries(dispatcher.models, topic, self._cancellations)
         #: made by :meth:`serve` (on its event loop), set by :meth:`stop`
         self._stopping: asyncio.Event | None = None
         self.ready = threading.Event()
+        self.metrics: Metrics | None = None  # set by Metrics.watch: counts requests
 
     @property
     def uploading(self) -> int:
         """Requests in pieces held now: waiting for memory, gathering, or for a worker."""
         return self._uploads.held
 
-    @cached_property
-    def _info(self) -> str:
-        return json.dumps(module_schema(self.dispatcher.models))
-
-    @cached_property
-    def _api_info(self) -> str:
-        return json.dumps(api_info(self.dispatcher.models))
-
-    @cached_property
-    def _fingerprints(self) -> dict[str, str]:
-        return versions.fingerprints(versions.shapes(api_info(self.dispatcher.models)))
+    @property
+    def draining(self) -> bool:
+        """Whether :meth:`stop` was called: it takes no more requests, finishes those in flight."""
+        return self._stopping is not None and self._stopping.is_set()
 
     async def serve(self) -> None:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
@@ -272,6 +267,8 @@ class Listener:
         if is_control(message):  # read by the cancellations where they come on this topic
             await subscription.ack(message)
             return
+        if self.metrics is not None:
+            self.metrics.received(message)
         if key is not None and key in self._answered:
             log.debug("acknowledging a repeat of the answered request %s", message.message_id)
             await subscription.ack(message)
@@ -381,6 +378,8 @@ class Listener:
         self, address: Address | None, kind: str, text: str, stage: Stage
     ) -> tuple[str, Message] | None:
         """An error reply to the message of ``address``, or None if it names nobody."""
+        if self.metrics is not None:
+            self.metrics.refused(kind)
         if address is None:
             return None
         info = ErrorInfo(type=kind, message=text, stage=stage)
@@ -388,7 +387,7 @@ class Listener:
 
     async def _reply(self, request: Request | Query, pool: Workers) -> tuple[str, Message] | None:
         if isinstance(request, Query):
-            return self._answer(request)
+            return self._queries.answer(request)
         late = time.time() - request.deadline if request.deadline is not None else 0.0
         if late > CLOCK_SKEW:  # its caller has stopped waiting: do not start the work
             log.info("not running request %s: its deadline passed", request.message_id)
@@ -408,7 +407,9 @@ class Listener:
             items = self.replies.items(request, control, request.window)
         try:
             outcome = await pool.run(
-                tracing.within(self.dispatcher.handle),
+                tracing.within(
+                    self.dispatcher.handle if self.metrics is None else self.metrics.handle
+                ),
                 request.payload,
                 request.content_type,
                 self.replies.progress(request),
@@ -420,26 +421,12 @@ class Listener:
         tracing.member(outcome.member)
         extra = {}
         if request.api_fingerprint is not None and outcome.member:
-            extra[Prop.API_FINGERPRINT] = self._fingerprints.get(outcome.member, "")
+            extra[Prop.API_FINGERPRINT] = self._queries.fingerprints.get(outcome.member, "")
         if outcome.error is not None:
             return error_reply(request, outcome.error, source_topic=self.topic, extra=extra)
         if outcome.streamed:
             extra[Prop.STREAM] = "end"
         return reply_to(request, outcome.payload, source_topic=self.topic, extra=extra)
-
-    def _answer(self, query: Query) -> tuple[str, Message]:
-        """The answer to a ``ping``, ``info`` or ``api_info``."""
-        if query.kind is MessageType.PING:  # the pong says which encodings requests may use
-            return reply_to(
-                query,
-                b"",
-                source_topic=self.topic,
-                message_type=MessageType.PONG,
-                extra={Prop.CONTENT_TYPES: ",".join(CODECS), **self._cancellations.said},
-            )
-        # as DASF answers: a response whose property named like the request holds the schema
-        schema = self._info if query.kind is MessageType.INFO else self._api_info
-        return reply_to(query, b"", source_topic=self.topic, extra={query.kind.value: schema})
 
 
 def _home(transport: Transport) -> tuple[str, str]:

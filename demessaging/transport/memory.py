@@ -112,7 +112,9 @@ class MemoryBroker:
             message = consumer.unacked.pop(message_id, None)
             if message is not None and redeliver:
                 state = self._topics[topic][name]
-                state.backlog.append(message)
+                state.backlog.append(
+                    replace(message, redelivery_count=message.redelivery_count + 1)
+                )
                 state.deliver()
 
     def subscriptions(self) -> dict[str, list[str]]:

@@ -150,7 +150,8 @@ class _PulsarSubscription(Subscription):
         message_id = raw.message_id()
         key = str(message_id)
         self._received[key] = message_id  # enough to acknowledge; not the data
-        return Message(payload=raw.data(), properties=raw.properties(), message_id=key)
+        data, properties, count = raw.data(), raw.properties(), raw.redelivery_count()
+        return Message(payload=data, properties=properties, message_id=key, redelivery_count=count)
 
     @override
     async def ack(self, message: Message) -> None:

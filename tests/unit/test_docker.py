@@ -295,3 +295,37 @@ def test_every_demessaging_variable_is_a_real_setting(compose: dict[str, Any]) -
     assert "DEMESSAGING_BROKER_URL" in used
     unknown = sorted(key for key in used if key[len(ENV_PREFIX) :].lower() not in settings)
     assert not unknown, f"not settings of demessaging.config.Settings: {unknown}"
+
+
+def test_the_backend_is_healthy_while_its_healthz_says_200(compose: dict[str, Any]) -> None:
+    """The backend's healthcheck, run here against a metrics server on the port it names."""
+    from demessaging.observe.metrics import Metrics, MetricsServer
+
+    service = services(compose)[BACKEND]
+    test = service["healthcheck"]["test"]
+    assert test[0] == "CMD", "exec form: the image has no shell to rely on"
+    assert test[1] == "python", "python:*-slim has no curl"
+    env = environment(service)
+    assert int(env["DEMESSAGING_METRICS_PORT"]) > 0
+    _, dockerfile = build_paths(compose)
+    installs = [a for k, a in instructions(dockerfile) if k == "RUN" and "pip install" in a]
+    assert any(".[metrics]" in line for line in installs), "the image lacks prometheus-client"
+
+    class Health(Metrics):
+        state = "starting"  # type: ignore[assignment]
+
+    metrics = Health()
+    server = MetricsServer(metrics, "127.0.0.1", 0)
+    check = [sys.executable, *test[2:]]
+    here = {"DEMESSAGING_METRICS_PORT": str(server.port), "PATH": "/usr/bin:/bin"}
+    try:
+        starting = subprocess.run(check, env=here, capture_output=True, timeout=30)
+        assert starting.returncode == 1, starting.stderr
+        assert b"503" in starting.stderr
+        Health.state = "serving"  # type: ignore[assignment]
+        serving = subprocess.run(check, env=here, capture_output=True, timeout=30)
+        assert serving.returncode == 0, serving.stderr
+    finally:
+        server.close()
+    gone = subprocess.run(check, env=here, capture_output=True, timeout=30)
+    assert gone.returncode == 1  # nothing listening: unhealthy too
