@@ -371,7 +371,9 @@ def configure_sdk(environ: Mapping[str, str] | None = None) -> str | None:
 
     Asked: ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``...) or an
     ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` is set, and ``OTEL_SDK_DISABLED`` is not
-    ``true``. Returns what was set up (for the log), or None if tracing stays off.
+    ``true``. ``none`` traces without exporting: spans are made (and their trace ids
+    logged, their context passed on) but sent nowhere. Returns what was set up, or None if
+    tracing stays off.
     """
     env = os.environ if environ is None else environ
     asked = any(env.get(name) for name in _SDK_SIGNALS) or env.get(
@@ -380,8 +382,6 @@ def configure_sdk(environ: Mapping[str, str] | None = None) -> str | None:
     if not asked or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     exporters = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
-    if exporters == "none":
-        return None
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
@@ -393,7 +393,7 @@ def configure_sdk(environ: Mapping[str, str] | None = None) -> str | None:
         )
         return None
     provider = TracerProvider(resource=Resource.create({}))  # OTEL_SERVICE_NAME and others
-    for name in (e.strip() for e in exporters.split(",") if e.strip()):
+    for name in (e.strip() for e in exporters.split(",") if e.strip() not in ("", "none")):
         provider.add_span_processor(BatchSpanProcessor(_exporter(name, env)))
     trace.set_tracer_provider(provider)
     return exporters

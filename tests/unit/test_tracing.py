@@ -300,12 +300,16 @@ def test_listen_sets_up_the_sdk_only_when_asked(monkeypatch: pytest.MonkeyPatch)
     made: list[Any] = []
     monkeypatch.setattr(trace_api, "set_tracer_provider", made.append)
     assert tracing.configure_sdk({}) is None
-    assert tracing.configure_sdk({"OTEL_TRACES_EXPORTER": "none"}) is None
     env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}
     assert tracing.configure_sdk(env) is None
     assert not made
     assert tracing.configure_sdk({"OTEL_TRACES_EXPORTER": "console"}) == "console"
     assert len(made) == 1
     made[0].shutdown()
+    # none: spans are made (trace ids in the logs, context passed on), exported nowhere
+    assert tracing.configure_sdk({"OTEL_TRACES_EXPORTER": "none"}) == "none"
+    assert len(made) == 2
+    assert made[1].get_tracer("t").start_span("s").is_recording()
+    made[1].shutdown()
     with pytest.raises(ConfigurationError, match="no exporter of that name"):
         tracing.configure_sdk({"OTEL_TRACES_EXPORTER": "nonesuch"})
