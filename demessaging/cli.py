@@ -22,6 +22,7 @@ from .errors import DemessagingError, DemessagingWarning, DispatchError
 from .namespaces import namespace
 from .observe import logs, tracing
 from .observe.metrics import Metrics, metrics_options, serving
+from .pages import command as docs_command
 
 if TYPE_CHECKING:
     from .backend.dispatcher import Dispatcher
@@ -414,6 +415,14 @@ def call(
         return
     with _errors():
         run_request(Dispatcher.from_module(module, debug=debug), request.read())
+
+
+@cli.command()
+@docs_command.options
+def docs(**given: Any) -> None:
+    """Write the API page (index.html) and AsyncAPI document of MODULE or --remote TOPIC."""
+    with _errors():
+        docs_command.run(**given)
 
 
 cli.add_command(namespace)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -37,18 +38,19 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from ..errors import DemessagingError, ProtocolError, TransportError
-from ..message import Message, Prop
+from ..message import Message
 from ..observe import tracing
 from ..protocol.control import is_control
 from ..protocol.envelope import Address, ErrorInfo, Query, Request, Stage, parse_request
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
-from ..protocol.outgoing import error_reply, reply_to
+from ..protocol.outgoing import error_reply
 from ..protocol.pieces import Gathered
 from ..protocol.topics import DEFAULT_NAMESPACE, ReplyTopics
 from ..transport.base import Subscription, Transport
 from .cancel import Cancellations
 from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, permanent
 from .dispatcher import Dispatcher, type_name
+from .intake import take
 from .queries import Queries
 from .recent import Recent, repeat_key
 from .replies import Replies
@@ -205,25 +207,18 @@ class Listener:
         in_flight: set[asyncio.Task[None]] = set()
         pool = Workers(self.workers)
         stop = asyncio.ensure_future(self._stopping.wait())
+        # each task gives the worker slot back when done, or while it gathers pieces
+        handle = functools.partial(self._handle, subscription, pool=pool, free=free)
+        receiver = asyncio.ensure_future(take(subscription, free, handle, in_flight))
         try:
-            while not self._stopping.is_set():
-                await free.acquire()
-                receive = asyncio.ensure_future(subscription.receive())
-                await asyncio.wait({receive, stop}, return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await receive
-                    free.release()
-                    break
-                # the task gives the worker slot back when done, or while it gathers pieces
-                task = asyncio.ensure_future(
-                    self._handle(subscription, receive.result(), pool, free)
-                )
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+            await asyncio.wait({receiver, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver.done():
+                receiver.result()  # receiving failed: raised
         finally:
             stop.cancel()
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
             dropped = self._uploads.drop()  # their requests come again, here or elsewhere
             if in_flight:
                 if len(in_flight) > dropped:
@@ -275,15 +270,18 @@ class Listener:
             return
         gathered: Gathered | None = None
         whole = message  # the request, its pieces put together: what a dead letter holds
+        sent = acked = False  # by the worker that ran the call
         try:
             request = parse_request(message, self.reply_topics)
             if request.count > 1:  # gathered without a worker slot
                 request, gathered = await self._uploads.gather(request, started, hold)
                 whole = request.message
             # a reply that failed before is sent again; its function does not run again
-            reply = self._unsent.reply(key) or await tracing.served(
-                self._reply(request, pool), self.topic, message, request
-            )
+            reply = self._unsent.reply(key)
+            if reply is None:
+                reply, sent, acked = await tracing.served(
+                    self._reply(request, pool, subscription, message), self.topic, message, request
+                )
         except ProtocolError as exc:
             reply = self._error(address, "ProtocolError", str(exc), "request")
             if reply is None:
@@ -307,7 +305,7 @@ class Listener:
             reply = self._error(
                 address, type_name(type(exc)), f"internal error: {exc}", "execution"
             )
-        if reply is not None:
+        if reply is not None and not sent:
             try:
                 await self.replies.send(*reply)
             except DemessagingError as exc:
@@ -316,7 +314,8 @@ class Listener:
                     if gathered is not None:
                         await gathered.keep()
                     return
-        await subscription.ack(message)
+        if not acked:
+            await subscription.ack(message)
         self._unsent.forget(key)
         if key is not None:
             self._answered.add(key)
@@ -385,48 +384,42 @@ class Listener:
         info = ErrorInfo(type=kind, message=text, stage=stage)
         return error_reply(address, info, source_topic=self.topic)
 
-    async def _reply(self, request: Request | Query, pool: Workers) -> tuple[str, Message] | None:
+    async def _reply(
+        self, request: Request | Query, pool: Workers, subscription: Subscription, message: Message
+    ) -> tuple[tuple[str, Message] | None, bool, bool]:
+        """The reply, whether it is sent, and whether ``message`` is acknowledged."""
         if isinstance(request, Query):
-            return self._queries.answer(request)
+            return self._queries.answer(request), False, False
         late = time.time() - request.deadline if request.deadline is not None else 0.0
         if late > CLOCK_SKEW:  # its caller has stopped waiting: do not start the work
             log.info("not running request %s: its deadline passed", request.message_id)
-            return self._error(
-                request,
-                "DeadlineExceeded",
-                f"the call's deadline passed {late:.1f} s before a worker was free; it was not run",
-                "request",
-            )
+            text = f"the call's deadline passed {late:.1f} s before a worker was free"
+            text += "; it was not run"
+            return self._error(request, "DeadlineExceeded", text, "request"), False, False
         control = self._cancellations.start(request.key)
         if control is None:
             log.info("not running request %s: its caller cancelled it", request.message_id)
             text = "the caller cancelled the call before it started"
-            return self._error(request, "CallCancelled", text, "execution")
+            return self._error(request, "CallCancelled", text, "execution"), False, False
         items = None
         if request.window is not None:
             items = self.replies.items(request, control, request.window)
-        try:
-            outcome = await pool.run(
-                tracing.within(
-                    self.dispatcher.handle if self.metrics is None else self.metrics.handle
-                ),
+        call = tracing.within(
+            functools.partial(
+                self.dispatcher.handle if self.metrics is None else self.metrics.handle,
                 request.payload,
                 request.content_type,
                 self.replies.progress(request),
                 control.cancelled,
                 items,
             )
+        )
+        reply_of = functools.partial(self.replies.reply_of, request, self._queries.fingerprints)
+        try:  # the worker sends the reply, and acknowledges once the broker has it
+            ack = functools.partial(subscription.ack_soon, message)
+            return await self.replies.run(pool, call, reply_of, ack)
         finally:
             self._cancellations.done(request.key)
-        tracing.member(outcome.member)
-        extra = {}
-        if request.api_fingerprint is not None and outcome.member:
-            extra[Prop.API_FINGERPRINT] = self._queries.fingerprints.get(outcome.member, "")
-        if outcome.error is not None:
-            return error_reply(request, outcome.error, source_topic=self.topic, extra=extra)
-        if outcome.streamed:
-            extra[Prop.STREAM] = "end"
-        return reply_to(request, outcome.payload, source_topic=self.topic, extra=extra)
 
 
 def _home(transport: Transport) -> tuple[str, str]:

@@ -1,8 +1,14 @@
-"""What a listener sends: replies from its event loop, progress messages and items from workers.
+"""What a listener sends: replies, progress messages and items.
 
 Every message goes in pieces if the broker needs it. A worker thread sends one message at a
 time and waits until the broker took it, so that its messages arrive in order and a broker
 that stops taking them stops the function (at its next progress report or item).
+
+A call's reply is sent by the worker that ran it, where the transport can send from any
+thread (:meth:`~demessaging.transport.base.Transport.publish_soon`) and the reply fits one
+message; the request is acknowledged when the broker has the reply, from the send receipt,
+and the event loop hears of the call once, when both are done (:meth:`Replies.run`).
+Otherwise the reply goes back to the loop, which sends it and acknowledges.
 """
 
 from __future__ import annotations
@@ -10,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from ..core.reporter import SendProgress
 from ..errors import TransportError
@@ -19,12 +26,16 @@ from ..message import JSON, Message, MessageType, Prop
 from ..observe import tracing
 from ..protocol.envelope import Request
 from ..protocol.fragments import send_pieces, split
-from ..protocol.outgoing import reply_to
+from ..protocol.outgoing import error_reply, reply_to
+from ..transport import bridge
 from ..transport.base import Transport
 from .cancel import CallControl
+from .dispatcher import Outcome
+from .workers import Workers
 
 __all__ = ["PROGRESS_TIMEOUT", "STREAM_IDLE", "Replies"]
 
+log = logging.getLogger("demessaging.backend")
 #: Seconds a function waits for the broker to take one of its progress messages or items.
 PROGRESS_TIMEOUT = 10.0
 #: Seconds a generator waits at least for its caller to take items, before taking it for gone.
@@ -50,8 +61,74 @@ class Replies:
         """Publish a reply, in pieces if the broker needs it."""
         limit = self.transport.max_message_size
         size = self.transport.piece_size
-        pieces = split(reply, limit, piece_size=size) if limit is not None else [reply]
+        if limit is None or len(reply.payload) <= limit:  # one message: no task to send it
+            await self.transport.publish(topic, reply)
+            return
+        pieces = split(reply, limit, piece_size=size)
         await send_pieces(functools.partial(self.transport.publish, topic), pieces)
+
+    async def run(
+        self,
+        workers: Workers,
+        call: Callable[[], Outcome],
+        reply_of: Callable[[Outcome], tuple[str, Message]],
+        ack: Callable[[], bool],
+    ) -> tuple[tuple[str, Message], bool, bool]:
+        """Run ``call`` on a worker, which sends its reply if it can.
+
+        Returns the reply, whether it was sent, and whether the request was acknowledged
+        (``ack``, called once the broker has the reply); what is not done is the caller's.
+        """
+        finished = bridge.prepare()
+        workers.start(self._run, finished, call, reply_of, ack)
+        result: tuple[tuple[str, Message], bool, bool] = await finished
+        return result
+
+    def _run(
+        self,
+        finished: asyncio.Future[tuple[tuple[str, Message], bool, bool]],
+        call: Callable[[], Outcome],
+        reply_of: Callable[[Outcome], tuple[str, Message]],
+        ack: Callable[[], bool],
+    ) -> None:
+        """On a worker: run the call, send its reply if it can, tell ``finished``."""
+        try:
+            reply = reply_of(call())
+        except BaseException as exc:  # handed to the caller, as an executor would
+            bridge.settle(finished, error=exc)
+            return
+
+        def sent(error: BaseException | None) -> None:  # on the transport's thread
+            acked = False
+            if error is None:
+                try:
+                    acked = ack()
+                except Exception:  # the caller acknowledges
+                    log.debug("acknowledging from the send receipt failed", exc_info=True)
+            bridge.settle(finished, (reply, error is None, acked))
+
+        limit = self.transport.max_message_size
+        started = False
+        if limit is None or len(reply[1].payload) <= limit:  # else in pieces, from the loop
+            try:
+                started = self.transport.publish_soon(*reply, sent)
+            except Exception:  # the caller sends it
+                log.debug("sending a reply from a worker failed", exc_info=True)
+        if not started:
+            bridge.settle(finished, (reply, False, False))
+
+    def reply_of(
+        self, request: Request, fingerprints: Mapping[str, str], outcome: Outcome
+    ) -> tuple[str, Message]:
+        """The reply carrying ``outcome``; ``fingerprints`` are the API's, by member."""
+        extra = {}
+        if request.api_fingerprint is not None and outcome.member:
+            extra[Prop.API_FINGERPRINT] = fingerprints.get(outcome.member, "")
+        if outcome.error is not None:
+            return error_reply(request, outcome.error, source_topic=self.topic, extra=extra)
+        if outcome.streamed:
+            extra[Prop.STREAM] = "end"
+        return reply_to(request, outcome.payload, source_topic=self.topic, extra=extra)
 
     def progress(self, request: Request) -> SendProgress:
         """Sends progress messages about ``request``: made on the loop, called in a worker."""

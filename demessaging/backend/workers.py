@@ -10,6 +10,8 @@ finishes while the loop is busy is taken in one turn of it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from ..transport import bridge
 
 __all__ = ["Workers"]
 
+log = logging.getLogger("demessaging.backend")
 T = TypeVar("T")
 
 
@@ -38,7 +41,7 @@ class Workers:
             raise ValueError(f"count must be at least 1, got {count}")
         self.count = count
         self.name = name
-        self._queue: queue.SimpleQueue[tuple[Any, Callable[..., Any], tuple[Any, ...]] | None] = (
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = (
             queue.SimpleQueue()
         )
         self._threads: list[threading.Thread] = []
@@ -48,9 +51,18 @@ class Workers:
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` on a worker thread; its result or its exception."""
+        done = bridge.prepare()
+        self.start(_settled, done, function, *args)
+        result: T = await done
+        return result
+
+    def start(self, function: Callable[..., Any], *args: Any) -> None:
+        """Start ``function(*args)`` on a worker thread; it hands over its result itself.
+
+        It should not raise: what it raises is only logged.
+        """
         if self._closed:
             raise RuntimeError("the workers are shut down")
-        done = bridge.prepare()
         with self._lock:
             start = self._idle == 0 and len(self._threads) < self.count
             if not start:
@@ -61,21 +73,19 @@ class Workers:
             )
             self._threads.append(thread)
             thread.start()
-        self._queue.put((done, function, args))
-        result: T = await done
-        return result
+        self._queue.put((function, args))
 
     def _work(self) -> None:
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            done, function, args = item
+            function, args = item
             try:
-                bridge.settle(done, function(*args))
-            except BaseException as exc:  # handed to the caller, as an executor would
-                bridge.settle(done, error=exc)
-            del item, done, function, args  # nothing of the call stays with an idle worker
+                function(*args)
+            except BaseException:  # a bug: the function hands over its own errors
+                log.exception("a worker's call raised")
+            del item, function, args  # nothing of the call stays with an idle worker
             with self._lock:
                 self._idle += 1
 
@@ -86,3 +96,11 @@ class Workers:
             self._queue.put(None)
         for thread in self._threads:
             thread.join()
+
+
+def _settled(done: asyncio.Future[Any], function: Callable[..., Any], *args: Any) -> None:
+    """``function(*args)``, its result or exception handed to ``done`` (on its loop)."""
+    try:
+        bridge.settle(done, function(*args))
+    except BaseException as exc:  # handed to the caller, as an executor would
+        bridge.settle(done, error=exc)

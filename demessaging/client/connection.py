@@ -50,6 +50,7 @@ from ..protocol.replies import Reply, parse_reply
 from ..transport import bridge
 from ..transport.base import Subscription, Transport
 from .bars import Progress
+from .deadline import bounded, within
 from .portal import Portal
 
 __all__ = [
@@ -229,7 +230,7 @@ class Connection:
         expires = time.time() + limit  # travels with the request: late work is not started
         waiting = self._send_and_wait(kind, payload, content_type, sent, expires, extras)
         try:
-            return await asyncio.wait_for(waiting, None if extras.window else limit)
+            return await within(waiting, None if extras.window else limit)
         except asyncio.TimeoutError:
             broker = "" if sent.is_set() else self.settings.broker_url
             raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
@@ -359,7 +360,8 @@ class Connection:
                 except Exception:  # one message, however odd, never stops the reader
                     log.warning("dropping a reply that could not be handled", exc_info=True)
                 # after the caller has its reply: the acknowledgement is not on its path
-                await subscription.ack(message)
+                if not subscription.ack_soon(message):  # else not awaited
+                    await subscription.ack(message)
         except Exception as exc:  # the next call reconnects; pending ones learn why
             log.warning("the reply reader stopped: %s", exc)
             error = exc if isinstance(exc, TransportError) else TransportError(str(exc))
@@ -419,24 +421,15 @@ class Connection:
         if self._cleanups:  # a broker that is gone does not keep close() waiting
             await asyncio.wait(self._cleanups, timeout=min(CLEANUP_TIMEOUT, until(0.4)))
         if self._uploads is not None:
-            await self._bounded(self._uploads.close(), until(0.55), "the uploads")
+            await bounded(self._uploads.close(), until(0.55), "the uploads")
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
         if self._subscription is not None:
-            await self._bounded(self._drop_subscription(), until(0.7), "the subscription")
+            await bounded(self._drop_subscription(), until(0.7), "the subscription")
         if self._transport is not None:  # cancelled at its deadline, it drops its connection
-            await self._bounded(self._transport.close(), until(1.0), "the connection")
-
-    async def _bounded(self, step: Awaitable[None], timeout: float, what: str) -> None:
-        """Await one step of closing for ``timeout`` seconds at most, then move on."""
-        try:
-            await asyncio.wait_for(step, max(timeout, 0.01))
-        except asyncio.TimeoutError:
-            log.debug("closing %s took too long (the broker does not answer): dropped", what)
-        except DemessagingError as exc:
-            log.debug("closing %s: %s", what, exc)
+            await bounded(self._transport.close(), until(1.0), "the connection")
 
     async def _drop_subscription(self) -> None:
         """Delete the response subscription, so that the broker can delete the topic."""

@@ -24,6 +24,7 @@ from ..config import DEFAULT_BROKER_URL, DEFAULT_TIMEOUT
 from ..core.introspection import inspect_module
 from ..core.specs import ModuleSpec
 from ..errors import DemessagingWarning, GeneratorError
+from ..pages.client import PAGE, write_package_docs
 from .guard import requirement
 from .mirror import render_sources
 from .wheel import runtime_wheel
@@ -133,6 +134,13 @@ def generate(
     (root / package / "__init__.py").write_text(source, encoding="utf-8")
     (root / package / "aio.py").write_text(aio, encoding="utf-8")
     (root / package / "py.typed").write_text("", encoding="utf-8")
+    write_package_docs(
+        root / package,
+        spec,
+        topic=topic or spec.name.rsplit(".", 1)[-1],
+        broker_url=broker_url or DEFAULT_BROKER_URL,
+        package=package,
+    )
     (root / "pyproject.toml").write_text(
         _pyproject(distribution, package, version, spec.name, dependencies), encoding="utf-8"
     )
@@ -243,4 +251,8 @@ Every function and class has the signature and docstring of the backend's; calls
 backend. Settings come from the environment, else from what the package was generated with:
 `{prefix}BROKER_URL`, `{prefix}TOPIC`, `{prefix}TIMEOUT` (seconds), then the same with
 `DEMESSAGING_`, except the topic, which only `{prefix}TOPIC` changes.
+
+The API page, [`{package}/{PAGE}`]({package}/{PAGE}), shows every function and class with its
+types and example requests; `python -m {package} docs` opens it (`docs --print`: prints its
+path). `{package}/docs/asyncapi.json` describes the backend's messages in AsyncAPI 3.0.
 """

@@ -103,10 +103,10 @@ def _route_pulsar(through_ours: bool) -> None:
     logger instead, pulsar-client calls it from its own threads, also while the interpreter
     shuts down, which aborts some processes as they exit.
     """
-    module: Any = sys.modules.get("demessaging.transport.pulsar")
+    module: Any = sys.modules.get("demessaging.transport.pulsar_setup")
     if module is None and through_ours:
         try:
-            from ..transport import pulsar as module
+            from ..transport import pulsar_setup as module
         except ImportError:  # no pulsar-client: nothing to route
             return
     if module is not None:

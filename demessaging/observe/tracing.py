@@ -48,7 +48,6 @@ __all__ = [
     "Off",
     "call",
     "configure_sdk",
-    "member",
     "parse_traceparent",
     "parse_tracestate",
     "progress_event",
@@ -225,8 +224,11 @@ _SERVING: contextvars.ContextVar[_Serving | None] = contextvars.ContextVar(
 
 
 async def served(
-    reply: Awaitable[tuple[str, Message] | None], topic: str, head: Message, request: Incoming
-) -> tuple[str, Message] | None:
+    reply: Awaitable[tuple[tuple[str, Message] | None, bool, bool]],
+    topic: str,
+    head: Message,
+    request: Incoming,
+) -> tuple[tuple[str, Message] | None, bool, bool]:
     """Await the reply to a request, in a span (while tracing is on) and with a log line.
 
     ``head`` is the request as received (its first piece), ``request`` the parsed request
@@ -256,8 +258,8 @@ async def served(
     status, failure = Status.ERROR.value, ("", "")
     try:
         answer = await reply
-        if answer is not None:
-            status, failure = _status(answer[1])
+        if answer[0] is not None:  # the reply (the backend's other values: sent, acked)
+            status, failure = _status(answer[0][1])
         return answer
     except BaseException as exc:
         failure = (type(exc).__name__, str(exc))
@@ -316,28 +318,27 @@ def _log(
     calls_log.info(shown + (f" ({extra['error']})" if failure[0] else ""), extra=extra)
 
 
-def member(name: str) -> None:
-    """Name the member the request being handled called (for its span and log line)."""
-    serving = _SERVING.get()
-    if serving is not None:
-        serving.member = name
+def within(function: Callable[[], T]) -> Callable[[], T]:
+    """``function`` (a request's call), run in the request's span on a worker thread.
 
-
-def within(function: Callable[..., T]) -> Callable[..., T]:
-    """``function``, made to run in the current request's span (in a worker thread).
-
-    The spans the served function makes itself are then children of the request's. Itself
-    while the request is not traced.
+    The spans the served function makes itself are then children of the request's; the
+    member it called names the span and the log line. Itself while the request is neither
+    traced nor logged.
     """
     serving = _SERVING.get()
-    span = serving.span if serving is not None else None
-    if span is None:
+    if serving is None:
         return function
-    use_span = _api().use_span
+    span = serving.span
+    use_span = None if span is None else _api().use_span
 
-    def run(*args: Any) -> T:
-        with use_span(span, record_exception=False, set_status_on_exception=False):
-            return function(*args)
+    def run() -> T:
+        if use_span is None:
+            outcome = function()
+        else:
+            with use_span(span, record_exception=False, set_status_on_exception=False):
+                outcome = function()
+        serving.member = getattr(outcome, "member", "") or serving.member
+        return outcome
 
     return run
 

@@ -9,7 +9,7 @@ how to reach a broker, for every transport.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError
@@ -110,6 +110,10 @@ class Subscription(abc.ABC):
     async def nack(self, message: Message) -> None:
         """Negatively acknowledge a message: it will be delivered again, maybe elsewhere."""
 
+    def ack_soon(self, message: Message) -> bool:
+        """Acknowledge ``message`` from any thread, without waiting; False if this cannot."""
+        return False
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop receiving; unacknowledged messages go back to the subscription."""
@@ -153,6 +157,17 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def publish(self, topic: str, message: Message) -> None:
         """Send ``message`` to ``topic``; returns once the broker has it."""
+
+    def publish_soon(
+        self, topic: str, message: Message, done: Callable[[BaseException | None], None]
+    ) -> bool:
+        """Start sending ``message`` to ``topic`` from any thread, without waiting.
+
+        ``done`` is called, from any thread, with None once the broker has it, or with the
+        error. False if this transport cannot send so now (then nothing is sent, and ``done``
+        is not called): ``publish`` it instead.
+        """
+        return False
 
     async def prepare(self, topic: str) -> None:
         """Get ready to publish to ``topic`` ahead of need (a producer, say); optional."""

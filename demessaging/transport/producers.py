@@ -93,6 +93,16 @@ class ProducerPool(Generic[P]):
                 self._close_later(entry)
             self._trim()
 
+    def ready(self, topic: str) -> P | None:
+        """The producer of ``topic`` if it is made and not retired, else None; any thread.
+
+        It is not marked as used: the pool may close it meanwhile (a send then fails).
+        """
+        entry = self._entries.get(topic)
+        if entry is None or entry.retired or not entry.made.done() or _failed(entry.made):
+            return None
+        return entry.made.result()
+
     async def prepare(self, topic: str) -> None:
         """Make the producer of ``topic`` ahead of need."""
         async with self.use(topic):

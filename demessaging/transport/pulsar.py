@@ -23,7 +23,6 @@ import functools
 import inspect
 import logging
 import math
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -36,10 +35,10 @@ from ..errors import AuthenticationError, AuthorizationError, ConfigurationError
 from ..message import Message
 from . import bridge, lite
 from .base import Subscription, Transport, TransportOptions
-from .handshake import check_credentials
 from .producers import ProducerPool
+from .pulsar_setup import check as _check
+from .pulsar_setup import library_logger as _library_logger
 from .reach import check_reachable
-from .tls import client_context as tls_context
 
 __all__ = ["CLOSE_TIMEOUT", "PulsarTransport", "authentication", "full_topic"]
 
@@ -52,8 +51,6 @@ CLOSE_TIMEOUT = 5.0
 _CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
-#: Where pulsar-client's file logger writes instead of stderr, if a program says so.
-LIBRARY_LOG: str | None = None
 T = TypeVar("T")
 #: What pulsar.Client takes (a client certificate next to a token came in later versions).
 _CLIENT_PARAMETERS = frozenset(inspect.signature(pulsar.Client.__init__).parameters)
@@ -75,30 +72,6 @@ def authentication(options: TransportOptions) -> Any:
     if options.tls_certificate:
         return pulsar.AuthenticationTLS(options.tls_certificate, options.tls_key)
     return None
-
-
-async def _check(url: str, options: TransportOptions) -> None:
-    """Raise at once if the broker refuses the credentials or the TLS handshake fails.
-
-    OAuth2 credentials are left to the library; over TLS the handshake is still checked.
-    """
-    tls = tls_context(options, url) if url.startswith("pulsar+ssl://") else None
-    if options.tls_certificate and tls is None and not options.token:
-        return  # TLS authentication without TLS: the library reports it
-    if options.token:
-        credentials = ("token", options.token.encode())
-    elif options.tls_certificate and tls is not None:
-        credentials = ("tls", b"")
-    else:
-        credentials = ("", b"")
-    await check_credentials(
-        url,
-        *credentials,
-        tls=tls,
-        timeout=min(10, options.operation_timeout),
-        options=options,
-        handshake_only=bool(options.oauth2),
-    )
 
 
 def full_topic(name: str, tenant: str, namespace: str, *, persistent: bool = True) -> str:
@@ -161,6 +134,13 @@ class _PulsarSubscription(Subscription):
             acked = bridge.prepare()
             self._consumer._consumer.acknowledge_async(raw, functools.partial(_settle, acked))
             await _guard(acked, f"acknowledging on {self._topic}")
+
+    @override
+    def ack_soon(self, message: Message) -> bool:
+        raw = self._received.pop(message.message_id or "", None)
+        if raw is not None:
+            self._consumer._consumer.acknowledge_async(raw, _ignore)
+        return True
 
     @override
     async def nack(self, message: Message) -> None:
@@ -321,6 +301,22 @@ class PulsarTransport(Transport):
             producer._producer.send_async(builder.build(), functools.partial(_settle, sent))
             await _guard(sent, f"publishing to {full}")
 
+    @override
+    def publish_soon(
+        self, topic: str, message: Message, done: Callable[[BaseException | None], None]
+    ) -> bool:
+        # from a worker thread: the reply goes without a turn of the loop (pulsar-client's
+        # producers are thread-safe); only to a topic whose producer is made already
+        producer = self._producers.ready(self.topic(topic))
+        if producer is None:
+            return False
+        builder = pulsar_lib.MessageBuilder()
+        builder.content(bytes(message.payload))
+        for key, value in message.properties.items():
+            builder.property(key, value)
+        producer._producer.send_async(builder.build(), functools.partial(_receipt, done))
+        return True
+
     async def _skip_consumer_ids(self) -> None:
         o = self.options
         await _guard(lite.skip_ids(await self._connect(), o.tenant, o.namespace), "skipping ids")
@@ -427,23 +423,14 @@ def _settle(future: asyncio.Future[Any], result: Any, value: Any = None) -> None
         bridge.settle(future, error=pulsar_asyncio.PulsarException(result))
 
 
-def _library_logger() -> Any:
-    """pulsar-client's own logger, on stderr, at the level of our ``log`` (see the module).
+def _receipt(done: Callable[[BaseException | None], None], result: Any, value: Any) -> None:
+    """pulsar-client's callback of ``publish_soon``, on its thread; it must never raise."""
+    error = None if result == pulsar.Result.Ok else TransportError(f"publishing failed: {result}")
+    try:
+        done(error)
+    except BaseException:  # an exception here would end the process
+        log.exception("handling a send receipt failed")
 
-    Not a Python logger: pulsar-client (3.13) calls it from its threads, also while the
-    interpreter shuts down, where it falls back to printing on stdout, where command output
-    goes, and aborts processes (7 of 70 runs of ``demessaging ping``, none with this logger).
-    Not its console logger either, which writes to stdout.
-    """
-    level = log.getEffectiveLevel()
-    if level >= logging.ERROR:
-        chosen = pulsar.LoggerLevel.Error
-    elif level > logging.DEBUG:
-        chosen = pulsar.LoggerLevel.Warn
-    else:
-        chosen = pulsar.LoggerLevel.Info
-    if LIBRARY_LOG is not None:
-        return pulsar.FileLogger(chosen, LIBRARY_LOG)
-    if os.path.exists("/dev/stderr"):
-        return pulsar.FileLogger(chosen, "/dev/stderr")
-    return pulsar.ConsoleLogger(chosen)
+
+def _ignore(result: Any, value: Any = None) -> None:
+    """pulsar-client's callback of an acknowledgement nobody waits for."""

@@ -166,7 +166,7 @@ def test_generated_package_passes_ruff_and_mypy(tmp_path: Path) -> None:
         cwd=package.root,
     )
     assert mypy.returncode == 0, mypy.stdout + mypy.stderr
-    assert "in 2 source files" in mypy.stdout  # __init__.py and aio.py
+    assert "in 3 source files" in mypy.stdout  # __init__.py, aio.py and __main__.py
 
 
 @pytest.mark.filterwarnings("ignore:climate-client connects to embedded")
@@ -184,7 +184,9 @@ def test_package_layout_and_dependencies(tmp_path: Path) -> None:
     assert package.wheel.name == f"demessaging-{demessaging.__version__}-py3-none-any.whl"
     assert sorted(p.name for p in (package.root / "climate_client").iterdir()) == [
         "__init__.py",
+        "__main__.py",
         "aio.py",
+        "docs",
         "py.typed",
     ]
     pyproject = (package.root / "pyproject.toml").read_text()

@@ -35,7 +35,7 @@ def fail() -> None:
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     """Put the root logger and pulsar-client's routing back as they were."""
-    from demessaging.transport import pulsar
+    from demessaging.transport import pulsar_setup as pulsar
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -92,10 +92,10 @@ def test_json_routes_pulsar_clients_lines_through_ours(
     """
     import pulsar as library
 
-    from demessaging.transport import pulsar
+    from demessaging.transport import pulsar_setup as pulsar
 
     assert logs.configure("info", "json") == ("info", "json")
-    chosen = pulsar._library_logger()
+    chosen = pulsar.library_logger()
     assert isinstance(chosen, library.FileLogger)
     assert chosen.log_file == pulsar.LIBRARY_LOG != "/dev/stderr"
     assert logging.getLogger("pulsar").level == logging.WARNING  # its info lines are chatty
@@ -115,7 +115,7 @@ def test_json_routes_pulsar_clients_lines_through_ours(
     assert line.getMessage().startswith("ClientConnection:")  # the date and thread go
     logs.configure("debug", "text")
     assert pulsar.LIBRARY_LOG is None
-    assert pulsar._library_logger().log_file == "/dev/stderr"
+    assert pulsar.library_logger().log_file == "/dev/stderr"
     assert logging.getLogger("pulsar").level == logging.INFO
     assert [type(h) for h in logging.getLogger().handlers].count(logs._Handler) == 1
 

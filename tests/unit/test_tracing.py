@@ -259,9 +259,9 @@ from demessaging.observe import tracing
 
 seen = []
 handle = listener.Listener._reply
-async def spy(self, request, pool):
+async def spy(self, request, *rest):
     seen.append(sorted(request.message.properties))
-    return await handle(self, request, pool)
+    return await handle(self, request, *rest)
 listener.Listener._reply = spy
 with serve({str(CLIMATE)!r}, broker_url="memory://quiet"), \\
         Client("climate", broker_url="memory://quiet") as client:
