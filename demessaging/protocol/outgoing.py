@@ -23,12 +23,13 @@ def make_request(
     deadline: float | None = None,
     fingerprint: str | None = None,
     window: int | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> Message:
     """Build a request (or ``ping``/``info``/``api_info``) message.
 
     ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
     called member as the caller knows it; ``window`` asks for a generator's items one by
-    one, that many on their way at most.
+    one, that many on their way at most; ``extra`` adds properties (the trace context).
     """
     properties = {
         Prop.MESSAGE_TYPE: message_type.value,
@@ -42,6 +43,8 @@ def make_request(
         properties[Prop.API_FINGERPRINT] = fingerprint
     if window:
         properties[Prop.STREAM] = str(window)
+    if extra:
+        properties.update(extra)
     return Message(payload=payload, properties=properties)
 
 
