@@ -20,6 +20,7 @@ from . import __version__
 from .config import BROKER_URL_HELP, Settings
 from .errors import DemessagingError, DemessagingWarning, DispatchError
 from .namespaces import namespace
+from .observe import logs, tracing
 from .observe.metrics import Metrics, metrics_options, serving
 from .pages import command as docs_command
 
@@ -102,24 +103,15 @@ def run_request(dispatcher: Dispatcher, request: str | bytes | Mapping[str, Any]
     sys.stdout.write("\n")
 
 
+@logs.options
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="demessaging")
-@click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    default="info",
-    show_default=True,
-    help="How much to log on stderr.",
-)
-def cli(log_level: str) -> None:
+def cli() -> None:
     """Serve a typed Python module to partners over a message broker, and call it.
 
     MODULE is a path to a .py file or the dotted name of an importable module. Its public
     functions and classes (or those in its __all__) are served.
     """
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 @cli.command()
@@ -271,6 +263,7 @@ def listen(
     from .backend.dispatcher import Dispatcher
 
     with _errors():
+        tracing.configure_sdk()  # from OTEL_*, if the SDK is installed
         settings = Settings.from_env(broker_url=broker_url, topic=topic or None, **more)
         with serving(settings) as metrics:  # /healthz says "starting" from now on
             dispatcher = Dispatcher.from_module(module, debug=debug)
@@ -433,6 +426,8 @@ def docs(**given: Any) -> None:
 
 
 cli.add_command(namespace)
+for _command in cli.commands.values():  # --log-level and --log-format after the name too
+    logs.options(_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,6 +64,8 @@ class Prop:
     SEQUENCE = "sequence"
     RECEIVED = "received"
     CONTROL = "control"
+    TRACEPARENT = "traceparent"
+    TRACESTATE = "tracestate"
 
 
 #: The content type of JSON payloads, the default.

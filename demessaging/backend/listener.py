@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..message import Message
+from ..observe import tracing
 from ..protocol.control import is_control
 from ..protocol.envelope import Address, ErrorInfo, Query, Request, Stage, parse_request
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
@@ -278,7 +279,9 @@ class Listener:
             # a reply that failed before is sent again; its function does not run again
             reply = self._unsent.reply(key)
             if reply is None:
-                reply, sent, acked = await self._reply(request, pool, subscription, message)
+                reply, sent, acked = await tracing.served(
+                    self._reply(request, pool, subscription, message), self.topic, message, request
+                )
         except ProtocolError as exc:
             reply = self._error(address, "ProtocolError", str(exc), "request")
             if reply is None:
@@ -401,13 +404,15 @@ class Listener:
         items = None
         if request.window is not None:
             items = self.replies.items(request, control, request.window)
-        call = functools.partial(
-            self.dispatcher.handle if self.metrics is None else self.metrics.handle,
-            request.payload,
-            request.content_type,
-            self.replies.progress(request),
-            control.cancelled,
-            items,
+        call = tracing.within(
+            functools.partial(
+                self.dispatcher.handle if self.metrics is None else self.metrics.handle,
+                request.payload,
+                request.content_type,
+                self.replies.progress(request),
+                control.cancelled,
+                items,
+            )
         )
         reply_of = functools.partial(self.replies.reply_of, request, self._queries.fingerprints)
         try:  # the worker sends the reply, and acknowledges once the broker has it

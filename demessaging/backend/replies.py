@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from ..core.reporter import SendProgress
 from ..errors import TransportError
 from ..message import JSON, Message, MessageType, Prop
+from ..observe import tracing
 from ..protocol.envelope import Request
 from ..protocol.fragments import send_pieces, split
 from ..protocol.outgoing import error_reply, reply_to
@@ -132,8 +133,11 @@ class Replies:
     def progress(self, request: Request) -> SendProgress:
         """Sends progress messages about ``request``: made on the loop, called in a worker."""
         loop = asyncio.get_running_loop()
+        traced = tracing.progress_event()  # an event on the request's span, if traced
 
         def send(payload: bytes, status: str) -> None:
+            if traced is not None:
+                traced(status, len(payload))
             topic, message = reply_to(
                 request,
                 payload,

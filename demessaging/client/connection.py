@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from ..config import ENV_PREFIX, Settings
@@ -89,6 +89,7 @@ class Extras:
     window: int | None = None  # a stream: this many items on their way at most
     on_item: Callable[[Message], None] | None = None
     reads_pieces: Callable[[], Awaitable[bool]] | None = None  # asked of a large request
+    headers: Mapping[str, str] | None = None  # more properties (the trace context)
 
 
 class Connection:
@@ -267,6 +268,7 @@ class Connection:
                 deadline=expires,
                 fingerprint=extras.fingerprint,
                 window=extras.window,
+                extra=extras.headers,
             )
             assert self._uploads is not None
             await self._uploads.publish(message, extras.reads_pieces)

@@ -31,6 +31,7 @@ from ..errors import (
     RemoteError,
 )
 from ..message import JSON, MessageType, Prop
+from ..observe import tracing
 from ..protocol.control import control_target
 from ..protocol.envelope import parse_error
 from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
@@ -179,6 +180,21 @@ class Client:
         RemoteError
             If the backend answers with an error.
         """
+        with tracing.call(self.topic, member) as trace:
+            return await self._acall(
+                request, returns, timeout, member, on_progress, fingerprint, trace
+            )
+
+    async def _acall(
+        self,
+        request: Mapping[str, Any] | BaseModel | bytes,
+        returns: TypeAdapter[Any] | None,
+        timeout: float | None,
+        member: str,
+        on_progress: Callable[[Progress], None] | None,
+        fingerprint: str | None,
+        trace: tracing.Off,
+    ) -> Any:
         deadline = timeout if timeout is not None else self.settings.timeout
         started = time.monotonic()
         if isinstance(request, bytes):
@@ -188,6 +204,7 @@ class Client:
             codec = ENCODINGS[await self._encoding(deadline, member)]
             encode = msgpack_codec.encode_buffers if codec is msgpack_codec else codec.encode
             payload, content_type = encode(request), codec.CONTENT_TYPE
+        trace.sent(len(payload))
         left = max(deadline - (time.monotonic() - started), 0.001)
         bar = None
         if on_progress is None and bars.wanted(self.settings.progress):
@@ -203,6 +220,7 @@ class Client:
                 on_progress=on_progress,
                 fingerprint=fingerprint,
                 reads_pieces=lambda: self._reads_pieces(left, member),
+                headers=trace.headers,
             ),
         )
         try:
@@ -210,6 +228,7 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
+        trace.received(reply.message, reply.status)
         self._warn_if_changed(reply, member, fingerprint)
         self._check(reply)
         try:
@@ -246,24 +265,29 @@ class Client:
             taken yet.
         """
         idle = timeout if timeout is not None else self.settings.timeout
-        codec = ENCODINGS[await self._encoding(idle, member)]
-        items = streams.receive(
-            self._connection,
-            codec.encode(request),
-            codec.CONTENT_TYPE,
-            returns=returns or _ANY,
-            idle=idle,
-            member=member,
-            window=window,
-            on_progress=on_progress,
-            fingerprint=fingerprint,
-            check_end=lambda reply: self._end_of_stream(reply, member, fingerprint),
-        )
-        try:
-            async for item in items:
-                yield item
-        finally:
-            await items.aclose()
+        with tracing.call(self.topic, member, stream=True) as trace:
+            codec = ENCODINGS[await self._encoding(idle, member)]
+            payload = codec.encode(request)
+            trace.sent(len(payload))
+            items = streams.receive(
+                self._connection,
+                payload,
+                codec.CONTENT_TYPE,
+                returns=returns or _ANY,
+                idle=idle,
+                member=member,
+                window=window,
+                on_progress=on_progress,
+                fingerprint=fingerprint,
+                check_end=lambda reply: self._end_of_stream(reply, member, fingerprint, trace),
+                headers=trace.headers,
+            )
+            try:
+                async for item in items:
+                    trace.item()
+                    yield item
+            finally:
+                await items.aclose()
 
     async def aping(self, timeout: float | None = None) -> float:
         """Round-trip a ``ping``; returns the seconds it took."""
@@ -378,8 +402,11 @@ class Client:
             ) from exc
         return result
 
-    def _end_of_stream(self, reply: Reply, member: str, fingerprint: str | None) -> None:
+    def _end_of_stream(
+        self, reply: Reply, member: str, fingerprint: str | None, trace: tracing.Off
+    ) -> None:
         """Check the reply that ends a stream: an error, or a backend that did not stream."""
+        trace.received(reply.message, reply.status)
         self._check(reply)
         if not reply.stream_end:
             raise ReplyMismatchError(

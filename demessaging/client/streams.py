@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from asyncio import FIRST_COMPLETED as FIRST
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -50,6 +50,7 @@ async def receive(
     on_progress: Callable[[Progress], None] | None,
     fingerprint: str | None,
     check_end: Callable[[Reply], None],
+    headers: Mapping[str, str] | None = None,
 ) -> AsyncGenerator[Any, None]:
     """Send a stream's request and yield its items, validated by ``returns``.
 
@@ -71,6 +72,8 @@ async def receive(
         As for :meth:`Client.acall <demessaging.client.Client.acall>`.
     check_end
         Checks the reply that ends the stream; raises what it carries.
+    headers
+        More properties of the request (the trace context).
 
     Raises
     ------
@@ -84,7 +87,7 @@ async def receive(
         loop.call_soon_threadsafe(arrived.put_nowait, message)
 
     window = min(max(1, window), MAX_STREAM_WINDOW)  # what the backend grants at most
-    extras = Extras(on_progress, fingerprint, window, on_item)
+    extras = Extras(on_progress, fingerprint, window, on_item, headers=headers)
     exchange = connection.exchange(
         MessageType.REQUEST, payload, idle, member, content_type, extras=extras
     )

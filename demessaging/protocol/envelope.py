@@ -12,6 +12,7 @@ Request (client -> the module's topic)::
                                                        (optional; demessaging extension)
                 api_fingerprint=<fingerprint of the member the caller expects>
                                                        (optional; demessaging extension)
+                traceparent=  tracestate=   (optional; the caller's span, W3C Trace Context)
     payload     the request object, UTF-8 JSON unless content_type says otherwise:
                 {"func_name": "total", "values": [1, 2]}
                 {"class_name": "TimeSeries", <constructor args>,
@@ -23,7 +24,9 @@ demessaging clients send (see :mod:`demessaging.serialization.msgpack`). The bac
 the request's content type. A backend does not start a request whose ``deadline`` has
 passed (by more than the clock skew it allows): it answers it with an error instead. To a
 request with an ``api_fingerprint``, the backend's response carries the fingerprint of its own
-member of that name (see :mod:`demessaging.core.versions`).
+member of that name (see :mod:`demessaging.core.versions`). A backend that traces makes its span
+the child of the caller's (:mod:`demessaging.observe.tracing`); it ignores a malformed
+``traceparent`` or ``tracestate``, as DASF 0.6.4 ignores both.
 
 Response (backend -> response_topic)::
 

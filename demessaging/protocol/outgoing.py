@@ -27,6 +27,7 @@ def make_request(
     deadline: float | None = ...,
     fingerprint: str | None = ...,
     window: int | None = ...,
+    extra: Mapping[str, str] | None = ...,
 ) -> Message: ...
 
 
@@ -41,6 +42,7 @@ def make_request(
     deadline: float | None = ...,
     fingerprint: str | None = ...,
     window: int | None = ...,
+    extra: Mapping[str, str] | None = ...,
 ) -> Outgoing: ...
 
 
@@ -54,12 +56,14 @@ def make_request(
     deadline: float | None = None,
     fingerprint: str | None = None,
     window: int | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> Message | Outgoing:
     """Build a request (or ``ping``/``info``/``api_info``) message.
 
     ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
     called member as the caller knows it; ``window`` asks for a generator's items one by
-    one, that many on their way at most. A payload of buffers makes an :class:`.Outgoing`.
+    one, that many on their way at most; ``extra`` adds properties (the trace context). A
+    payload of buffers makes an :class:`.Outgoing`.
     """
     properties = {
         Prop.MESSAGE_TYPE: message_type.value,
@@ -73,6 +77,8 @@ def make_request(
         properties[Prop.API_FINGERPRINT] = fingerprint
     if window:
         properties[Prop.STREAM] = str(window)
+    if extra:
+        properties.update(extra)
     if isinstance(payload, Buffers):
         return Outgoing(payload=payload, properties=properties)
     return Message(payload=payload, properties=properties)

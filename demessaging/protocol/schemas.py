@@ -39,6 +39,17 @@ class RequestProperties(BaseModel):
         alias="api_fingerprint",
         description="Fingerprint of the called member as the caller knows it.",
     )
+    traceparent: str | None = Field(
+        None,
+        alias="traceparent",
+        description="The caller's span, as W3C Trace Context writes it; ignored if malformed.",
+    )
+    tracestate: str | None = Field(
+        None,
+        alias="tracestate",
+        description="Vendors' part of the trace context (W3C Trace Context), 512 characters "
+        "at most.",
+    )
 
 
 class ResponseProperties(BaseModel):

@@ -15,6 +15,8 @@ from .tls import client_context as tls_context
 __all__ = ["check", "library_logger"]
 
 log = logging.getLogger("demessaging.transport.pulsar")
+#: Where pulsar-client's file logger writes instead of stderr, if a program says so.
+LIBRARY_LOG: str | None = None
 
 
 async def check(url: str, options: TransportOptions) -> None:
@@ -56,6 +58,8 @@ def library_logger() -> Any:
         chosen = pulsar.LoggerLevel.Warn
     else:
         chosen = pulsar.LoggerLevel.Info
+    if LIBRARY_LOG is not None:
+        return pulsar.FileLogger(chosen, LIBRARY_LOG)
     if os.path.exists("/dev/stderr"):
         return pulsar.FileLogger(chosen, "/dev/stderr")
     return pulsar.ConsoleLogger(chosen)

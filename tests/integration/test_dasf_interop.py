@@ -87,6 +87,34 @@ def test_a_demessaging_client_calls_a_dasf_064_backend(
             client.call({"func_name": "add", "a": "not a number"})
 
 
+def test_a_traced_call_to_a_dasf_064_backend_works(
+    ws_broker: Broker, topic: str, old_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DASF 0.6.4 reads the properties it knows and ignores the trace context."""
+    pytest.importorskip("opentelemetry.trace")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from demessaging.observe import tracing
+
+    spans, provider = InMemorySpanExporter(), TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(tracing, "_tracer", lambda api: provider.get_tracer("test"))
+    sent: list[dict[str, str] | None] = []
+    headers = tracing._headers
+    monkeypatch.setattr(tracing, "_headers", lambda span: sent.append(headers(span)) or sent[-1])
+    with Client(topic, broker_url=ws_broker.url, timeout=30) as client:
+        wait_until_answering(client, old_backend)
+        assert client.call({"func_name": "add", "a": 2, "b": 3}, member="add") == 5.0
+    assert sent[-1] is not None
+    assert "traceparent" in sent[-1]
+    (span,) = [s for s in spans.get_finished_spans() if s.attributes["rpc.method"] == "add"]
+    assert span.attributes["rpc.response.status_code"] == "success"
+    assert span.status.status_code.name == "UNSET"
+    provider.shutdown()
+
+
 GENERATED_CLIENT_CALLS = """
 import json
 from demessaging.backend.utils import run_async
