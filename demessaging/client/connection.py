@@ -43,7 +43,7 @@ from ..errors import (
 from ..message import JSON, Message, MessageType, Prop, Status
 from ..protocol.control import control_topic, make_control
 from ..protocol.fragments import PIECE_PREFETCH, Reassembler
-from ..protocol.outgoing import make_request
+from ..protocol.outgoing import Payload, make_request
 from ..protocol.pieces import Uploads
 from ..protocol.recent import Recent
 from ..protocol.replies import Reply, parse_reply
@@ -168,7 +168,7 @@ class Connection:
     async def exchange(
         self,
         kind: MessageType,
-        payload: bytes | bytearray,
+        payload: Payload,
         timeout: float | None,
         member: str,
         content_type: str = JSON,
@@ -216,7 +216,7 @@ class Connection:
     async def _exchange(
         self,
         kind: MessageType,
-        payload: bytes | bytearray,
+        payload: Payload,
         timeout: float | None,
         member: str,
         content_type: str,
@@ -238,7 +238,7 @@ class Connection:
     async def _send_and_wait(
         self,
         kind: MessageType,
-        payload: bytes | bytearray,
+        payload: Payload,
         content_type: str,
         sent: asyncio.Event,
         expires: float,

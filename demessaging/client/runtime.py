@@ -39,6 +39,7 @@ from ..protocol.replies import Reply
 from ..protocol.topics import reply_topic
 from ..serialization import ENCODINGS, codec_for
 from ..serialization import msgpack as msgpack_codec
+from ..serialization.buffers import Payload
 from ..transport.base import Transport
 from . import bars, streams
 from .bars import Progress
@@ -157,6 +158,7 @@ class Client:
         ----------
         request
             The request object (``{"func_name": ..., ...}``), a request model, or its JSON.
+            Its arrays are read as the request is sent: do not change them until this returns.
         returns
             Validates the result; by default it is returned as decoded JSON.
         timeout
@@ -196,11 +198,12 @@ class Client:
         deadline = timeout if timeout is not None else self.settings.timeout
         started = time.monotonic()
         if isinstance(request, bytes):
-            payload: bytes | bytearray = request
+            payload: Payload = request
             content_type = JSON
         else:
             codec = ENCODINGS[await self._encoding(deadline, member)]
-            payload, content_type = codec.encode(request), codec.CONTENT_TYPE
+            encode = msgpack_codec.encode_buffers if codec is msgpack_codec else codec.encode
+            payload, content_type = encode(request), codec.CONTENT_TYPE
         trace.sent(len(payload))
         left = max(deadline - (time.monotonic() - started), 0.001)
         bar = None

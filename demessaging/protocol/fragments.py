@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import overload
 
 from ..errors import ProtocolError
+from ..serialization.buffers import Buffers, cut
 from .envelope import Message, Prop, fragment_count, natural, payload_size_of
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_MAX_PAYLOAD",
     "PIECE_PREFETCH",
     "FRAGMENT_SUBSCRIPTION",
+    "Outgoing",
     "Pieces",
     "Reassembler",
     "Reassembly",
@@ -51,6 +53,7 @@ __all__ = [
     "send_pieces",
     "side_topic",
     "split",
+    "whole",
 ]
 
 #: The subscription that holds the pieces of a request on its side topic.
@@ -92,13 +95,35 @@ def is_abort_marker(message: Message) -> bool:
     return Prop.ABORTED in message.properties
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send whose payload is a sequence of buffers (:mod:`..serialization.buffers`).
+
+    It goes in pieces cut from the buffers, or, if it goes whole, joined (:meth:`whole`).
+    """
+
+    payload: Buffers
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def whole(self) -> Message:
+        """The message with its payload joined into one bytes object."""
+        return Message(payload=self.payload.join(), properties=self.properties)
+
+
+def whole(message: Message | Outgoing) -> Message:
+    """``message`` as one message: an :class:`Outgoing` joined, a :class:`Message` as it is."""
+    return message.whole() if isinstance(message, Outgoing) else message
+
+
 class Pieces(Sequence[Message]):
     """The pieces of a message, each cut from it when asked for (no copy of the whole)."""
 
-    def __init__(self, message: Message, limit: int, extra: Mapping[str, str] | None) -> None:
+    def __init__(
+        self, message: Message | Outgoing, limit: int, extra: Mapping[str, str] | None
+    ) -> None:
         self._message = message
-        self._view = memoryview(message.payload)
-        self._size = len(self._view)
+        self._payload = message.payload
+        self._size = len(self._payload)
         self._step = max(3, limit - limit % 3)
         self._count = max(1, -(-self._size // self._step))
         self._extra = extra or {}
@@ -131,7 +156,8 @@ class Pieces(Sequence[Message]):
             Prop.PAYLOAD_SIZE: str(self._size),
             **(self._extra if index == 0 else {}),
         }
-        return Message(payload=bytes(self._view[start : start + self._step]), properties=properties)
+        piece = cut(self._payload, start, start + self._step)
+        return Message(payload=piece, properties=properties)
 
 
 #: How many pieces are on their way to the broker at once.
@@ -176,7 +202,7 @@ def _raise_first(done: set[asyncio.Future[None]]) -> None:
 
 
 def split(
-    message: Message,
+    message: Message | Outgoing,
     limit: int,
     extra: Mapping[str, str] | None = None,
     *,
@@ -185,7 +211,7 @@ def split(
     """Cut ``message`` into pieces if it has more than ``limit`` bytes (else it is returned).
 
     The pieces are cut one by one as they are read, so that a large payload is never held
-    twice.
+    twice (nor joined, for an :class:`Outgoing` message: a message that goes whole is).
 
     Parameters
     ----------
@@ -199,7 +225,7 @@ def split(
         The size of the pieces, at most ``limit``; ``limit`` by default.
     """
     if len(message.payload) <= limit:
-        return [message]
+        return [whole(message)]
     return Pieces(message, min(limit, piece_size or limit), extra)
 
 

@@ -6,15 +6,48 @@ What they carry is documented in :mod:`demessaging.protocol.envelope`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import overload
 
 from ..message import JSON, Message, MessageType, Prop, Status
+from ..serialization.buffers import Buffers, Payload
 from .envelope import Address, ErrorInfo
+from .fragments import Outgoing
 
-__all__ = ["error_reply", "make_request", "reply_to"]
+__all__ = ["Payload", "error_reply", "make_request", "reply_to"]
+
+
+@overload
+def make_request(
+    payload: bytes | bytearray,
+    *,
+    context: str,
+    response_topic: str,
+    message_type: MessageType = ...,
+    content_type: str = ...,
+    deadline: float | None = ...,
+    fingerprint: str | None = ...,
+    window: int | None = ...,
+    extra: Mapping[str, str] | None = ...,
+) -> Message: ...
+
+
+@overload
+def make_request(
+    payload: Buffers,
+    *,
+    context: str,
+    response_topic: str,
+    message_type: MessageType = ...,
+    content_type: str = ...,
+    deadline: float | None = ...,
+    fingerprint: str | None = ...,
+    window: int | None = ...,
+    extra: Mapping[str, str] | None = ...,
+) -> Outgoing: ...
 
 
 def make_request(
-    payload: bytes | bytearray,
+    payload: Payload,
     *,
     context: str,
     response_topic: str,
@@ -24,12 +57,13 @@ def make_request(
     fingerprint: str | None = None,
     window: int | None = None,
     extra: Mapping[str, str] | None = None,
-) -> Message:
+) -> Message | Outgoing:
     """Build a request (or ``ping``/``info``/``api_info``) message.
 
     ``deadline`` is the UNIX time when the caller stops waiting; ``fingerprint`` that of the
     called member as the caller knows it; ``window`` asks for a generator's items one by
-    one, that many on their way at most; ``extra`` adds properties (the trace context).
+    one, that many on their way at most; ``extra`` adds properties (the trace context). A
+    payload of buffers makes an :class:`.Outgoing`.
     """
     properties = {
         Prop.MESSAGE_TYPE: message_type.value,
@@ -45,6 +79,8 @@ def make_request(
         properties[Prop.STREAM] = str(window)
     if extra:
         properties.update(extra)
+    if isinstance(payload, Buffers):
+        return Outgoing(payload=payload, properties=properties)
     return Message(payload=payload, properties=properties)
 
 

@@ -36,6 +36,7 @@ from .envelope import Incoming, Message, Prop
 from .fragments import (
     FRAGMENT_SUBSCRIPTION,
     PIECE_PREFETCH,
+    Outgoing,
     Reassembly,
     abort_marker,
     check_count,
@@ -43,6 +44,7 @@ from .fragments import (
     send_pieces,
     side_topic,
     split,
+    whole,
 )
 from .topics import full_name, short_name, split_name
 
@@ -90,9 +92,14 @@ class Uploads:
         self._spare: asyncio.Future[tuple[str, Subscription]] | None = None
 
     async def publish(
-        self, message: Message, reads_pieces: Callable[[], Awaitable[bool]] | None = None
+        self,
+        message: Message | Outgoing,
+        reads_pieces: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         """Publish a request, in pieces if the broker needs it and the backend reads them.
+
+        An :class:`~.fragments.Outgoing` request goes in pieces cut from its buffers, never
+        joined whole (a request that goes in one message is joined).
 
         ``reads_pieces`` tells whether the backend reads requests in pieces; it is awaited
         only for a request too large for one message (None: it does).
@@ -106,7 +113,7 @@ class Uploads:
         limit = transport.max_message_size
         size = len(message.payload)
         if limit is None or size <= limit:
-            await transport.publish(self._topic, message)
+            await transport.publish(self._topic, whole(message))
             return
         if not transport.request_pieces:
             self._refuse(size, "this broker takes no requests in pieces (dasf-broker-django)")

@@ -11,8 +11,10 @@
 An array's extension object holds the msgpack list ``[index, dtype, shape, order]``: its
 index in the table above, its dtype as ``numpy.dtype.str`` (byte order included, e.g.
 ``"<f8"``, ``">i4"``, ``"<M8[ns]"``), its shape, and ``"C"`` or ``"F"``, the order of its
-buffer. Arrays are sent without a copy where they are contiguous (C or Fortran order), and
-decoded without one: they are views of the payload where it is writable (a ``bytearray``, as
+buffer. Arrays are copied once into the payload by ``encode``, and not at all by
+``encode_buffers`` where they are contiguous (C or Fortran order: the payload is then a
+sequence of buffers, views of the arrays, sent in pieces cut from it); they are decoded without
+a copy: they are views of the payload where it is writable (a ``bytearray``, as
 reassembled payloads are); a read-only payload is copied once first, so that callers always get
 writable arrays. Each buffer serves one array, and buffers may not overlap.
 
@@ -41,9 +43,10 @@ from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from ..core.xarrays import xarray_kind
+from .buffers import Buffers
 from .errors import MalformedPayloadError
 
-__all__ = ["CONTENT_TYPE", "decode", "encode"]
+__all__ = ["CONTENT_TYPE", "decode", "encode", "encode_buffers"]
 
 CONTENT_TYPE = "application/vnd.demessaging.msgpack"
 ARRAY = 1
@@ -57,6 +60,7 @@ _ANY: TypeAdapter[Any] = TypeAdapter(Any)
 _U64 = struct.Struct("<Q")
 _ENTRY = struct.Struct("<QQ")
 _BUFFER_KINDS = "biufcmMSU"
+_ZEROS = memoryview(bytes(ALIGN))  # the padding before a buffer: less than ALIGN bytes
 
 
 def _aligned(n: int) -> int:
@@ -115,14 +119,10 @@ def _xarray(code: int, form: Any) -> Any:
         raise ValueError(f"not a valid xarray.{kind}: {exc}") from exc
 
 
-def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
-    """Encode ``value`` (serialized as ``adapter`` describes it) as msgpack with buffers.
-
-    Raises
-    ------
-    TypeError
-        If the value holds something that cannot be encoded.
-    """
+def _plan(
+    value: Any, adapter: TypeAdapter[Any]
+) -> tuple[bytes, list[np.ndarray[Any, Any]], list[int], int]:
+    """The head (document and table), the arrays, where their buffers start, the size."""
     arrays: list[np.ndarray[Any, Any]] = []
 
     def default(obj: Any) -> Any:
@@ -148,16 +148,61 @@ def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
         offsets.append(position)
         position = _aligned(position + data.nbytes)
     end = offsets[-1] + arrays[-1].nbytes if arrays else table_end
+    head = b"".join(
+        [
+            _U64.pack(len(document)),
+            document,
+            _U64.pack(len(arrays)),
+            *(_ENTRY.pack(at, data.nbytes) for data, at in zip(arrays, offsets, strict=True)),
+        ]
+    )
+    return head, arrays, offsets, end
+
+
+def _bytes_of(data: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The buffer of a C-contiguous array as bytes (uint8), without a copy."""
+    return data.reshape(-1).view(np.uint8)
+
+
+def encode(value: Any, adapter: TypeAdapter[Any] = _ANY) -> bytearray:
+    """Encode ``value`` (serialized as ``adapter`` describes it) as msgpack with buffers.
+
+    Raises
+    ------
+    TypeError
+        If the value holds something that cannot be encoded.
+    """
+    head, arrays, offsets, end = _plan(value, adapter)
     out = bytearray(end)
-    _U64.pack_into(out, 0, len(document))
-    out[_U64.size : _U64.size + len(document)] = document
-    _U64.pack_into(out, _U64.size + len(document), len(arrays))
-    for i, (data, start) in enumerate(zip(arrays, offsets, strict=True)):
-        _ENTRY.pack_into(out, _U64.size * 2 + len(document) + _ENTRY.size * i, start, data.nbytes)
+    out[: len(head)] = head
+    for data, start in zip(arrays, offsets, strict=True):
         if data.nbytes:
             target = np.frombuffer(out, dtype=np.uint8, count=data.nbytes, offset=start)
-            target[:] = data.reshape(-1).view(np.uint8)
+            target[:] = _bytes_of(data)
     return out
+
+
+def encode_buffers(value: Any, adapter: TypeAdapter[Any] = _ANY) -> Buffers:
+    """Encode ``value`` as :func:`encode` does, as a sequence of buffers instead of one copy.
+
+    The head as bytes, then, for each array, zeros up to its start and a view of its buffer
+    (contiguous arrays are not copied: they must not change until the payload is sent). The
+    bytes are those of :func:`encode`.
+
+    Raises
+    ------
+    TypeError
+        If the value holds something that cannot be encoded.
+    """
+    head, arrays, offsets, _ = _plan(value, adapter)
+    parts: list[bytes | memoryview] = [head]
+    position = len(head)
+    for data, start in zip(arrays, offsets, strict=True):
+        parts.append(_ZEROS[: start - position])
+        if data.nbytes:
+            parts.append(_bytes_of(data).data)
+        position = start + data.nbytes
+    return Buffers(parts)
 
 
 def decode(data: bytes | bytearray | memoryview, adapter: TypeAdapter[T] = _ANY) -> T:
