@@ -1,5 +1,10 @@
 """The listener's intake: one task receives requests while a worker slot is free.
 
+A call whose reply is on its way to the broker lends its worker slot to the next request
+while it waits for the broker's receipt (milliseconds on Apache Pulsar, which stores the
+reply first): the slots bound the calls running, not the broker's latency. The request stays
+unacknowledged until the receipt comes; at most ``LENT_PER_WORKER`` calls a worker wait so.
+
 Each request is handled in a task of its own; the receiving task itself lives as long as the
 listener serves and is cancelled when it stops, so that a request costs no task and no wait
 of its own for receiving it (a task per receive, and a wait on it and on the stop, were a
@@ -14,8 +19,12 @@ from typing import Any
 
 from ..message import Message
 from ..transport.base import Subscription
+from .uploads import Hold
 
-__all__ = ["take"]
+__all__ = ["LENT_PER_WORKER", "Lender", "take"]
+
+#: Calls per worker whose reply may wait for the broker's receipt without a worker slot.
+LENT_PER_WORKER = 4
 
 
 async def take(
@@ -39,3 +48,29 @@ async def take(
         task = asyncio.ensure_future(handle(message))
         in_flight.add(task)
         task.add_done_callback(in_flight.discard)
+
+
+class Lender:
+    """Lends the worker slots of calls whose reply waits for its receipt, within a limit.
+
+    Parameters
+    ----------
+    workers
+        The listener's workers: ``LENT_PER_WORKER`` slots each may be lent at once.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.limit = LENT_PER_WORKER * workers
+        self.lent = 0
+
+    def lend(self, hold: Hold) -> None:
+        """The call of ``hold`` ran and its reply is on its way: free its slot, if in limits."""
+        if hold.working and not hold.lent and self.lent < self.limit:
+            hold.lent = True
+            self.lent += 1
+            hold.free.release()
+
+    def back(self, hold: Hold) -> None:
+        """The handling of ``hold`` is over (its slot, if lent, is not to be released again)."""
+        if hold.lent:
+            self.lent -= 1

@@ -1,9 +1,10 @@
 """The listener: takes requests from a transport, runs them in a worker pool, replies, acks.
 
-- At most ``workers`` requests are in flight; the listener receives the next one only when a
+- At most ``workers`` requests run at once; the listener receives the next one only when a
   worker is free. The broker pushes at most ``workers`` more ahead (the subscription's
   prefetch), so the rest wait in the broker where other backend instances can take them
-  (back-pressure without a local queue to lose).
+  (back-pressure without a local queue to lose). A call whose reply waits for the broker's
+  receipt lends its worker slot to the next request (:class:`.intake.Lender`).
 - Each message is parsed once (:func:`~demessaging.protocol.envelope.parse_request`); a request
   in pieces is gathered from its side topic first, without a worker slot, within a memory
   budget and one deadline for the whole upload (:mod:`.uploads`).
@@ -46,11 +47,12 @@ from ..protocol.fragments import DEFAULT_MAX_PAYLOAD
 from ..protocol.outgoing import error_reply
 from ..protocol.pieces import Gathered
 from ..protocol.topics import DEFAULT_NAMESPACE, ReplyTopics
+from ..transport import bridge
 from ..transport.base import Subscription, Transport
 from .cancel import Cancellations
 from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, permanent
 from .dispatcher import Dispatcher, type_name
-from .intake import take
+from .intake import Lender, take
 from .queries import Queries
 from .recent import Recent, repeat_key
 from .replies import Replies
@@ -177,6 +179,7 @@ class Listener:
         self._stopping: asyncio.Event | None = None
         self.ready = threading.Event()
         self.metrics: Metrics | None = None  # set by Metrics.watch: counts requests
+        self._lender = Lender(workers)
 
     @property
     def uploading(self) -> int:
@@ -250,6 +253,7 @@ class Listener:
         try:
             await self._handle_holding(subscription, message, pool, hold)
         finally:
+            self._lender.back(hold)
             self._uploads.finish(hold)
 
     async def _handle_holding(
@@ -280,7 +284,10 @@ class Listener:
             reply = self._unsent.reply(key)
             if reply is None:
                 reply, sent, acked = await tracing.served(
-                    self._reply(request, pool, subscription, message), self.topic, message, request
+                    self._reply(request, pool, subscription, message, hold),
+                    self.topic,
+                    message,
+                    request,
                 )
         except ProtocolError as exc:
             reply = self._error(address, "ProtocolError", str(exc), "request")
@@ -385,7 +392,12 @@ class Listener:
         return error_reply(address, info, source_topic=self.topic)
 
     async def _reply(
-        self, request: Request | Query, pool: Workers, subscription: Subscription, message: Message
+        self,
+        request: Request | Query,
+        pool: Workers,
+        subscription: Subscription,
+        message: Message,
+        hold: Hold,
     ) -> tuple[tuple[str, Message] | None, bool, bool]:
         """The reply, whether it is sent, and whether ``message`` is acknowledged."""
         if isinstance(request, Query):
@@ -417,7 +429,9 @@ class Listener:
         reply_of = functools.partial(self.replies.reply_of, request, self._queries.fingerprints)
         try:  # the worker sends the reply, and acknowledges once the broker has it
             ack = functools.partial(subscription.ack_soon, message)
-            return await self.replies.run(pool, call, reply_of, ack)
+            handed: asyncio.Future[None] = bridge.prepare()
+            handed.add_done_callback(lambda _: self._lender.lend(hold))
+            return await self.replies.run(pool, call, reply_of, ack, handed)
         finally:
             self._cancellations.done(request.key)
 

@@ -73,14 +73,17 @@ class Replies:
         call: Callable[[], Outcome],
         reply_of: Callable[[Outcome], tuple[str, Message]],
         ack: Callable[[], bool],
+        handed: asyncio.Future[None] | None = None,
     ) -> tuple[tuple[str, Message], bool, bool]:
         """Run ``call`` on a worker, which sends its reply if it can.
 
         Returns the reply, whether it was sent, and whether the request was acknowledged
         (``ack``, called once the broker has the reply); what is not done is the caller's.
+        ``handed``, if given, is set as soon as the worker has started sending the reply
+        (the broker's receipt may take milliseconds more); it is not set if it did not.
         """
         finished = bridge.prepare()
-        workers.start(self._run, finished, call, reply_of, ack)
+        workers.start(self._run, finished, call, reply_of, ack, handed)
         result: tuple[tuple[str, Message], bool, bool] = await finished
         return result
 
@@ -90,6 +93,7 @@ class Replies:
         call: Callable[[], Outcome],
         reply_of: Callable[[Outcome], tuple[str, Message]],
         ack: Callable[[], bool],
+        handed: asyncio.Future[None] | None,
     ) -> None:
         """On a worker: run the call, send its reply if it can, tell ``finished``."""
         try:
@@ -116,6 +120,8 @@ class Replies:
                 log.debug("sending a reply from a worker failed", exc_info=True)
         if not started:
             bridge.settle(finished, (reply, False, False))
+        elif handed is not None:
+            bridge.settle(handed, None)
 
     def reply_of(
         self, request: Request, fingerprints: Mapping[str, str], outcome: Outcome

@@ -42,12 +42,14 @@ DEFAULT_UPLOADS = 16
 class Hold:
     """What the handling of one message holds.
 
-    A worker slot (given back while it gathers pieces), and the bytes its upload reserved.
+    A worker slot (given back while it gathers pieces, and once its call ran and the reply is
+    on its way: ``lent``), and the bytes its upload reserved.
     """
 
     free: asyncio.Semaphore
     working: bool = True
     reserved: int = 0
+    lent: bool = False
 
 
 class Budget:
@@ -222,7 +224,7 @@ class Uploads:
     def finish(self, hold: Hold) -> None:
         """The handling of a message is over: give back what it holds."""
         self._held.discard(asyncio.current_task())
-        if hold.working:
+        if hold.working and not hold.lent:
             hold.free.release()
         self.budget.release(hold.reserved)
         hold.working, hold.reserved = False, 0

@@ -5,12 +5,15 @@ through the listener's event loop. A reply the broker refused is sent again from
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
+from demessaging.backend.intake import LENT_PER_WORKER
 from demessaging.backend.listener import Listener
 from demessaging.client import Client
 from demessaging.errors import TransportError
@@ -108,3 +111,96 @@ def test_a_reply_the_broker_refused_from_a_worker_is_sent_again_from_the_loop() 
     assert _call(transport, broker, "refused-once") == 3.0
     assert [kind for kind, _ in transport.events] == ["publish soon", "publish", "ack"]
     assert not transport.events[1][1].startswith("demessaging-worker")
+
+
+class _Receipts(_FromAnyThread):
+    """Holds the broker's receipts of replies sent from workers until :meth:`release`."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.holding = False
+        self.held: list[tuple[str, Message, Callable[[BaseException | None], None]]] = []
+        self._lock = threading.Lock()
+
+    def publish_soon(
+        self, topic: str, message: Message, done: Callable[[BaseException | None], None]
+    ) -> bool:
+        with self._lock:
+            if self.holding:
+                self.held.append((topic, message, done))
+                return True
+        return super().publish_soon(topic, message, done)
+
+    def waiting(self) -> int:
+        with self._lock:
+            return len(self.held)
+
+    def release(self) -> None:
+        with self._lock:
+            held, self.held, self.holding = self.held, [], False
+        for topic, message, done in held:
+            self.broker.publish(topic, message)
+            done(None)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_call_whose_reply_waits_for_its_receipt_gives_its_worker_to_the_next() -> None:
+    broker = MemoryBroker()
+    transport = _Receipts(broker)
+    topic = "lent-workers"
+    listener = Listener(Dispatcher.from_module(CLIMATE), transport, topic, workers=1)
+    calls = 3 + LENT_PER_WORKER
+    with (
+        ListenerThread(listener),
+        Client(topic, transport=MemoryTransport(broker)) as client,
+        ThreadPoolExecutor(calls) as pool,
+    ):
+        client.call({"func_name": "total", "values": [0.0]})  # pings first
+        transport.holding = True
+        futures = [
+            pool.submit(client.call, {"func_name": "total", "values": [float(i)]})
+            for i in range(calls)
+        ]
+        try:  # one worker ran the lent calls and one more, which keeps its slot: the rest wait
+            _wait_for(lambda: transport.waiting() == LENT_PER_WORKER + 1)
+            time.sleep(0.3)
+            assert transport.waiting() == LENT_PER_WORKER + 1
+            # nothing is acknowledged before the broker has its reply
+            assert broker.backlog(topic, listener.subscription) == calls
+        finally:
+            transport.release()
+        assert sorted(float(f.result(10)) for f in futures) == [float(i) for i in range(calls)]
+    assert broker.backlog(topic, listener.subscription) == 0
+
+
+def test_stopping_waits_for_the_receipts_of_lent_calls() -> None:
+    broker = MemoryBroker()
+    transport = _Receipts(broker)
+    topic = "lent-drain"
+    listener = Listener(Dispatcher.from_module(CLIMATE), transport, topic, workers=1)
+    with (
+        ListenerThread(listener) as running,
+        ThreadPoolExecutor(2) as pool,
+        Client(topic, transport=MemoryTransport(broker)) as client,
+    ):
+        client.call({"func_name": "total", "values": [0.0]})
+        transport.holding = True
+        futures = [
+            pool.submit(client.call, {"func_name": "total", "values": [value]})
+            for value in (1.0, 2.0)
+        ]
+        try:
+            _wait_for(lambda: transport.waiting() == 2)
+        finally:
+            timer = threading.Timer(0.3, transport.release)
+        timer.start()
+        running.stop()  # returns once the calls in flight are done: after their receipts
+        assert transport.waiting() == 0
+        assert sorted(float(f.result(10)) for f in futures) == [1.0, 2.0]
+    assert broker.backlog(topic, listener.subscription) == 0
