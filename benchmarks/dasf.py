@@ -273,14 +273,15 @@ def rows(found: dict[str, Any]) -> list[tuple[str, float, float, float]]:
     """(measure, demessaging, DASF 0.6.4, 0.6.4's client with demessaging's backend), in ms."""
     sides = [found["demessaging"], found["dasf"], found["mixed"]]
 
-    def each(key: str, figure: Any) -> list[float]:
-        return [float(figure(side[key])) * 1e3 for side in sides]
+    def each(name: str, key: str, figure: Any) -> tuple[str, float, float, float]:
+        ours, theirs, mixed = (float(figure(side[key])) * 1e3 for side in sides)
+        return name, ours, theirs, mixed
 
     median, p99 = statistics.median, functools.partial(np.percentile, q=99)
     return [
-        ("no-op round trip median (ms)", *each("noop", median)),
-        ("no-op round trip p99 (ms)", *each("noop", p99)),
-        (f"{ARRAY_MIB} MiB array call median (ms)", *each("array", median)),
+        each("no-op round trip median (ms)", "noop", median),
+        each("no-op round trip p99 (ms)", "noop", p99),
+        each(f"{ARRAY_MIB} MiB array call median (ms)", "array", median),
     ]
 
 

@@ -10,7 +10,9 @@ from the first send to the last piece received, four ways, one after the other i
   subscription's consumer closed), and the consumer connecting as the first piece is sent,
   as a demessaging backend's does once the head of a request arrives;
 - ``held``: as ``late``, with a consumer that takes nothing (a receiver queue of 0) connected
-  from before the first piece until the transfer is done.
+  from before the first piece until the transfer is done;
+- ``apart``: as ``held``, the consumer that takes nothing being of a subscription of its own,
+  deleted after the transfer.
 
 It prints the median, least and most milliseconds of each.
 """
@@ -18,6 +20,7 @@ It prints the median, least and most milliseconds of each.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -38,12 +41,14 @@ __all__ = ["measure"]
 MIB = 1024 * 1024
 #: Milliseconds a piece may take to arrive before the transfer is taken for stuck.
 RECEIVE_TIMEOUT = 60_000
-WAYS = ("warm", "fresh", "late", "held")
+WAYS = ("warm", "fresh", "late", "held", "apart")
 
 
-def _subscribe(client: pulsar.Client, topic: str, queue: int = PREFETCH) -> Any:
+def _subscribe(
+    client: pulsar.Client, topic: str, queue: int = PREFETCH, name: str = "pieces"
+) -> Any:
     return client.subscribe(
-        topic, "pieces", consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=queue
+        topic, name, consumer_type=pulsar.ConsumerType.Shared, receiver_queue_size=queue
     )
 
 
@@ -95,16 +100,18 @@ def measure(url: str, mib: int, runs: int) -> dict[str, list[float]]:
             fresh, producer = _subscribe(client, topic), _producer(client, topic)
             time.sleep(0.2)  # made ahead of need
             times["fresh"].append(
-                _transfer(producer, pieces, lambda fresh=fresh: _receive_all(fresh, count))
+                _transfer(producer, pieces, functools.partial(_receive_all, fresh, count))
             )
             fresh.close()
             producer.close()
 
-            for way in ("late", "held"):
+            for way in ("late", "held", "apart"):
                 topic = f"side-{way}-{uuid.uuid4().hex[:8]}"
                 holder = _subscribe(client, topic, 0)
-                if way == "late":
+                if way != "held":
                     holder.close()  # the subscription stays
+                if way == "apart":
+                    holder = _subscribe(client, topic, 0, "holder")
                 producer = _producer(client, topic)
                 time.sleep(0.2)
 
@@ -117,6 +124,8 @@ def measure(url: str, mib: int, runs: int) -> dict[str, list[float]]:
                 producer.close()
                 if way == "held":
                     holder.close()
+                elif way == "apart":
+                    holder.unsubscribe()
     finally:
         client.close()
     return times
