@@ -28,7 +28,7 @@ from .calls import DemessagingPeer
 from .procs import backend, progress
 from .raw import RawPeer
 
-__all__ = ["cpu_seconds", "main"]
+__all__ = ["cpu_seconds", "main", "per_call"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -40,7 +40,7 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _per_call(pids: dict[str, int | str], run: Callable[[], int]) -> dict[str, float]:
+def per_call(pids: dict[str, int | str], run: Callable[[], int]) -> dict[str, float]:
     """Microseconds of CPU per call of each process while ``run()`` makes its calls; calls/s."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     start = time.perf_counter()
@@ -67,14 +67,14 @@ def measure(name: str, calls: int, bursts: int, workers: int, folder: Path) -> d
                     raw.burst(calls)
                 return bursts * calls
 
-            found["raw"] = _per_call(pids, bursts_of_raw)
+            found["raw"] = per_call(pids, bursts_of_raw)
         server = backend("backend", broker.url, "bench-cpu", folder, workers)
         try:
             with DemessagingPeer(broker.url, "bench-cpu") as client:
                 client.concurrent(calls, 1)  # warm-up
                 pids = {"client": "self", "backend": server.pid, "broker": broker.pid}
                 progress(f"{name}: {calls} concurrent calls, {bursts} times")
-                found["demessaging"] = _per_call(
+                found["demessaging"] = per_call(
                     pids, lambda: len(client.concurrent(calls, bursts)) * calls
                 )
         finally:

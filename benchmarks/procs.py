@@ -24,6 +24,7 @@ __all__ = [
     "environment",
     "memory_status",
     "progress",
+    "serving",
     "spawn",
 ]
 
@@ -137,7 +138,7 @@ def backend(
 
     ``env`` is added to its environment.
     """
-    child = spawn(
+    return serving(
         name,
         [
             "-m",
@@ -156,6 +157,13 @@ def backend(
         folder,
         env,
     )
+
+
+def serving(
+    name: str, args: Sequence[str], folder: Path, env: Mapping[str, str] | None = None
+) -> Child:
+    """:func:`spawn` a server and wait until it says ``serving`` (stopped if it does not)."""
+    child = spawn(name, args, folder, env)
     try:
         child.wait_for("serving", timeout=60)
     except BaseException:

@@ -29,8 +29,8 @@ from typing import Any
 
 from . import brokers
 from .calls import DemessagingPeer
-from .cpu import _per_call
-from .procs import MODULE, Child, backend, progress, spawn
+from .cpu import per_call
+from .procs import MODULE, backend, progress, serving
 
 __all__ = ["main", "serve"]
 
@@ -100,16 +100,6 @@ def serve(url: str, topic: str, workers: int = WORKERS) -> None:
     threading.Event().wait()
 
 
-def _sketch(url: str, topic: str, folder: Path) -> Child:
-    child = spawn("threads", ["-m", "benchmarks.threaded", "serve", url, topic], folder)
-    try:
-        child.wait_for("serving")
-    except BaseException:
-        child.stop()
-        raise
-    return child
-
-
 def measure(name: str, bursts: int, rounds: int, folder: Path) -> dict[str, list[dict[str, float]]]:
     """``rounds`` measurements of each design on broker ``name``, alternating."""
     found: dict[str, list[dict[str, float]]] = {"listen": [], "threads": []}
@@ -120,7 +110,8 @@ def measure(name: str, bursts: int, rounds: int, folder: Path) -> dict[str, list
                 if design == "listen":
                     server = backend("listen", broker.url, topic, folder, WORKERS)
                 else:
-                    server = _sketch(broker.url, topic, folder)
+                    args = ["-m", "benchmarks.threaded", "serve", broker.url, topic]
+                    server = serving("threads", args, folder)
                 try:
                     with DemessagingPeer(broker.url, topic) as client:
                         client.concurrent(CALLS, 1)  # warm-up
@@ -131,7 +122,7 @@ def measure(name: str, bursts: int, rounds: int, folder: Path) -> dict[str, list
                             "broker": broker.pid,
                         }
                         found[design].append(
-                            _per_call(pids, lambda: len(client.concurrent(CALLS, bursts)) * CALLS)
+                            per_call(pids, lambda: len(client.concurrent(CALLS, bursts)) * CALLS)
                         )
                 finally:
                     server.stop()
