@@ -10,7 +10,9 @@ Pulsar's convention) with the reason in its properties, and is acknowledged.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from ..errors import AuthenticationError, AuthorizationError, DemessagingError, TransportError
 from ..message import Message
@@ -23,7 +25,10 @@ __all__ = [
     "Unsent",
     "dead_letter",
     "permanent",
+    "unsendable",
 ]
+
+log = logging.getLogger("demessaging.backend")
 
 #: How many times a reply is tried before its request goes to the dead-letter topic.
 DEFAULT_REPLY_RETRIES = 5
@@ -82,7 +87,7 @@ class Unsent:
     """Failures and replies of requests whose reply could not be published, by call key.
 
     Bounded: at most ``size`` keys, and ``budget`` bytes of replies; the oldest are forgotten
-    first (not thread-safe).
+    first (changed on the event loop only; looked up from any thread).
     """
 
     def __init__(self, size: int = REMEMBERED, budget: int = KEPT_BYTES) -> None:
@@ -104,6 +109,9 @@ class Unsent:
 
     def __len__(self) -> int:
         return len(self._failures)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._failures
 
     def reply(self, key: str | None) -> tuple[str, Message] | None:
         """The reply kept for the request of ``key``, if any."""
@@ -134,3 +142,60 @@ class Unsent:
         kept = self._replies.pop(key, None)
         if kept is not None:
             self._bytes -= len(kept[1].payload)
+
+
+async def unsendable(
+    unsent: Unsent,
+    send: Callable[[str, Message], Awaitable[None]],
+    message: Message,
+    whole: Message,
+    key: str | None,
+    reply: tuple[str, Message],
+    exc: DemessagingError,
+    *,
+    topic: str,
+    dead_letter_topic: str,
+    retries: int,
+) -> bool:
+    """The ``reply`` to ``message`` failed with ``exc``: whether the request is done with.
+
+    If not, it is to come again (nack it). ``whole`` is the request, its pieces put together:
+    what goes to ``dead_letter_topic`` (through ``send``) after ``retries`` failures; ``topic``
+    is the request topic.
+    """
+    if key is None or permanent(exc):
+        log.error("dropping message %s: %s", message.message_id, Unsent.why(reply[0], exc))
+        return True
+    failures = unsent.failed(key, reply)
+    if failures < retries:
+        log.warning(
+            "could not reply to message %s (%s); it will be redelivered (attempt %d of %d)",
+            message.message_id,
+            exc,
+            failures,
+            retries,
+        )
+        return False
+    reason = f"the reply to {reply[0]!r} could not be published {failures} times: {exc}"
+    letter = dead_letter(
+        whole, topic=topic, origin=message.message_id, reason=reason, attempts=failures
+    )
+    try:
+        await send(dead_letter_topic, letter)
+    except DemessagingError as again:
+        if failures < 2 * retries:
+            log.error("could not dead-letter message %s (%s)", message.message_id, again)
+            return False
+        log.error(
+            "dropping message %s: neither its reply nor its dead letter could be published (%s)",
+            message.message_id,
+            again,
+        )
+        return True
+    log.error(
+        "message %s went to the dead-letter topic %r: %s",
+        message.message_id,
+        dead_letter_topic,
+        reason,
+    )
+    return True

@@ -1,4 +1,7 @@
-"""The listener's intake: one task receives requests while a worker slot is free.
+"""The listener's intake on the event loop: one task receives requests while a slot is free.
+
+(Where the subscription can be received from threads, the workers receive instead:
+:mod:`.receivers`.)
 
 A call whose reply is on its way to the broker lends its worker slot to the next request
 while it waits for the broker's receipt (milliseconds on Apache Pulsar, which stores the
@@ -21,8 +24,10 @@ from ..message import Message
 from ..transport.base import Subscription
 from .uploads import Hold
 
-__all__ = ["LENT_PER_WORKER", "Lender", "take"]
+__all__ = ["CLOCK_SKEW", "LENT_PER_WORKER", "Lender", "take"]
 
+#: Seconds a request's deadline may seem past because the caller's clock is behind ours.
+CLOCK_SKEW = 1.0
 #: Calls per worker whose reply may wait for the broker's receipt without a worker slot.
 LENT_PER_WORKER = 4
 
@@ -31,12 +36,12 @@ async def take(
     subscription: Subscription,
     free: asyncio.Semaphore,
     handle: Callable[[Message], Coroutine[Any, Any, None]],
-    in_flight: set[asyncio.Task[None]],
+    start: Callable[[Coroutine[Any, Any, None]], None],
 ) -> None:
-    """Receive a message whenever ``free`` has a slot, and start ``handle(message)``.
+    """Receive a message whenever ``free`` has a slot, and ``start`` its ``handle(message)``.
 
-    The task of each handling is in ``in_flight`` until it ends; it gives the slot back. Runs
-    until cancelled, or until receiving fails (raised).
+    ``start`` runs the handling in a task, which gives the slot back. Runs until cancelled,
+    or until receiving fails (raised).
     """
     while True:
         await free.acquire()
@@ -45,9 +50,7 @@ async def take(
         except BaseException:
             free.release()
             raise
-        task = asyncio.ensure_future(handle(message))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
+        start(handle(message))
 
 
 class Lender:

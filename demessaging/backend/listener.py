@@ -4,7 +4,9 @@
   worker is free. The broker pushes at most ``workers`` more ahead (the subscription's
   prefetch), so the rest wait in the broker where other backend instances can take them
   (back-pressure without a local queue to lose). A call whose reply waits for the broker's
-  receipt lends its worker slot to the next request (:class:`.intake.Lender`).
+  receipt lends its worker slot to the next request (:class:`.intake.Lender`). Where the
+  subscription can be received from threads (Pulsar), the workers receive themselves and
+  serve plain calls without the event loop (:mod:`.receivers`); the rest comes to the loop.
 - Each message is parsed once (:func:`~demessaging.protocol.envelope.parse_request`); a request
   in pieces is gathered from its side topic first, without a worker slot, within a memory
   budget and one deadline for the whole upload (:mod:`.uploads`).
@@ -35,8 +37,8 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DemessagingError, ProtocolError, TransportError
 from ..message import Message
@@ -50,12 +52,14 @@ from ..protocol.topics import DEFAULT_NAMESPACE, ReplyTopics
 from ..transport import bridge
 from ..transport.base import Subscription, Transport
 from .cancel import Cancellations
-from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, dead_letter, permanent
+from .deadletter import DEFAULT_REPLY_RETRIES, DLQ_SUFFIX, Unsent, unsendable
 from .dispatcher import Dispatcher, type_name
-from .intake import Lender, take
+from .intake import CLOCK_SKEW, Lender, take
 from .queries import Queries
+from .receivers import Receivers
 from .recent import Recent, repeat_key
 from .replies import Replies
+from .slots import Slots
 from .uploads import DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOADS, Hold, Uploads
 from .workers import Workers
 
@@ -66,8 +70,6 @@ __all__ = ["CLOCK_SKEW", "DEFAULT_SUBSCRIPTION", "Listener"]
 
 log = logging.getLogger("demessaging.backend")
 DEFAULT_SUBSCRIPTION = "demessaging-backend"
-#: Seconds a request's deadline may seem past because the caller's clock is behind ours.
-CLOCK_SKEW = 1.0
 
 
 class Listener:
@@ -180,6 +182,7 @@ class Listener:
         self.ready = threading.Event()
         self.metrics: Metrics | None = None  # set by Metrics.watch: counts requests
         self._lender = Lender(workers)
+        self._counting = threading.Lock()
 
     @property
     def uploading(self) -> int:
@@ -206,15 +209,28 @@ class Listener:
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.shown, self.topic)
         self.ready.set()
-        free = asyncio.Semaphore(self.workers)
         in_flight: set[asyncio.Task[None]] = set()
         pool = Workers(self.workers)
-        stop = asyncio.ensure_future(self._stopping.wait())
-        # each task gives the worker slot back when done, or while it gathers pieces
-        handle = functools.partial(self._handle, subscription, pool=pool, free=free)
-        receiver = asyncio.ensure_future(take(subscription, free, handle, in_flight))
+
+        def start(work: Coroutine[Any, Any, None]) -> None:  # in a task that stopping waits for
+            task = asyncio.ensure_future(work)
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+
+        receivers = None
+        free: asyncio.Semaphore | Slots
+        if subscription.blocking:  # the workers receive, and serve plain calls themselves
+            free = Slots(self.workers)
+            handle = functools.partial(self._handle, subscription, pool=pool, free=free)
+            receivers = Receivers(self, subscription, free, lambda m: start(handle(m)), start)
+            receiver: asyncio.Future[None] = receivers.failed
+        else:  # each task gives the worker slot back when done, or while it gathers pieces
+            free = asyncio.Semaphore(self.workers)
+            handle = functools.partial(self._handle, subscription, pool=pool, free=free)
+            receiver = asyncio.ensure_future(take(subscription, free, handle, start))
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({receiver, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([receiver, stop], return_when=asyncio.FIRST_COMPLETED)
             if receiver.done():
                 receiver.result()  # receiving failed: raised
         finally:
@@ -222,6 +238,8 @@ class Listener:
             receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiver
+            if receivers is not None:  # their calls end, and their replies' receipts come
+                await receivers.drain()
             dropped = self._uploads.drop()  # their requests come again, here or elsewhere
             if in_flight:
                 if len(in_flight) > dropped:
@@ -241,12 +259,17 @@ class Listener:
         if self._stopping is not None:
             self._stopping.set()
 
+    def count(self) -> None:
+        """One more request is done with (from any thread)."""
+        with self._counting:
+            self.handled += 1
+
     async def _handle(
         self,
         subscription: Subscription,
         message: Message,
         pool: Workers,
-        free: asyncio.Semaphore,
+        free: asyncio.Semaphore | Slots,
     ) -> None:
         """Handle one message, holding a worker slot (``free``) but while it gathers pieces."""
         hold = Hold(free)
@@ -312,11 +335,40 @@ class Listener:
             reply = self._error(
                 address, type_name(type(exc)), f"internal error: {exc}", "execution"
             )
+        await self._conclude(subscription, message, whole, key, reply, sent, acked, gathered)
+
+    async def _conclude(
+        self,
+        subscription: Subscription,
+        message: Message,
+        whole: Message,
+        key: str | None,
+        reply: tuple[str, Message] | None,
+        sent: bool = False,
+        acked: bool = False,
+        gathered: Gathered | None = None,
+    ) -> None:
+        """Send ``reply`` to ``message`` unless ``sent``, and acknowledge it unless ``acked``.
+
+        A reply that cannot be sent is retried or dead-lettered (:func:`.deadletter.unsendable`).
+        """
         if reply is not None and not sent:
             try:
                 await self.replies.send(*reply)
             except DemessagingError as exc:
-                if not await self._unsendable(message, whole, key, reply, exc):
+                done = await unsendable(
+                    self._unsent,
+                    self.replies.send,
+                    message,
+                    whole,
+                    key,
+                    reply,
+                    exc,
+                    topic=self.topic,
+                    dead_letter_topic=self.dead_letter_topic,
+                    retries=self.reply_retries,
+                )
+                if not done:
                     await subscription.nack(message)
                     if gathered is not None:
                         await gathered.keep()
@@ -328,57 +380,7 @@ class Listener:
             self._answered.add(key)
         if gathered is not None:
             await gathered.acknowledge()
-        self.handled += 1
-
-    async def _unsendable(
-        self,
-        message: Message,
-        whole: Message,
-        key: str | None,
-        reply: tuple[str, Message],
-        exc: DemessagingError,
-    ) -> bool:
-        """A reply to ``message`` failed: whether it is done with (else it is to come again).
-
-        ``whole`` is the request, its pieces put together: what goes to the dead-letter topic.
-        """
-        if key is None or permanent(exc):
-            log.error("dropping message %s: %s", message.message_id, Unsent.why(reply[0], exc))
-            return True
-        failures = self._unsent.failed(key, reply)
-        if failures < self.reply_retries:
-            log.warning(
-                "could not reply to message %s (%s); it will be redelivered (attempt %d of %d)",
-                message.message_id,
-                exc,
-                failures,
-                self.reply_retries,
-            )
-            return False
-        reason = f"the reply to {reply[0]!r} could not be published {failures} times: {exc}"
-        letter = dead_letter(
-            whole, topic=self.topic, origin=message.message_id, reason=reason, attempts=failures
-        )
-        try:
-            await self.replies.send(self.dead_letter_topic, letter)
-        except DemessagingError as again:
-            if failures < 2 * self.reply_retries:
-                log.error("could not dead-letter message %s (%s)", message.message_id, again)
-                return False
-            log.error(
-                "dropping message %s: neither its reply nor its dead letter could be published"
-                " (%s)",
-                message.message_id,
-                again,
-            )
-            return True
-        log.error(
-            "message %s went to the dead-letter topic %r: %s",
-            message.message_id,
-            self.dead_letter_topic,
-            reason,
-        )
-        return True
+        self.count()
 
     def _error(
         self, address: Address | None, kind: str, text: str, stage: Stage

@@ -136,9 +136,14 @@ class Replies:
             extra[Prop.STREAM] = "end"
         return reply_to(request, outcome.payload, source_topic=self.topic, extra=extra)
 
-    def progress(self, request: Request) -> SendProgress:
-        """Sends progress messages about ``request``: made on the loop, called in a worker."""
-        loop = asyncio.get_running_loop()
+    def progress(
+        self, request: Request, loop: asyncio.AbstractEventLoop | None = None
+    ) -> SendProgress:
+        """Sends progress messages about ``request`` from a worker, through ``loop``.
+
+        Made on the loop (``loop`` is then the running one) or on a worker, given ``loop``.
+        """
+        loop = loop or asyncio.get_running_loop()
         traced = tracing.progress_event()  # an event on the request's span, if traced
 
         def send(payload: bytes, status: str) -> None:

@@ -29,6 +29,7 @@ from ..errors import ProtocolError
 from ..protocol.envelope import Query, Request
 from ..protocol.pieces import Gathered, check_head, drop_pieces, gather, side_topic_refusal
 from ..transport.base import Transport
+from .slots import Slots
 
 __all__ = ["DEFAULT_UPLOADS", "DEFAULT_UPLOAD_TIMEOUT", "Budget", "Hold", "Uploads"]
 
@@ -46,7 +47,7 @@ class Hold:
     on its way: ``lent``), and the bytes its upload reserved.
     """
 
-    free: asyncio.Semaphore
+    free: asyncio.Semaphore | Slots
     working: bool = True
     reserved: int = 0
     lent: bool = False

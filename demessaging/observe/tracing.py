@@ -46,6 +46,7 @@ __all__ = [
     "Call",
     "OFF",
     "Off",
+    "Served",
     "call",
     "configure_sdk",
     "parse_traceparent",
@@ -235,40 +236,62 @@ async def served(
     (a :class:`~demessaging.protocol.envelope.Request` or ``Query``). Queries (``ping``...)
     are neither traced nor logged.
     """
-    api = _api()
-    if (api is None and not calls_log.isEnabledFor(logging.INFO)) or not isinstance(
-        request, Request
-    ):
-        return await reply
-    started = time.monotonic()
-    span = None
-    if api is not None:
-        attributes = _common(topic, "")
-        attributes["messaging.message.conversation_id"] = request.context
-        attributes["messaging.message.body.size"] = len(request.payload)
-        attributes["demessaging.request.fragments"] = _fragments(head)
-        span = _tracer(api).start_span(
-            topic,
-            context=_remote_parent(api, head.properties),
-            kind=api.SpanKind.SERVER,
-            attributes=attributes,
-        )
-    serving = _Serving(span)
-    token = _SERVING.set(serving)
-    status, failure = Status.ERROR.value, ("", "")
-    try:
+    with Served(topic, head, request) as serving:
         answer = await reply
-        if answer[0] is not None:  # the reply (the backend's other values: sent, acked)
-            status, failure = _status(answer[0][1])
+        serving.answered(answer[0])  # the reply (the backend's other values: sent, acked)
         return answer
-    except BaseException as exc:
-        failure = (type(exc).__name__, str(exc))
-        raise
-    finally:
-        _SERVING.reset(token)
+
+
+class Served:
+    """A context manager: a request handled in a span (while tracing is on), with a log line.
+
+    The synchronous form of :func:`served`, for a worker thread that handles a request from
+    start to end; say the reply with :meth:`answered` before leaving it.
+    """
+
+    def __init__(self, topic: str, head: Message, request: Incoming) -> None:
+        self._topic, self._head, self._request = topic, head, request
+        self._on = isinstance(request, Request) and (
+            _api() is not None or calls_log.isEnabledFor(logging.INFO)
+        )
+        self._status, self._failure = Status.ERROR.value, ("", "")
+
+    def __enter__(self) -> Served:
+        if not self._on:
+            return self
+        self._api = api = _api()
+        self._started = time.monotonic()
+        span = None
+        if api is not None:
+            attributes = _common(self._topic, "")
+            attributes["messaging.message.conversation_id"] = self._request.context
+            attributes["messaging.message.body.size"] = len(self._request.payload)
+            attributes["demessaging.request.fragments"] = _fragments(self._head)
+            span = _tracer(api).start_span(
+                self._topic,
+                context=_remote_parent(api, self._head.properties),
+                kind=api.SpanKind.SERVER,
+                attributes=attributes,
+            )
+        self._serving = _Serving(span)
+        self._token = _SERVING.set(self._serving)
+        return self
+
+    def answered(self, reply: tuple[str, Message] | None) -> None:
+        """The reply to the request (None if it has none)."""
+        if reply is not None:
+            self._status, self._failure = _status(reply[1])
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if not self._on:
+            return
+        if exc is not None:
+            self._failure = (type(exc).__name__, str(exc))
+        _SERVING.reset(self._token)
+        span, member = self._serving.span, self._serving.member
         if span is not None:
-            _finish(api, span, topic, serving.member, status, failure)
-        _log(request.context, serving.member, status, failure, started, span)
+            _finish(self._api, span, self._topic, member, self._status, self._failure)
+        _log(self._request.context, member, self._status, self._failure, self._started, span)
 
 
 def _fragments(head: Message) -> int:

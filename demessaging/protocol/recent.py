@@ -6,6 +6,7 @@ Backends remember the requests they answered and the calls cancelled before they
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 __all__ = ["REMEMBERED", "Recent"]
@@ -15,7 +16,7 @@ REMEMBERED = 10_000
 
 
 class Recent:
-    """The last ``size`` keys added, oldest forgotten first (not thread-safe).
+    """The last ``size`` keys added, oldest forgotten first (thread-safe).
 
     Parameters
     ----------
@@ -26,6 +27,7 @@ class Recent:
     def __init__(self, size: int = REMEMBERED) -> None:
         self.size = size
         self._keys: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys
@@ -35,13 +37,12 @@ class Recent:
 
     def add(self, key: str) -> None:
         """Remember ``key`` (a key already remembered keeps its place)."""
-        self._keys[key] = None
-        if len(self._keys) > self.size:
-            self._keys.popitem(last=False)
+        with self._lock:
+            self._keys[key] = None
+            if len(self._keys) > self.size:
+                self._keys.popitem(last=False)
 
     def take(self, key: str) -> bool:
         """Forget ``key``; returns whether it was remembered."""
-        if key not in self._keys:
-            return False
-        del self._keys[key]
-        return True
+        with self._lock:
+            return self._keys.pop(key, 0) is None

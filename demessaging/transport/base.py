@@ -96,11 +96,26 @@ class TransportOptions:
 
 
 class Subscription(abc.ABC):
-    """Messages of one topic, as one consumer of a named subscription receives them."""
+    """Messages of one topic, as one consumer of a named subscription receives them.
+
+    Attributes
+    ----------
+    blocking
+        Whether :meth:`receive_within` works: threads may then receive, besides the loop.
+    """
+
+    blocking: bool = False
 
     @abc.abstractmethod
     async def receive(self) -> Message:
         """Wait for the next message (its ``message_id`` is set)."""
+
+    def receive_within(self, timeout: float) -> Message | None:
+        """From a thread other than the event loop's: the next message, None after ``timeout`` s.
+
+        Only where :attr:`blocking` is true; several threads may wait at once.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot receive from a thread")
 
     @abc.abstractmethod
     async def ack(self, message: Message) -> None:

@@ -10,6 +10,7 @@ different event loops in different threads can share one broker.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import itertools
 import threading
@@ -136,7 +137,15 @@ _NAMED_LOCK = threading.Lock()
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self, broker: MemoryBroker, topic: str, name: str, consumer: _Consumer) -> None:
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        topic: str,
+        name: str,
+        consumer: _Consumer,
+        blocking: bool,
+    ) -> None:
+        self.blocking = blocking
         self._broker = broker
         self._topic = topic
         self._name = name
@@ -150,9 +159,29 @@ class _MemorySubscription(Subscription):
         return await self._consumer.queue.get()
 
     @override
+    def receive_within(self, timeout: float) -> Message | None:
+        if not self.blocking:
+            return super().receive_within(timeout)
+        waiting = asyncio.wait_for(self.receive(), timeout)
+        try:
+            taken = asyncio.run_coroutine_threadsafe(waiting, self._consumer.loop)
+            return taken.result(timeout + 5.0)  # bounded, should the loop stop
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            return None
+        except RuntimeError as exc:  # the consumer's loop is closed
+            waiting.close()
+            raise TransportError(f"subscription {self._name!r} is gone: {exc}") from exc
+
+    @override
     async def ack(self, message: Message) -> None:
         assert message.message_id is not None
         self._broker.settle(self._topic, self._name, self._consumer, message.message_id, False)
+
+    @override
+    def ack_soon(self, message: Message) -> bool:
+        assert message.message_id is not None
+        self._broker.settle(self._topic, self._name, self._consumer, message.message_id, False)
+        return True
 
     @override
     async def nack(self, message: Message) -> None:
@@ -172,10 +201,15 @@ class _MemorySubscription(Subscription):
 
 
 class MemoryTransport(Transport):
-    """A transport to a :class:`MemoryBroker` (by default the process-wide unnamed one)."""
+    """A transport to a :class:`MemoryBroker` (by default the process-wide unnamed one).
 
-    def __init__(self, broker: MemoryBroker | None = None) -> None:
+    With ``blocking`` its subscriptions can be received from threads too
+    (:meth:`~demessaging.transport.base.Subscription.receive_within`), as Pulsar's can.
+    """
+
+    def __init__(self, broker: MemoryBroker | None = None, *, blocking: bool = True) -> None:
         self.broker = broker or MemoryBroker.named()
+        self.blocking = blocking
         self._subscriptions: list[_MemorySubscription] = []
 
     @override
@@ -195,7 +229,7 @@ class MemoryTransport(Transport):
     ) -> Subscription:
         consumer = _Consumer(asyncio.get_running_loop())
         self.broker.attach(topic, subscription, shared, consumer)
-        sub = _MemorySubscription(self.broker, topic, subscription, consumer)
+        sub = _MemorySubscription(self.broker, topic, subscription, consumer, self.blocking)
         self._subscriptions.append(sub)
         return sub
 

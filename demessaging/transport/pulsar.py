@@ -98,6 +98,8 @@ async def _guard(operation: Awaitable[T], what: str) -> T:
 
 
 class _PulsarSubscription(Subscription):
+    blocking = True
+
     def __init__(
         self,
         consumer: pulsar_asyncio.Consumer,
@@ -119,9 +121,21 @@ class _PulsarSubscription(Subscription):
         # bridge): a message already in the receiver queue comes without a turn of the loop
         received = bridge.prepare()
         self._consumer._consumer.receive_async(functools.partial(_settle, received))
-        raw = await _guard(received, f"receiving from {self._topic}")
-        message_id = raw.message_id()
-        key = str(message_id)
+        return self._taken(await _guard(received, f"receiving from {self._topic}"))
+
+    @override
+    def receive_within(self, timeout: float) -> Message | None:
+        # pulsar-client's blocking receive lets go of the GIL while it waits
+        try:
+            raw = self._consumer._consumer.receive(max(1, int(timeout * 1000)))
+        except pulsar.Timeout:
+            return None
+        except _LIBRARY_ERRORS as exc:
+            raise TransportError(f"receiving from {self._topic} failed: {exc}") from exc
+        return self._taken(raw)
+
+    def _taken(self, raw: Any) -> Message:  # remembered until it is acknowledged
+        key = str(message_id := raw.message_id())
         self._received[key] = message_id  # enough to acknowledge; not the data
         data, properties, count = raw.data(), raw.properties(), raw.redelivery_count()
         return Message(payload=data, properties=properties, message_id=key, redelivery_count=count)

@@ -1,26 +1,42 @@
-"""A listener receives its requests in one long-lived task: a request costs the task that
-handles it, and no task or wait of its own for receiving it."""
+"""Where the loop receives, it does so in one long-lived task: a request costs the task that
+handles it, and no task or wait of its own for receiving it. Where the workers receive, a
+plain call costs the loop nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
 from demessaging.client import Client
+from demessaging.errors import TransportError
+from demessaging.message import Message
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 
 CLIMATE = Path(__file__).resolve().parents[2] / "examples" / "climate.py"
 CALL = {"func_name": "total", "values": [1.0, 2.0]}
 
 
-def test_a_request_costs_the_listener_one_task() -> None:
-    broker = MemoryBroker()
-    listener = Listener(Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "tasks")
-    created: list[str] = []
+class _SendsFromThreads(MemoryTransport):
+    """A memory transport that sends from any thread, as pulsar-client does."""
+
+    def publish_soon(
+        self, topic: str, message: Message, done: Callable[[BaseException | None], None]
+    ) -> bool:
+        self.broker.publish(topic, message)
+        done(None)
+        return True
+
+
+def _serving(listener: Listener, created: list[str]) -> tuple[threading.Thread, list[Any]]:
+    """Serve ``listener`` in a thread whose loop notes each task it makes in ``created``."""
     loops: list[asyncio.AbstractEventLoop] = []
 
     def counting(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
@@ -34,6 +50,15 @@ def test_a_request_costs_the_listener_one_task() -> None:
 
     thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     thread.start()
+    return thread, loops
+
+
+def test_a_request_costs_the_listener_one_task() -> None:
+    broker = MemoryBroker()
+    transport = MemoryTransport(broker, blocking=False)  # the loop receives
+    listener = Listener(Dispatcher.from_module(CLIMATE), transport, "tasks")
+    created: list[str] = []
+    thread, loops = _serving(listener, created)
     try:
         assert listener.ready.wait(10)
         with Client("tasks", transport=MemoryTransport(broker)) as client:
@@ -49,3 +74,51 @@ def test_a_request_costs_the_listener_one_task() -> None:
     assert not thread.is_alive()
     assert len(made) == 10, made
     assert all(name.endswith("_handle") for name in made), made
+
+
+def test_where_the_workers_receive_a_plain_call_costs_the_loop_no_task() -> None:
+    broker = MemoryBroker()
+    listener = Listener(Dispatcher.from_module(CLIMATE), _SendsFromThreads(broker), "direct")
+    created: list[str] = []
+    thread, loops = _serving(listener, created)
+    try:
+        assert listener.ready.wait(10)
+        with Client("direct", transport=MemoryTransport(broker)) as client:
+            assert client.call(CALL) == 3.0  # the first call also pings: the loop answers that
+            before = len(created)
+            for _ in range(10):
+                assert client.call(CALL) == 3.0
+            deadline = time.monotonic() + 10  # counted after the reply, from its receipt
+            while listener.handled < 12 and time.monotonic() < deadline:  # ping, 1 call, 10
+                time.sleep(0.01)
+            assert listener.handled == 12
+            made = created[before:]
+    finally:
+        if loops:
+            loops[0].call_soon_threadsafe(listener.stop)
+        thread.join(10)
+    assert not thread.is_alive()
+    # the memory broker's blocking receive waits on its loop; nothing else runs there
+    handling = [name for name in made if "MemorySubscription.receive" not in name]
+    assert not [name for name in handling if name != "wait_for"], made
+    assert broker.backlog("direct", listener.subscription) == 0
+
+
+class _Failing(MemoryTransport):
+    """Its subscriptions fail on the first blocking receive, as a broker gone for good."""
+
+    async def subscribe(self, topic: str, subscription: str, **options: Any) -> Any:
+        inner = await super().subscribe(topic, subscription, **options)
+
+        def fail(timeout: float) -> Message | None:
+            raise TransportError("the broker is gone")
+
+        inner.receive_within = fail  # type: ignore[method-assign]
+        return inner
+
+
+def test_a_worker_that_cannot_receive_stops_the_listener_with_the_error() -> None:
+    listener = Listener(Dispatcher.from_module(CLIMATE), _Failing(MemoryBroker()), "gone")
+    with pytest.raises(TransportError, match="the broker is gone"):
+        asyncio.run(asyncio.wait_for(listener.serve(), 10))
+    assert not listener.ready.is_set()

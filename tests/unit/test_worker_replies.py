@@ -1,6 +1,7 @@
 """A backend's worker sends its call's reply itself where the transport can send from any
 thread, and the request is acknowledged from the send receipt: a plain call does not go back
-through the listener's event loop. A reply the broker refused is sent again from the loop."""
+through the listener's event loop. A reply the broker refused is sent again from the loop.
+Whether the workers receive their requests themselves or the loop hands them over."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
@@ -22,6 +25,8 @@ from demessaging.transport.base import Subscription
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 
 CLIMATE = Path(__file__).resolve().parents[2] / "examples" / "climate.py"
+#: Both intakes: the workers receive (blocking), or the event loop receives for them.
+BOTH = pytest.mark.parametrize("blocking", [True, False], ids=["workers-receive", "loop-receives"])
 
 
 class _Acking(Subscription):
@@ -30,9 +35,14 @@ class _Acking(Subscription):
     def __init__(self, inner: Any, events: list[tuple[str, str]]) -> None:
         self.inner = inner
         self.events = events
+        self.blocking = inner.blocking
 
     async def receive(self) -> Message:
         message: Message = await self.inner.receive()
+        return message
+
+    def receive_within(self, timeout: float) -> Message | None:
+        message: Message | None = self.inner.receive_within(timeout)
         return message
 
     async def ack(self, message: Message) -> None:
@@ -59,8 +69,8 @@ class _Acking(Subscription):
 class _FromAnyThread(MemoryTransport):
     """A memory transport that sends from any thread, or refuses such sends (``refuse``)."""
 
-    def __init__(self, broker: MemoryBroker, refuse: bool = False) -> None:
-        super().__init__(broker)
+    def __init__(self, broker: MemoryBroker, refuse: bool = False, blocking: bool = True) -> None:
+        super().__init__(broker, blocking=blocking)
         self.refuse = refuse
         self.events: list[tuple[str, str]] = []
 
@@ -96,28 +106,32 @@ def _call(transport: _FromAnyThread, broker: MemoryBroker, topic: str) -> float:
     return result
 
 
-def test_a_worker_sends_the_reply_and_acknowledges_from_the_receipt() -> None:
+@BOTH
+def test_a_worker_sends_the_reply_and_acknowledges_from_the_receipt(blocking: bool) -> None:
     broker = MemoryBroker()
-    transport = _FromAnyThread(broker)
+    transport = _FromAnyThread(broker, blocking=blocking)
     assert _call(transport, broker, "from-workers") == 3.0
     kinds = [kind for kind, _ in transport.events]
     assert kinds == ["publish soon", "ack soon"]  # the reply first, then the acknowledgement
     assert all(thread.startswith("demessaging-worker") for _, thread in transport.events)
 
 
-def test_a_reply_the_broker_refused_from_a_worker_is_sent_again_from_the_loop() -> None:
+@BOTH
+def test_a_reply_the_broker_refused_from_a_worker_is_sent_again_from_the_loop(
+    blocking: bool,
+) -> None:
     broker = MemoryBroker()
-    transport = _FromAnyThread(broker, refuse=True)
+    transport = _FromAnyThread(broker, refuse=True, blocking=blocking)
     assert _call(transport, broker, "refused-once") == 3.0
     assert [kind for kind, _ in transport.events] == ["publish soon", "publish", "ack"]
     assert not transport.events[1][1].startswith("demessaging-worker")
 
 
 class _Receipts(_FromAnyThread):
-    """Holds the broker's receipts of replies sent from workers until :meth:`release`."""
+    """Holds the broker's receipts of replies sent from workers until :meth:`deliver`."""
 
-    def __init__(self, broker: MemoryBroker) -> None:
-        super().__init__(broker)
+    def __init__(self, broker: MemoryBroker, blocking: bool) -> None:
+        super().__init__(broker, blocking=blocking)
         self.holding = False
         self.held: list[tuple[str, Message, Callable[[BaseException | None], None]]] = []
         self._lock = threading.Lock()
@@ -135,7 +149,7 @@ class _Receipts(_FromAnyThread):
         with self._lock:
             return len(self.held)
 
-    def release(self) -> None:
+    def deliver(self) -> None:
         with self._lock:
             held, self.held, self.holding = self.held, [], False
         for topic, message, done in held:
@@ -150,9 +164,12 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def test_a_call_whose_reply_waits_for_its_receipt_gives_its_worker_to_the_next() -> None:
+@BOTH
+def test_a_call_whose_reply_waits_for_its_receipt_gives_its_worker_to_the_next(
+    blocking: bool,
+) -> None:
     broker = MemoryBroker()
-    transport = _Receipts(broker)
+    transport = _Receipts(broker, blocking)
     topic = "lent-workers"
     listener = Listener(Dispatcher.from_module(CLIMATE), transport, topic, workers=1)
     calls = 3 + LENT_PER_WORKER
@@ -174,14 +191,15 @@ def test_a_call_whose_reply_waits_for_its_receipt_gives_its_worker_to_the_next()
             # nothing is acknowledged before the broker has its reply
             assert broker.backlog(topic, listener.subscription) == calls
         finally:
-            transport.release()
+            transport.deliver()
         assert sorted(float(f.result(10)) for f in futures) == [float(i) for i in range(calls)]
     assert broker.backlog(topic, listener.subscription) == 0
 
 
-def test_stopping_waits_for_the_receipts_of_lent_calls() -> None:
+@BOTH
+def test_stopping_waits_for_the_receipts_of_lent_calls(blocking: bool) -> None:
     broker = MemoryBroker()
-    transport = _Receipts(broker)
+    transport = _Receipts(broker, blocking)
     topic = "lent-drain"
     listener = Listener(Dispatcher.from_module(CLIMATE), transport, topic, workers=1)
     with (
@@ -198,7 +216,7 @@ def test_stopping_waits_for_the_receipts_of_lent_calls() -> None:
         try:
             _wait_for(lambda: transport.waiting() == 2)
         finally:
-            timer = threading.Timer(0.3, transport.release)
+            timer = threading.Timer(0.3, transport.deliver)
         timer.start()
         running.stop()  # returns once the calls in flight are done: after their receipts
         assert transport.waiting() == 0
