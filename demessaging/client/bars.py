@@ -44,19 +44,7 @@ def wanted(setting: str) -> bool:
         return False
     if setting == "on":
         return True
-    return _in_notebook() or _terminal()
-
-
-_seen: tuple[object, bool] = (None, False)  # the last stderr asked, and whether a terminal
-
-
-def _terminal() -> bool:
-    """Whether ``sys.stderr`` is a terminal (asked once per stream: a call costs no syscall)."""
-    global _seen
-    stream = sys.stderr
-    if _seen[0] is not stream:
-        _seen = (stream, bool(getattr(stream, "isatty", lambda: False)()))
-    return _seen[1]
+    return _in_notebook() or bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def _in_notebook() -> bool:

@@ -21,7 +21,7 @@ import atexit
 import contextlib
 import dataclasses
 import logging
-import os
+import secrets
 import threading
 import time
 import uuid
@@ -143,7 +143,6 @@ class Connection:
         self._uploads: Uploads | None = None
         #: The latest request contexts (see :data:`CONTEXTS`).
         self._used = Recent(USED_CONTEXTS)
-        self._entropy, self._entropy_at = b"", 0  # random bytes for contexts, and where next
         #: What is left to do after failed uploads; finished before closing.
         self._cleanups: set[asyncio.Future[None]] = set()
 
@@ -288,25 +287,11 @@ class Connection:
 
     def _new_context(self) -> str:
         """The context of a new call: random, and none of the latest :data:`USED_CONTEXTS`."""
-        context = str(self._draw() + 1)
+        context = str(secrets.randbelow(CONTEXTS) + 1)
         while context in self._used or context in self._pending:
-            context = str(self._draw() + 1)
+            context = str(secrets.randbelow(CONTEXTS) + 1)
         self._used.add(context)
         return context
-
-    def _draw(self) -> int:
-        """A number below :data:`CONTEXTS`, from the system's random source.
-
-        Its bytes are read 4 KiB at a time: one system call per 1,024 draws rather than one each.
-        """
-        while True:
-            if self._entropy_at >= len(self._entropy):
-                self._entropy, self._entropy_at = os.urandom(4096), 0
-            at = self._entropy_at
-            self._entropy_at += 4
-            number = int.from_bytes(self._entropy[at : at + 4], "big") & CONTEXTS
-            if number < CONTEXTS:  # (2**31 - 1 itself is drawn again: no bias)
-                return number
 
     async def _send_control(self, context: str, received: int | None = None) -> None:
         assert self._transport is not None

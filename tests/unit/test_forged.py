@@ -18,6 +18,7 @@ from demessaging.backend import ListenerThread
 from demessaging.backend.listener import Listener
 from demessaging.backend.recent import DIGESTED, repeat_key
 from demessaging.client import Client
+from demessaging.client import connection as connection_module
 from demessaging.client.connection import CONTEXTS, USED_CONTEXTS
 from demessaging.message import Message, MessageType, Prop
 from demessaging.protocol.control import make_control
@@ -160,8 +161,8 @@ def test_a_client_draws_none_of_its_latest_contexts_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     draws = iter([4, 4, 9, 4, 9, 9, 1, *range(100, 100 + 2 * USED_CONTEXTS)])
+    monkeypatch.setattr(connection_module.secrets, "randbelow", lambda _: next(draws))
     with Client("climate", transport=MemoryTransport(MemoryBroker())) as c:
-        monkeypatch.setattr(c._connection, "_draw", lambda: next(draws))
         made = [c._connection._new_context() for _ in range(3)]
         assert made == ["5", "10", "2"]
         for _ in range(USED_CONTEXTS + 5):
@@ -180,13 +181,3 @@ def test_a_forged_cancel_for_a_context_to_come_does_not_stop_a_call(
         time.sleep(0.2)  # the backend has heard them
         for _ in range(20):
             assert c.call({"func_name": "total", "values": [1, 2]}, timeout=5) == 3.0
-
-
-def test_a_context_is_drawn_without_bias_from_the_systems_random_bytes() -> None:
-    with Client("climate", transport=MemoryTransport(MemoryBroker())) as c:
-        connection = c._connection
-        # 2**31 - 1 itself (all 31 bits set) is drawn again rather than folded onto another
-        connection._entropy, connection._entropy_at = b"\xff\xff\xff\xff\x00\x00\x00\x07", 0
-        assert connection._draw() == 7
-        assert connection._draw() < CONTEXTS  # the bytes ran out: more are read
-        assert len(connection._entropy) == 4096
