@@ -2,8 +2,10 @@
 
 Where a subscription can be received from threads (Apache Pulsar and pulsar-lite, see
 :attr:`~demessaging.transport.base.Subscription.blocking`), a listener's workers do not wait
-for its event loop to hand them requests. Each worker takes a slot (:class:`~.slots.Slots`),
-receives the next message with the transport's blocking receive, and if it is a *plain call*
+for its event loop to hand them requests. Each worker receives the next message with the
+transport's blocking receive, takes a worker slot (:class:`~.slots.Slots`: a worker idle in
+its receive holds none, so a request gathered in pieces on the loop finds one at once), and
+if it is a *plain call*
 (a whole request, not a query, a stream, a repeat or a control message, before its deadline)
 runs it, sends the reply and goes on; the request is acknowledged from the broker's receipt.
 A plain call so never passes through the event loop: under load, the loop's turns and the
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["POLL", "Receivers", "Served"]
 
 log = logging.getLogger("demessaging.backend")
-#: Seconds a worker waits for a slot or a message before it looks whether to stop.
+#: Seconds a worker waits for a message before it looks whether to stop.
 POLL = 0.2
 #: Seconds stopping waits at most for the receipts of replies sent (a producer's send timeout
 #: is 30 s by default).
@@ -167,16 +169,9 @@ class Receivers:
         error: BaseException | None = None
         try:
             while not self._stopping.is_set():
-                if not self._slots.take(POLL):
-                    continue
-                try:
-                    message = self._subscription.receive_within(POLL)
-                except BaseException:
-                    self._slots.release()
-                    raise
-                if message is None:
-                    self._slots.release()
-                else:
+                message = self._subscription.receive_within(POLL)
+                if message is not None:  # a slot comes as soon as a call ends: wait for it
+                    self._slots.take(None)
                     self._serve(message)
         except BaseException as exc:  # receiving failed: the listener stops, with this error
             error = exc

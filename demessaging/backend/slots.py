@@ -1,8 +1,8 @@
 """Worker slots shared by threads and by tasks of an event loop.
 
 Where a listener's worker threads receive requests themselves (:mod:`.receivers`), a slot is
-taken by a thread before it receives, and by a task on the loop when a request gathered in
-pieces is ready to run. Both wait in one line, first come first served.
+taken by a thread once it has received a request, and by a task on the loop when a request
+gathered in pieces is ready to run. Both wait in one line, first come first served.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ class Slots:
         self._lock = threading.Lock()
         self._waiting: deque[threading.Event | asyncio.Future[None]] = deque()
 
-    def take(self, timeout: float) -> bool:
-        """Take a slot, waiting ``timeout`` seconds at most (from a thread); whether it did."""
+    def take(self, timeout: float | None) -> bool:
+        """Take a slot, waiting ``timeout`` seconds at most (from a thread); whether it did.
+
+        With ``timeout`` None it waits until a slot is given back.
+        """
         with self._lock:
             if self._free and not self._waiting:
                 self._free -= 1
