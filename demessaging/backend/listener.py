@@ -197,6 +197,7 @@ class Listener:
     async def serve(self) -> None:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
         self._stopping = asyncio.Event()
+        self._uploads.stopped = False
         subscription = await self.transport.subscribe(
             self.topic,
             self.subscription,
@@ -239,6 +240,8 @@ class Listener:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await receiver
             if receivers is not None:  # their calls end, and their replies' receipts come
+                receivers.stop()
+                self._uploads.drop()
                 await receivers.drain()
             dropped = self._uploads.drop()  # their requests come again, here or elsewhere
             if in_flight:

@@ -170,9 +170,14 @@ class Receivers:
         try:
             while not self._stopping.is_set():
                 message = self._subscription.receive_within(POLL)
-                if message is not None:  # a slot comes as soon as a call ends: wait for it
-                    self._slots.take(None)
+                if message is None:
+                    continue
+                self._slots.take(None)  # a slot comes as soon as a call ends: wait for it
+                try:
                     self._serve(message)
+                except Exception:  # a bug of ours, before the slot went anywhere
+                    log.exception("a worker failed on message %s", message.message_id)
+                    self._post(functools.partial(self._hand_over, message))
         except BaseException as exc:  # receiving failed: the listener stops, with this error
             error = exc
             self._stopping.set()
@@ -180,7 +185,11 @@ class Receivers:
             self._post(functools.partial(self._ended, error))
 
     def _serve(self, message: Message) -> None:
-        """Serve ``message`` holding a slot; the slot is given back, or handed over with it."""
+        """Serve ``message`` holding a slot; the slot is given back, or handed over with it.
+
+        Giving the slot away is the last thing done on each path: if this raises, the slot
+        and the message are still the worker's.
+        """
         try:
             plain = self._plain(message)
         except Exception:  # a bug of ours: the loop handles it, and answers with the error
@@ -261,7 +270,10 @@ class Receivers:
                 started = False
             if started:  # beyond the receipts a worker may await, it waits with its slot
                 with self._receipts:
-                    self._receipts.wait_for(lambda: self._awaited <= self._limit)
+                    if not self._receipts.wait_for(
+                        lambda: self._awaited <= self._limit, RECEIPTS_TIMEOUT
+                    ):
+                        log.warning("%d reply receipts are overdue", self._awaited)
                 self._slots.release()
                 return
             self._received()

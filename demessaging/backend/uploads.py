@@ -162,6 +162,8 @@ class Uploads:
         self.timeout = timeout
         self.uploads = uploads
         self._held: set[asyncio.Task[object]] = set()
+        #: Set by :meth:`drop`: heads that come after go back to the broker at once.
+        self.stopped = False
 
     @property
     def held(self) -> int:
@@ -184,6 +186,10 @@ class Uploads:
         """
         task = asyncio.current_task()
         assert task is not None
+        if self.stopped:  # a head taken as the listener stops: it goes back to the broker
+            hold.free.release()
+            hold.working = False
+            raise asyncio.CancelledError
         try:  # refused with the worker slot: refusing a flood of heads takes a bounded effort
             if len(self._held) >= self.uploads:
                 raise ProtocolError(
@@ -231,7 +237,11 @@ class Uploads:
         hold.working, hold.reserved = False, 0
 
     def drop(self) -> int:
-        """Cancel every upload not running yet (the listener stops); returns how many."""
+        """Cancel every upload not running yet (the listener stops); returns how many.
+
+        Heads that come after are not gathered (until ``stopped`` is cleared).
+        """
+        self.stopped = True
         for task in self._held:
             task.cancel()
         return len(self._held)

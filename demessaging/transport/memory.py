@@ -25,6 +25,9 @@ from .base import Subscription, Transport
 
 __all__ = ["MemoryBroker", "MemoryTransport"]
 
+#: Seconds past its timeout a thread's receive waits for a consumer's event loop that is busy.
+STUCK = 5.0
+
 
 class _Consumer:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -162,15 +165,32 @@ class _MemorySubscription(Subscription):
     def receive_within(self, timeout: float) -> Message | None:
         if not self.blocking:
             return super().receive_within(timeout)
-        waiting = asyncio.wait_for(self.receive(), timeout)
+        lock = threading.Lock()
+        taken = gone = False
+
+        async def take() -> Message | None:  # on the consumer's loop
+            nonlocal taken
+            try:
+                message = await asyncio.wait_for(self.receive(), timeout)
+            except asyncio.TimeoutError:
+                return None
+            with lock:
+                if gone:  # the thread stopped waiting: the message is for the next receive
+                    self._consumer.queue.put_nowait(message)
+                    return None
+                taken = True
+            return message
+
         try:
-            taken = asyncio.run_coroutine_threadsafe(waiting, self._consumer.loop)
-            return taken.result(timeout + 5.0)  # bounded, should the loop stop
-        except (TimeoutError, concurrent.futures.TimeoutError):
-            return None
+            future = asyncio.run_coroutine_threadsafe(take(), self._consumer.loop)
         except RuntimeError as exc:  # the consumer's loop is closed
-            waiting.close()
             raise TransportError(f"subscription {self._name!r} is gone: {exc}") from exc
+        try:
+            return future.result(timeout + STUCK)  # bounded, should the loop be stuck
+        except concurrent.futures.TimeoutError:
+            with lock:
+                gone = not taken
+            return None if gone else future.result()  # taken: on its way
 
     @override
     async def ack(self, message: Message) -> None:

@@ -154,7 +154,7 @@ class _PulsarSubscription(Subscription):
         raw = self._received.pop(message.message_id or "", None)
         if raw is not None:
             self._consumer._consumer.acknowledge_async(raw, _ignore)
-        return True
+        return raw is not None  # not if closed meanwhile: it comes again
 
     @override
     async def nack(self, message: Message) -> None:

@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 
+from demessaging.backend import ListenerThread
 from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
+from demessaging.backend.receivers import Receivers
 from demessaging.client import Client
 from demessaging.errors import TransportError
 from demessaging.message import Message
+from demessaging.transport import memory
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
 
 CLIMATE = Path(__file__).resolve().parents[2] / "examples" / "climate.py"
@@ -122,3 +125,48 @@ def test_a_worker_that_cannot_receive_stops_the_listener_with_the_error() -> Non
     with pytest.raises(TransportError, match="the broker is gone"):
         asyncio.run(asyncio.wait_for(listener.serve(), 10))
     assert not listener.ready.is_set()
+
+
+def test_a_thread_that_stops_waiting_on_a_busy_loop_loses_no_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(memory, "STUCK", 0.05)
+    broker = MemoryBroker()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        transport = MemoryTransport(broker)
+        sub = asyncio.run_coroutine_threadsafe(transport.subscribe("busy", "s"), loop).result(5)
+        loop.call_soon_threadsafe(time.sleep, 0.5)  # the loop is busy past the thread's wait
+        broker.publish("busy", Message(payload=b"kept"))
+        assert sub.receive_within(0.05) is None  # given up: the message must stay for later
+        received = sub.receive_within(2.0)
+        assert received is not None
+        assert received.payload == b"kept"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+def test_a_worker_that_fails_on_a_message_hands_it_to_the_loop_and_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    serve = Receivers._serve
+    failures = [RuntimeError("a bug")]
+
+    def failing_once(self: Receivers, message: Message) -> None:
+        if failures and b"total" in bytes(message.payload):
+            raise failures.pop()
+        serve(self, message)
+
+    monkeypatch.setattr(Receivers, "_serve", failing_once)
+    broker = MemoryBroker()
+    listener = Listener(Dispatcher.from_module(CLIMATE), MemoryTransport(broker), "buggy")
+    with ListenerThread(listener), Client("buggy", transport=MemoryTransport(broker)) as client:
+        assert client.call(CALL) == 3.0  # the loop answered it
+        assert not failures
+        assert client.call(CALL) == 3.0  # and the workers go on
+    assert "a worker failed on message" in caplog.text
+    assert broker.backlog("buggy", listener.subscription) == 0
