@@ -1,4 +1,4 @@
-"""What a backend whose worker threads receive and reply themselves would cost per call.
+"""``demessaging listen`` against a bare backend of worker threads that receive and reply.
 
 ``python -m benchmarks.threaded [--broker pulsar-lite] [--bursts 5] [--rounds 2]`` measures, in
 the same run and alternating, the CPU time per call of each process (as :mod:`benchmarks.cpu`)
@@ -10,10 +10,11 @@ during bursts of 1,000 concurrent ``noop()`` calls from the same client to:
   parse it, run it through demessaging's dispatcher, log the call's line, and send the reply
   with ``send_async``, acknowledging the request from the receipt; no event loop.
 
-The sketch is not a backend: it leaves out what needs the event loop in ``listen`` (requests in
-pieces, cancellation, progress, streams, repeats, deadlines, tracing, metrics, dead letters,
-stopping gracefully). It measures what the event loop and the hand-overs around it cost a
-plain call (docs/benchmarks.md, "Third round").
+The sketch is not a backend: it leaves out requests in pieces, cancellation, progress, streams,
+repeats, deadlines, tracing, metrics, dead letters and stopping gracefully. It first measured
+what the event loop and the hand-overs around it cost a plain call (docs/benchmarks.md, "Third
+round"); ``listen`` has since served plain calls the same way (:mod:`demessaging.backend.
+receivers`, "Fourth round"), and the two now show what the rest of ``listen`` costs.
 """
 
 from __future__ import annotations
