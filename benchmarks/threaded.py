@@ -13,8 +13,9 @@ during bursts of 1,000 concurrent ``noop()`` calls from the same client to:
 The sketch is not a backend: it leaves out requests in pieces, cancellation, progress, streams,
 repeats, deadlines, tracing, metrics, dead letters and stopping gracefully. It first measured
 what the event loop and the hand-overs around it cost a plain call (docs/benchmarks.md, "Third
-round"); ``listen`` has since served plain calls the same way (:mod:`demessaging.backend.
-receivers`, "Fourth round"), and the two now show what the rest of ``listen`` costs.
+round"); ``listen`` has since served plain calls the same way
+(:mod:`demessaging.backend.receivers`, "Fourth round"), and the two now show what the rest of
+``listen`` costs.
 """
 
 from __future__ import annotations
