@@ -218,16 +218,14 @@ class Listener:
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
 
+        # each handling gives the worker slot back when done, or while it gathers pieces
+        free = Slots(self.workers) if subscription.blocking else asyncio.Semaphore(self.workers)
+        handle = functools.partial(self._handle, subscription, pool=pool, free=free)
         receivers = None
-        free: asyncio.Semaphore | Slots
-        if subscription.blocking:  # the workers receive, and serve plain calls themselves
-            free = Slots(self.workers)
-            handle = functools.partial(self._handle, subscription, pool=pool, free=free)
+        if isinstance(free, Slots):  # the workers receive, and serve plain calls themselves
             receivers = Receivers(self, subscription, free, lambda m: start(handle(m)), start)
             receiver: asyncio.Future[None] = receivers.failed
-        else:  # each task gives the worker slot back when done, or while it gathers pieces
-            free = asyncio.Semaphore(self.workers)
-            handle = functools.partial(self._handle, subscription, pool=pool, free=free)
+        else:
             receiver = asyncio.ensure_future(take(subscription, free, handle, start))
         stop: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
         try:

@@ -190,11 +190,7 @@ class Receivers:
         Giving the slot away is the last thing done on each path: if this raises, the slot
         and the message are still the worker's.
         """
-        try:
-            plain = self._plain(message)
-        except Exception:  # a bug of ours: the loop handles it, and answers with the error
-            log.exception("failed to read message %s", message.message_id)
-            plain = None
+        plain = self._plain(message)
         listener = self._listener
         cancellations = listener._cancellations
         control = None if plain is None else cancellations.start(plain[0].key)
@@ -257,46 +253,34 @@ class Receivers:
 
     def _send(self, message: Message, key: str, reply: tuple[str, Message]) -> None:
         """Send ``reply`` to ``message`` from here if the transport can; else from the loop."""
-        transport = self._listener.transport
-        limit = transport.max_message_size
-        if limit is None or len(reply[1].payload) <= limit:  # else in pieces, from the loop
+        with self._receipts:
+            self._awaited += 1
+        ack = functools.partial(self._subscription.ack_soon, message)
+        receipt = functools.partial(self._receipt, message, key, reply)
+        if self._listener.replies.send_soon(reply, ack, receipt):
+            # beyond the receipts a worker may await, it waits with its slot
             with self._receipts:
-                self._awaited += 1
-            receipt = functools.partial(self._receipt, message, key, reply)
-            try:
-                started = transport.publish_soon(*reply, receipt)
-            except Exception:  # the loop sends it
-                log.debug("sending a reply from a worker failed", exc_info=True)
-                started = False
-            if started:  # beyond the receipts a worker may await, it waits with its slot
-                with self._receipts:
-                    if not self._receipts.wait_for(
-                        lambda: self._awaited <= self._limit, RECEIPTS_TIMEOUT
-                    ):
-                        log.warning("%d reply receipts are overdue", self._awaited)
-                self._slots.release()
-                return
-            self._received()
+                if not self._receipts.wait_for(
+                    lambda: self._awaited <= self._limit, RECEIPTS_TIMEOUT
+                ):
+                    log.warning("%d reply receipts are overdue", self._awaited)
+            self._slots.release()
+            return
+        self._received()
         self._conclude(message, key, reply, sent=False, then=self._slots.release)
 
     # -- on the transport's thread -----------------------------------------------------------
 
     def _receipt(
-        self, message: Message, key: str, reply: tuple[str, Message], error: BaseException | None
+        self, message: Message, key: str, reply: tuple[str, Message], sent: bool, acked: bool
     ) -> None:
-        """The broker has the reply to ``message`` (or refused it: ``error``)."""
-        acked = False
-        if error is None:
-            try:
-                acked = self._subscription.ack_soon(message)
-            except Exception:  # the loop acknowledges
-                log.debug("acknowledging from the send receipt failed", exc_info=True)
+        """The broker has the reply to ``message`` (unless not ``sent``), acknowledged or not."""
         if acked:
             self._listener._answered.add(key)
             self._listener.count()
             self._received()
         else:
-            self._conclude(message, key, reply, sent=error is None, then=self._received)
+            self._conclude(message, key, reply, sent=sent, then=self._received)
 
     def _received(self) -> None:
         with self._receipts:

@@ -102,26 +102,46 @@ class Replies:
             bridge.settle(finished, error=exc)
             return
 
+        def done(sent: bool, acked: bool) -> None:  # on the transport's thread
+            bridge.settle(finished, (reply, sent, acked))
+
+        started = self.send_soon(reply, ack, done)
+        if not started:
+            bridge.settle(finished, (reply, False, False))
+        elif handed is not None:
+            bridge.settle(handed, None)
+
+    def send_soon(
+        self,
+        reply: tuple[str, Message],
+        ack: Callable[[], bool],
+        done: Callable[[bool, bool], None],
+    ) -> bool:
+        """From a worker: start sending ``reply``, if one message and this thread can do it.
+
+        Once the broker has the reply, ``ack()`` acknowledges its request; then
+        ``done(sent, acked)`` says, from the transport's thread, whether the broker took the
+        reply and whether the request is acknowledged. False if nothing was started (then
+        neither is called): the loop sends the reply, in pieces if it needs them.
+        """
+        limit = self.transport.max_message_size
+        if limit is not None and len(reply[1].payload) > limit:
+            return False
+
         def sent(error: BaseException | None) -> None:  # on the transport's thread
             acked = False
             if error is None:
                 try:
                     acked = ack()
-                except Exception:  # the caller acknowledges
+                except Exception:  # the loop acknowledges
                     log.debug("acknowledging from the send receipt failed", exc_info=True)
-            bridge.settle(finished, (reply, error is None, acked))
+            done(error is None, acked)
 
-        limit = self.transport.max_message_size
-        started = False
-        if limit is None or len(reply[1].payload) <= limit:  # else in pieces, from the loop
-            try:
-                started = self.transport.publish_soon(*reply, sent)
-            except Exception:  # the caller sends it
-                log.debug("sending a reply from a worker failed", exc_info=True)
-        if not started:
-            bridge.settle(finished, (reply, False, False))
-        elif handed is not None:
-            bridge.settle(handed, None)
+        try:
+            return self.transport.publish_soon(*reply, sent)
+        except Exception:  # the loop sends it
+            log.debug("sending a reply from a worker failed", exc_info=True)
+            return False
 
     def reply_of(
         self, request: Request, fingerprints: Mapping[str, str], outcome: Outcome

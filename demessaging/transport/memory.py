@@ -194,8 +194,7 @@ class _MemorySubscription(Subscription):
 
     @override
     async def ack(self, message: Message) -> None:
-        assert message.message_id is not None
-        self._broker.settle(self._topic, self._name, self._consumer, message.message_id, False)
+        self.ack_soon(message)
 
     @override
     def ack_soon(self, message: Message) -> bool:
