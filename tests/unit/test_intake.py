@@ -5,9 +5,10 @@ plain call costs the loop nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ class _SendsFromThreads(MemoryTransport):
         return True
 
 
-def _serving(listener: Listener, created: list[str]) -> tuple[threading.Thread, list[Any]]:
-    """Serve ``listener`` in a thread whose loop notes each task it makes in ``created``."""
+@contextlib.contextmanager
+def _serving(listener: Listener) -> Iterator[list[str]]:
+    """Serve ``listener`` in a thread whose loop notes each task it makes; stop it after."""
+    created: list[str] = []
     loops: list[asyncio.AbstractEventLoop] = []
 
     def counting(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
@@ -53,28 +56,29 @@ def _serving(listener: Listener, created: list[str]) -> tuple[threading.Thread, 
 
     thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     thread.start()
-    return thread, loops
+    try:
+        assert listener.ready.wait(10)
+        yield created
+    finally:
+        if loops:
+            loops[0].call_soon_threadsafe(listener.stop)
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 def test_a_request_costs_the_listener_one_task() -> None:
     broker = MemoryBroker()
     transport = MemoryTransport(broker, blocking=False)  # the loop receives
     listener = Listener(Dispatcher.from_module(CLIMATE), transport, "tasks")
-    created: list[str] = []
-    thread, loops = _serving(listener, created)
-    try:
-        assert listener.ready.wait(10)
-        with Client("tasks", transport=MemoryTransport(broker)) as client:
-            assert client.call(CALL) == 3.0  # the first call also pings
-            before = len(created)
-            for _ in range(10):
-                assert client.call(CALL) == 3.0
-            made = created[before:]
-    finally:
-        if loops:
-            loops[0].call_soon_threadsafe(listener.stop)
-        thread.join(10)
-    assert not thread.is_alive()
+    with (
+        _serving(listener) as created,
+        Client("tasks", transport=MemoryTransport(broker)) as client,
+    ):
+        assert client.call(CALL) == 3.0  # the first call also pings
+        before = len(created)
+        for _ in range(10):
+            assert client.call(CALL) == 3.0
+        made = created[before:]
     assert len(made) == 10, made
     assert all(name.endswith("_handle") for name in made), made
 
@@ -82,25 +86,19 @@ def test_a_request_costs_the_listener_one_task() -> None:
 def test_where_the_workers_receive_a_plain_call_costs_the_loop_no_task() -> None:
     broker = MemoryBroker()
     listener = Listener(Dispatcher.from_module(CLIMATE), _SendsFromThreads(broker), "direct")
-    created: list[str] = []
-    thread, loops = _serving(listener, created)
-    try:
-        assert listener.ready.wait(10)
-        with Client("direct", transport=MemoryTransport(broker)) as client:
-            assert client.call(CALL) == 3.0  # the first call also pings: the loop answers that
-            before = len(created)
-            for _ in range(10):
-                assert client.call(CALL) == 3.0
-            deadline = time.monotonic() + 10  # counted after the reply, from its receipt
-            while listener.handled < 12 and time.monotonic() < deadline:  # ping, 1 call, 10
-                time.sleep(0.01)
-            assert listener.handled == 12
-            made = created[before:]
-    finally:
-        if loops:
-            loops[0].call_soon_threadsafe(listener.stop)
-        thread.join(10)
-    assert not thread.is_alive()
+    with (
+        _serving(listener) as created,
+        Client("direct", transport=MemoryTransport(broker)) as client,
+    ):
+        assert client.call(CALL) == 3.0  # the first call also pings: the loop answers that
+        before = len(created)
+        for _ in range(10):
+            assert client.call(CALL) == 3.0
+        deadline = time.monotonic() + 10  # counted after the reply, from its receipt
+        while listener.handled < 12 and time.monotonic() < deadline:  # ping, 1 call, 10
+            time.sleep(0.01)
+        assert listener.handled == 12
+        made = created[before:]
     # the memory broker's blocking receive waits on its loop; nothing else runs there
     handling = [name for name in made if "MemorySubscription.receive" not in name]
     assert not [name for name in handling if name != "wait_for"], made
