@@ -2,31 +2,28 @@
 
 Each client listens on a response topic of its own (``<topic>_<8 random letters>``, as DASF
 clients do, or a random full name in its reply namespace: ``protocol.topics.reply_topic``). A
-reader task routes every reply arriving there to its call by ``requestContext``: it puts
-replies in pieces together, hands progress messages to the call's ``on_progress`` and stream
-items to the stream. Each message is parsed once
-(:func:`~demessaging.protocol.replies.parse_reply`); one that is not a reply, or is malformed,
-is dropped alone (logged), and no message stops the reader. A call that is given up on
-(cancelled, Ctrl-C, its deadline) tells the backend with a ``cancel`` message; a stream tells
-it, with ``more``, how many items its caller took.
+reader task on the loop of the connection's :class:`~.portal.Portal` hands every reply arriving
+there to its call (:class:`~.calls.Calls`); no message stops the reader. A call that is given
+up on (cancelled, Ctrl-C, its deadline) tells the backend with a ``cancel`` message; a stream
+tells it, with ``more``, how many items its caller took.
 
-Everything here runs on the loop of the connection's :class:`~.portal.Portal`; the public
-coroutines of :class:`Connection` can be awaited from any event loop.
+The public coroutines of :class:`Connection` can be awaited from any event loop. A call made on
+another loop than the portal's, once connected, goes from the caller's thread where the
+transport sends from any thread (``publish_soon``) and the request fits in one message, and its
+reply comes to the caller's loop: the portal's loop does not take part. Connecting, requests in
+pieces, streams and control messages run on the portal's loop.
 """
-
 from __future__ import annotations
 
 import asyncio
 import atexit
 import contextlib
-import dataclasses
 import logging
-import secrets
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 from ..config import ENV_PREFIX, Settings
@@ -37,19 +34,17 @@ from ..errors import (
     ConfigurationError,
     DemessagingError,
     PayloadTooLargeError,
-    ProtocolError,
     TransportError,
 )
-from ..message import JSON, Message, MessageType, Prop, Status
+from ..message import JSON, Message, MessageType
 from ..protocol.control import control_topic, make_control
-from ..protocol.fragments import PIECE_PREFETCH, Reassembler
+from ..protocol.fragments import PIECE_PREFETCH, Outgoing, whole
 from ..protocol.outgoing import Payload, make_request
 from ..protocol.pieces import Uploads
-from ..protocol.recent import Recent
-from ..protocol.replies import Reply, parse_reply
+from ..protocol.replies import Reply
 from ..transport import bridge
 from ..transport.base import Subscription, Transport
-from .bars import Progress
+from .calls import CONTEXTS, USED_CONTEXTS, Calls, Extras, Sent, UnsentError
 from .deadline import bounded, within
 from .portal import Portal
 
@@ -70,26 +65,7 @@ CLEANUP_TIMEOUT = 10.0
 CANCEL_TIMEOUT = 5.0
 #: Seconds closing a client takes at most, whatever the broker does (gone, frozen).
 CLOSE_TIMEOUT = 5.0
-#: Request contexts are drawn at random from 1 to this, anew for each call: digits, as
-#: dasf-broker-django stores them in an integer column (of 32 bits on PostgreSQL), and not to
-#: be guessed by others on the broker, who could otherwise cancel calls before they are made.
-CONTEXTS = 2**31 - 1
-#: How many of its latest contexts a client does not draw again (a backend remembers as many
-#: requests it answered, by context among others, to spot their repeats).
-USED_CONTEXTS = 10_000
 T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True)
-class Extras:
-    """What a call may add to its request and reply handling."""
-
-    on_progress: Callable[[Progress], None] | None = None
-    fingerprint: str | None = None
-    window: int | None = None  # a stream: this many items on their way at most
-    on_item: Callable[[Message], None] | None = None
-    reads_pieces: Callable[[], Awaitable[bool]] | None = None  # asked of a large request
-    headers: Mapping[str, str] | None = None  # more properties (the trace context)
 
 
 class Connection:
@@ -134,15 +110,11 @@ class Connection:
         self._portal_lock = threading.Lock()
         self._subscription: Subscription | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._pending: dict[str, asyncio.Future[Reply]] = {}
-        self._watchers: dict[str, Callable[[Progress], None]] = {}
-        self._streams: dict[str, Callable[[Message], None]] = {}
-        self._reassembler = Reassembler(max_payload)
+        #: The calls waiting for replies (from any thread), and the routing of replies.
+        self._calls = Calls(response_topic, max_payload)
         self._connecting: asyncio.Lock | None = None
         #: Sends requests, in pieces where needed; made with the transport.
         self._uploads: Uploads | None = None
-        #: The latest request contexts (see :data:`CONTEXTS`).
-        self._used = Recent(USED_CONTEXTS)
         #: What is left to do after failed uploads; finished before closing.
         self._cleanups: set[asyncio.Future[None]] = set()
 
@@ -187,10 +159,16 @@ class Connection:
         CallTimeoutError
             If no reply arrives in time.
         """
-        exchange = self._exchange(
-            kind, payload, timeout, member, content_type, deadline=deadline, extras=extras
-        )
-        return await self._on_portal(exchange)
+        extras = extras or Extras()
+        limit = timeout if timeout is not None else self.settings.timeout
+        expires = time.time() + limit  # travels with the request: late work is not started
+        sent = Sent()
+        waiting = self._send_and_wait(kind, payload, content_type, sent, expires, extras)
+        try:
+            return await within(waiting, None if extras.window else limit)
+        except asyncio.TimeoutError:
+            broker = "" if sent.done else self.settings.broker_url
+            raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
 
     async def send_control(self, context: str, received: int | None = None) -> None:
         """Send ``cancel`` (or, with ``received``, ``more``) about a call to its backend."""
@@ -211,39 +189,106 @@ class Connection:
             # the rest of the budget, and a little more: the loop must stop, not linger
             portal.close(max(0.5, deadline - time.monotonic()))
 
-    # -- on the portal's loop ----------------------------------------------------------------
-
-    async def _exchange(
-        self,
-        kind: MessageType,
-        payload: Payload,
-        timeout: float | None,
-        member: str,
-        content_type: str,
-        *,
-        deadline: float | None,
-        extras: Extras | None,
-    ) -> Reply:
-        extras = extras or Extras()
-        limit = timeout if timeout is not None else self.settings.timeout
-        sent = asyncio.Event()
-        expires = time.time() + limit  # travels with the request: late work is not started
-        waiting = self._send_and_wait(kind, payload, content_type, sent, expires, extras)
-        try:
-            return await within(waiting, None if extras.window else limit)
-        except asyncio.TimeoutError:
-            broker = "" if sent.is_set() else self.settings.broker_url
-            raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
+    # -- on the caller's loop or the portal's ------------------------------------------------
 
     async def _send_and_wait(
         self,
         kind: MessageType,
         payload: Payload,
         content_type: str,
-        sent: asyncio.Event,
+        sent: Sent,
         expires: float,
         extras: Extras,
     ) -> Reply:
+        """The call, from the caller's loop where it can be (:meth:`_direct`)."""
+        portal = self.portal()
+        transport = self._transport
+        if (
+            asyncio.get_running_loop() is not portal.loop
+            and transport is not None
+            and self._reader is not None
+            and not self._reader.done()
+            and extras.window is None
+            and len(payload) <= min(self.max_payload, transport.max_message_size or len(payload))
+        ):
+            args = (kind, payload, content_type, sent, expires, extras)
+            reply = await self._direct(transport, *args)
+            if reply is not None:
+                return reply
+        args = (kind, payload, content_type, sent, expires, extras)
+        return await self._on_portal(self._send_and_wait_here(*args))
+
+    async def _direct(
+        self,
+        transport: Transport,
+        kind: MessageType,
+        payload: Payload,
+        content_type: str,
+        sent: Sent,
+        expires: float,
+        extras: Extras,
+    ) -> Reply | None:
+        """Send a request from the caller's thread and wait for its reply on the caller's loop.
+
+        The portal's loop is not woken for the call: the transport sends from any thread
+        (``publish_soon``), and the reader hands the reply to this loop. None if the transport
+        cannot send so now (nothing was sent).
+        """
+        opened = self._calls.open(extras)
+        if opened is None:  # the reader stopped: the portal's path connects again
+            return None
+        context, future = opened
+        try:
+            message = whole(self._request(kind, payload, content_type, context, expires, extras))
+            if not transport.publish_soon(self.topic, message, sent.receipt(future)):
+                return None
+            try:
+                return await future
+            except UnsentError:  # refused from this thread (a producer gone): once more, from the
+                future = self._calls.again(context)  # portal, which makes a new producer
+                await self._on_portal(transport.publish(self.topic, message))
+                sent.done = True
+                return await future
+            except asyncio.CancelledError:  # cancelled, Ctrl-C or the deadline: tell the backend
+                if kind is MessageType.REQUEST:
+                    self._cancel_soon(context)
+                raise
+        finally:
+            self._calls.end(context)
+
+    def _request(
+        self,
+        kind: MessageType,
+        payload: Payload,
+        content_type: str,
+        context: str,
+        expires: float,
+        extras: Extras,
+    ) -> Message | Outgoing:
+        return make_request(
+            payload,
+            context=context,
+            response_topic=self.response_topic,
+            message_type=kind,
+            content_type=content_type,
+            deadline=expires,
+            fingerprint=extras.fingerprint,
+            window=extras.window,
+            extra=extras.headers,
+        )
+
+    # -- on the portal's loop ----------------------------------------------------------------
+
+    async def _send_and_wait_here(
+        self,
+        kind: MessageType,
+        payload: Payload,
+        content_type: str,
+        sent: Sent,
+        expires: float,
+        extras: Extras,
+    ) -> Reply:
+        """The call on the portal's loop: it connects, and sends in pieces where needed."""
         await self._connect()
         assert self._transport is not None
         if len(payload) > self.max_payload:
@@ -251,28 +296,15 @@ class Connection:
                 f"the request has {len(payload)} bytes, more than this client sends "
                 f"({self.max_payload} bytes; see max_payload)"
             )
-        context = self._new_context()
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._pending[context] = future
-        if extras.on_progress is not None:
-            self._watchers[context] = extras.on_progress
-        if extras.on_item is not None:
-            self._streams[context] = extras.on_item
+        opened = self._calls.open(extras)
+        if opened is None:  # the reader stopped since it was started
+            raise self._calls.broken or TransportError("the reply reader stopped")
+        context, future = opened
         try:
-            message = make_request(
-                payload,
-                context=context,
-                response_topic=self.response_topic,
-                message_type=kind,
-                content_type=content_type,
-                deadline=expires,
-                fingerprint=extras.fingerprint,
-                window=extras.window,
-                extra=extras.headers,
-            )
+            message = self._request(kind, payload, content_type, context, expires, extras)
             assert self._uploads is not None
             await self._uploads.publish(message, extras.reads_pieces)
-            sent.set()
+            sent.done = True
             try:
                 return await future
             except asyncio.CancelledError:  # cancelled, Ctrl-C or the deadline: tell the backend
@@ -280,18 +312,17 @@ class Connection:
                     self._later(self._send_control(context))
                 raise
         finally:
-            self._pending.pop(context, None)
-            self._watchers.pop(context, None)
-            self._streams.pop(context, None)
-            self._reassembler.discard(context)
+            self._calls.end(context)
 
-    def _new_context(self) -> str:
-        """The context of a new call: random, and none of the latest :data:`USED_CONTEXTS`."""
-        context = str(secrets.randbelow(CONTEXTS) + 1)
-        while context in self._used or context in self._pending:
-            context = str(secrets.randbelow(CONTEXTS) + 1)
-        self._used.add(context)
-        return context
+    def _cancel_soon(self, context: str) -> None:
+        """Tell the backend, from the portal's loop, that the call ``context`` is given up."""
+        portal, telling = self._portal, self._send_control(context)
+        try:
+            if portal is None:
+                raise RuntimeError("closed")
+            portal.loop.call_soon_threadsafe(self._later, telling)
+        except RuntimeError:  # the client is closed: the backend is not told
+            telling.close()
 
     async def _send_control(self, context: str, received: int | None = None) -> None:
         assert self._transport is not None
@@ -343,6 +374,7 @@ class Connection:
                 where = f"{self.settings.variable('reply_namespace')}, where the role may consume"
                 hint = f"; a partner's reply topic is made in its reply namespace ({where})"
                 raise type(exc)(f"{exc}{hint if 'uthoriz' in str(exc) else ''}") from None
+            self._calls.resume()
             self._reader = asyncio.ensure_future(self._read(self._subscription))
 
     def _unreachable(self, error: BrokerUnreachableError) -> BrokerUnreachableError:
@@ -356,7 +388,7 @@ class Connection:
             while True:
                 message = await subscription.receive()
                 try:
-                    self._route(message)
+                    self._calls.route(message)
                 except Exception:  # one message, however odd, never stops the reader
                     log.warning("dropping a reply that could not be handled", exc_info=True)
                 # after the caller has its reply: the acknowledgement is not on its path
@@ -365,50 +397,7 @@ class Connection:
         except Exception as exc:  # the next call reconnects; pending ones learn why
             log.warning("the reply reader stopped: %s", exc)
             error = exc if isinstance(exc, TransportError) else TransportError(str(exc))
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(error)
-
-    def _route(self, message: Message) -> None:
-        """Hand one message of the response topic to its call, or drop it (logged)."""
-        try:
-            reply = parse_reply(message)
-        except ProtocolError as exc:  # not a reply, or a malformed one: dropped alone
-            level = logging.DEBUG if Prop.RESPONSE_TOPIC in message.properties else logging.WARNING
-            log.log(level, "dropping a message on %s: %s", self.response_topic, exc)
-            return
-        future = self._pending.get(reply.context)
-        if future is None or future.done():
-            log.debug("dropping a reply for no pending call (context %r)", reply.context)
-        elif reply.kind is MessageType.PROGRESS:
-            self._tell(reply)
-        elif reply.kind is MessageType.LOG:
-            log.debug("ignoring a log message for call %s", reply.context)
-        else:
-            try:
-                whole = self._reassembler.add(reply.context, reply.message)
-            except ProtocolError as exc:  # well-formed pieces that do not fit: the call fails
-                future.set_exception(exc)
-                return
-            if whole is None:
-                return
-            on_item = self._streams.get(reply.context)
-            if reply.kind is not MessageType.ITEM:
-                future.set_result(reply.whole(whole))
-            elif on_item is not None:
-                on_item(whole)
-            else:
-                log.debug("dropping a stream item for call %s, not a stream", reply.context)
-
-    def _tell(self, reply: Reply) -> None:
-        """Hand a progress message to the call's ``on_progress``."""
-        watcher = self._watchers.get(reply.context)
-        if watcher is None:
-            return
-        try:
-            watcher(Progress(reply.status or Status.RUNNING.value, bytes(reply.payload)))
-        except Exception:  # the caller's bug: the call goes on
-            log.exception("on_progress raised")
+            self._calls.fail_all(error)
 
     async def _aclose(self, timeout: float) -> None:
         """Close everything within ``timeout`` seconds; each step has its share of them."""
@@ -426,6 +415,7 @@ class Connection:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        self._calls.fail_all(TransportError("the client was closed during the call"))
         if self._subscription is not None:
             await bounded(self._drop_subscription(), until(0.7), "the subscription")
         if self._transport is not None:  # cancelled at its deadline, it drops its connection

@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 
 from typing_extensions import override
@@ -223,7 +224,9 @@ class MemoryTransport(Transport):
     """A transport to a :class:`MemoryBroker` (by default the process-wide unnamed one).
 
     With ``blocking`` its subscriptions can be received from threads too
-    (:meth:`~demessaging.transport.base.Subscription.receive_within`), as Pulsar's can.
+    (:meth:`~demessaging.transport.base.Subscription.receive_within`), and it sends from any
+    thread (:meth:`~demessaging.transport.base.Transport.publish_soon`), as Pulsar's can; a
+    subclass that overrides :meth:`publish` sends everything through it.
     """
 
     def __init__(self, broker: MemoryBroker | None = None, *, blocking: bool = True) -> None:
@@ -236,6 +239,18 @@ class MemoryTransport(Transport):
         if not isinstance(message.payload, bytes):  # as a real broker: a copy, not the buffer
             message = dataclasses.replace(message, payload=bytes(message.payload))
         self.broker.publish(topic, message)
+
+    @override
+    def publish_soon(
+        self, topic: str, message: Message, done: Callable[[BaseException | None], None]
+    ) -> bool:
+        if not self.blocking or type(self).publish is not MemoryTransport.publish:
+            return False  # as a transport whose loop alone sends; all through a changed publish
+        if not isinstance(message.payload, bytes):
+            message = dataclasses.replace(message, payload=bytes(message.payload))
+        self.broker.publish(topic, message)
+        done(None)
+        return True
 
     @override
     async def subscribe(

@@ -103,6 +103,26 @@ class ProducerPool(Generic[P]):
             return None
         return entry.made.result()
 
+    def failed(self, topic: str, producer: P) -> None:
+        """A send through ``producer``, taken with :meth:`ready`, failed; from any thread.
+
+        The producer is retired, as a failed send in :meth:`use` retires it: the next use of
+        the topic makes a new one.
+        """
+        entry = self._entries.get(topic)
+        made = None if entry is None else entry.made
+        if entry is None or made is None or not made.done() or _failed(made):
+            return
+        if made.result() is producer:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: so is the pool
+                made.get_loop().call_soon_threadsafe(self._retire_idle, entry)
+
+    def _retire_idle(self, entry: _Entry[P]) -> None:
+        if not entry.retired:
+            self._retire(entry)
+            if not entry.users:
+                self._close_later(entry)
+
     async def prepare(self, topic: str) -> None:
         """Make the producer of ``topic`` ahead of need."""
         async with self.use(topic):

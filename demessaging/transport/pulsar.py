@@ -36,6 +36,7 @@ from ..message import Message
 from . import bridge, lite
 from .base import Subscription, Transport, TransportOptions
 from .producers import ProducerPool
+from .pulsar_setup import authentication, full_topic
 from .pulsar_setup import check as _check
 from .pulsar_setup import library_logger as _library_logger
 from .reach import check_reachable
@@ -52,6 +53,7 @@ _CONSUMER_CLOSE_TIMEOUT = 2.0
 #: Seconds left to pulsar-client's own closing thread after a client is closed.
 _CLOSE_GRACE = 0.1
 T = TypeVar("T")
+Done = Callable[[BaseException | None], None]
 #: What pulsar.Client takes (a client certificate next to a token came in later versions).
 _CLIENT_PARAMETERS = frozenset(inspect.signature(pulsar.Client.__init__).parameters)
 
@@ -61,25 +63,6 @@ DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 #: The size of the pieces of larger payloads: 1 MiB pieces were the fastest measured on
 #: pulsar-lite, and on Apache Pulsar as fast as larger ones.
 DEFAULT_PIECE_SIZE = 1024 * 1024
-
-
-def authentication(options: TransportOptions) -> Any:
-    """The pulsar-client authentication object of ``options``' credentials, or None."""
-    if options.token:
-        return pulsar.AuthenticationToken(options.token)
-    if options.oauth2:
-        return pulsar.AuthenticationOauth2(options.oauth2)
-    if options.tls_certificate:
-        return pulsar.AuthenticationTLS(options.tls_certificate, options.tls_key)
-    return None
-
-
-def full_topic(name: str, tenant: str, namespace: str, *, persistent: bool = True) -> str:
-    """``name`` as a full topic name; a full name is returned as it is."""
-    if "://" in name:
-        return name
-    kind = "persistent" if persistent else "non-persistent"
-    return f"{kind}://{tenant}/{namespace}/{name}"
 
 
 async def _guard(operation: Awaitable[T], what: str) -> T:
@@ -306,29 +289,21 @@ class PulsarTransport(Transport):
     @override
     async def publish(self, topic: str, message: Message) -> None:
         full = self.topic(topic)
-        builder = pulsar_lib.MessageBuilder()
-        builder.content(bytes(message.payload))
-        for key, value in message.properties.items():
-            builder.property(key, value)
         async with self._producers.use(full) as producer:
             sent = bridge.prepare()  # the receipt, without pulsar.asyncio's wake-up per message
-            producer._producer.send_async(builder.build(), functools.partial(_settle, sent))
+            producer._producer.send_async(_built(message), functools.partial(_settle, sent))
             await _guard(sent, f"publishing to {full}")
 
     @override
-    def publish_soon(
-        self, topic: str, message: Message, done: Callable[[BaseException | None], None]
-    ) -> bool:
-        # from a worker thread: the reply goes without a turn of the loop (pulsar-client's
-        # producers are thread-safe); only to a topic whose producer is made already
-        producer = self._producers.ready(self.topic(topic))
+    def publish_soon(self, topic: str, message: Message, done: Done) -> bool:
+        # from any thread (a worker's reply, a client's request) without a turn of the loop
+        # (pulsar-client's producers are thread-safe); to a topic whose producer is made
+        full = self.topic(topic)
+        producer = self._producers.ready(full)
         if producer is None:
             return False
-        builder = pulsar_lib.MessageBuilder()
-        builder.content(bytes(message.payload))
-        for key, value in message.properties.items():
-            builder.property(key, value)
-        producer._producer.send_async(builder.build(), functools.partial(_receipt, done))
+        failed = functools.partial(self._producers.failed, full, producer)
+        producer._producer.send_async(_built(message), functools.partial(_receipt, done, failed))
         return True
 
     async def _skip_consumer_ids(self) -> None:
@@ -429,6 +404,13 @@ class PulsarTransport(Transport):
             await asyncio.sleep(_CLOSE_GRACE)
 
 
+def _built(message: Message) -> Any:
+    builder = pulsar_lib.MessageBuilder().content(bytes(message.payload))
+    for key, value in message.properties.items():
+        builder.property(key, value)
+    return builder.build()
+
+
 def _settle(future: asyncio.Future[Any], result: Any, value: Any = None) -> None:
     """pulsar-client's callback: complete ``future`` on its loop (see :mod:`.bridge`)."""
     if result == pulsar.Result.Ok:
@@ -437,10 +419,12 @@ def _settle(future: asyncio.Future[Any], result: Any, value: Any = None) -> None
         bridge.settle(future, error=pulsar_asyncio.PulsarException(result))
 
 
-def _receipt(done: Callable[[BaseException | None], None], result: Any, value: Any) -> None:
+def _receipt(done: Done, failed: Callable[[], None], result: Any, value: Any) -> None:
     """pulsar-client's callback of ``publish_soon``, on its thread; it must never raise."""
     error = None if result == pulsar.Result.Ok else TransportError(f"publishing failed: {result}")
     try:
+        if error is not None:  # the next send makes a new producer
+            failed()
         done(error)
     except BaseException:  # an exception here would end the process
         log.exception("handling a send receipt failed")

@@ -1,4 +1,4 @@
-"""Setting up a pulsar-client connection: the credentials checked first, the library's logger."""
+"""Setting up a pulsar-client connection: credentials, topic names, the library's logger."""
 
 from __future__ import annotations
 
@@ -12,11 +12,30 @@ from .base import TransportOptions
 from .handshake import check_credentials
 from .tls import client_context as tls_context
 
-__all__ = ["check", "library_logger"]
+__all__ = ["authentication", "check", "full_topic", "library_logger"]
 
 log = logging.getLogger("demessaging.transport.pulsar")
 #: Where pulsar-client's file logger writes instead of stderr, if a program says so.
 LIBRARY_LOG: str | None = None
+
+
+def authentication(options: TransportOptions) -> Any:
+    """The pulsar-client authentication object of ``options``' credentials, or None."""
+    if options.token:
+        return pulsar.AuthenticationToken(options.token)
+    if options.oauth2:
+        return pulsar.AuthenticationOauth2(options.oauth2)
+    if options.tls_certificate:
+        return pulsar.AuthenticationTLS(options.tls_certificate, options.tls_key)
+    return None
+
+
+def full_topic(name: str, tenant: str, namespace: str, *, persistent: bool = True) -> str:
+    """``name`` as a full topic name; a full name is returned as it is."""
+    if "://" in name:
+        return name
+    kind = "persistent" if persistent else "non-persistent"
+    return f"{kind}://{tenant}/{namespace}/{name}"
 
 
 async def check(url: str, options: TransportOptions) -> None:

@@ -553,5 +553,5 @@ def test_a_forged_context_does_not_silence_a_later_call(
     for _ in range(3):
         assert attack.client.call({"func_name": "double", "x": 4}, timeout=10) == 8
     if forged == "api_info":
-        monkeypatch.setattr(attack.client._connection, "_new_context", lambda: known)
+        monkeypatch.setattr(attack.client._connection._calls, "new_context", lambda: known)
         assert attack.client.call({"func_name": "double", "x": 5}, timeout=10) == 10

@@ -18,8 +18,8 @@ from demessaging.backend import ListenerThread
 from demessaging.backend.listener import Listener
 from demessaging.backend.recent import DIGESTED, repeat_key
 from demessaging.client import Client
-from demessaging.client import connection as connection_module
-from demessaging.client.connection import CONTEXTS, USED_CONTEXTS
+from demessaging.client import calls as calls_module
+from demessaging.client.calls import CONTEXTS, USED_CONTEXTS
 from demessaging.message import Message, MessageType, Prop
 from demessaging.protocol.control import make_control
 from demessaging.protocol.outgoing import make_request
@@ -161,14 +161,14 @@ def test_a_client_draws_none_of_its_latest_contexts_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     draws = iter([4, 4, 9, 4, 9, 9, 1, *range(100, 100 + 2 * USED_CONTEXTS)])
-    monkeypatch.setattr(connection_module.secrets, "randbelow", lambda _: next(draws))
+    monkeypatch.setattr(calls_module.secrets, "randbelow", lambda _: next(draws))
     with Client("climate", transport=MemoryTransport(MemoryBroker())) as c:
-        made = [c._connection._new_context() for _ in range(3)]
+        made = [c._connection._calls.new_context() for _ in range(3)]
         assert made == ["5", "10", "2"]
         for _ in range(USED_CONTEXTS + 5):
-            c._connection._new_context()
-        assert len(c._connection._used) == USED_CONTEXTS
-        assert "5" not in c._connection._used  # the oldest forgotten: memory is bounded
+            c._connection._calls.new_context()
+        assert len(c._connection._calls.used) == USED_CONTEXTS
+        assert "5" not in c._connection._calls.used  # the oldest forgotten: memory is bounded
 
 
 def test_a_forged_cancel_for_a_context_to_come_does_not_stop_a_call(
