@@ -13,6 +13,7 @@ transport sends from any thread (``publish_soon``) and the request fits in one m
 reply comes to the caller's loop: the portal's loop does not take part. Connecting, requests in
 pieces, streams and control messages run on the portal's loop.
 """
+
 from __future__ import annotations
 
 import asyncio
