@@ -10,6 +10,7 @@ stream. A message that is not a reply, or is malformed, is dropped alone (logged
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -124,14 +125,36 @@ class Calls:
         """A new reader runs: calls may be opened again."""
         self.broken = None
 
-    def route(self, message: Message) -> None:
-        """Hand one message of the response topic to its call, or drop it (logged)."""
+    def route(self, message: Message, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Hand one message of the response topic to its call, or drop it (logged).
+
+        Called from a thread of its own, ``loop`` is the client's: progress messages, and the
+        messages of a call that watches its progress, are handled there. Never raises.
+        """
         try:
             reply = parse_reply(message)
         except ProtocolError as exc:  # not a reply, or a malformed one: dropped alone
             level = logging.DEBUG if Prop.RESPONSE_TOPIC in message.properties else logging.WARNING
             log.log(level, "dropping a message on %s: %s", self.response_topic, exc)
             return
+        except Exception:  # one message, however odd, never stops the reader
+            log.warning("dropping a reply that could not be read", exc_info=True)
+            return
+        if loop is not None and (
+            reply.kind is MessageType.PROGRESS or reply.context in self._watchers
+        ):
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self._deliver, reply)
+            return
+        self._deliver(reply)
+
+    def _deliver(self, reply: Reply) -> None:
+        try:
+            self._hand(reply)
+        except Exception:  # one message, however odd, never stops the reader
+            log.warning("dropping a reply that could not be handled", exc_info=True)
+
+    def _hand(self, reply: Reply) -> None:
         context = reply.context
         future = self._futures.get(context)
         if future is None or future.done():

@@ -2,8 +2,8 @@
 
 Each client listens on a response topic of its own (``<topic>_<8 random letters>``, as DASF
 clients do, or a random full name in its reply namespace: ``protocol.topics.reply_topic``). A
-reader task on the loop of the connection's :class:`~.portal.Portal` hands every reply arriving
-there to its call (:class:`~.calls.Calls`); no message stops the reader. A call that is given
+reader (:mod:`.reader`) hands every message arriving there to its call
+(:class:`~.calls.Calls`); no message stops it. A call that is given
 up on (cancelled, Ctrl-C, its deadline) tells the backend with a ``cancel`` message; a stream
 tells it, with ``more``, how many items its caller took.
 
@@ -48,6 +48,7 @@ from ..transport.base import Subscription, Transport
 from .calls import CONTEXTS, USED_CONTEXTS, Calls, Extras, Sent, UnsentError
 from .deadline import bounded, within
 from .portal import Portal
+from .reader import Reader
 
 __all__ = [
     "CANCEL_TIMEOUT",
@@ -110,7 +111,7 @@ class Connection:
         self._portal: Portal | None = None
         self._portal_lock = threading.Lock()
         self._subscription: Subscription | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._reader: Reader | None = None
         #: The calls waiting for replies (from any thread), and the routing of replies.
         self._calls = Calls(response_topic, max_payload)
         self._connecting: asyncio.Lock | None = None
@@ -376,29 +377,13 @@ class Connection:
                 hint = f"; a partner's reply topic is made in its reply namespace ({where})"
                 raise type(exc)(f"{exc}{hint if 'uthoriz' in str(exc) else ''}") from None
             self._calls.resume()
-            self._reader = asyncio.ensure_future(self._read(self._subscription))
+            self._reader = Reader(self._subscription, self._calls, asyncio.get_running_loop())
 
     def _unreachable(self, error: BrokerUnreachableError) -> BrokerUnreachableError:
         """The error naming the variables of these settings (a package's ones first)."""
         if self.settings.prefixes == (ENV_PREFIX,):
             return error
         return BrokerUnreachableError(error.url, error.reason, self.settings.variable("broker_url"))
-
-    async def _read(self, subscription: Subscription) -> None:
-        try:
-            while True:
-                message = await subscription.receive()
-                try:
-                    self._calls.route(message)
-                except Exception:  # one message, however odd, never stops the reader
-                    log.warning("dropping a reply that could not be handled", exc_info=True)
-                # after the caller has its reply: the acknowledgement is not on its path
-                if not subscription.ack_soon(message):  # else not awaited
-                    await subscription.ack(message)
-        except Exception as exc:  # the next call reconnects; pending ones learn why
-            log.warning("the reply reader stopped: %s", exc)
-            error = exc if isinstance(exc, TransportError) else TransportError(str(exc))
-            self._calls.fail_all(error)
 
     async def _aclose(self, timeout: float) -> None:
         """Close everything within ``timeout`` seconds; each step has its share of them."""
@@ -413,9 +398,7 @@ class Connection:
         if self._uploads is not None:
             await bounded(self._uploads.close(), until(0.55), "the uploads")
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await self._reader.stop()
         self._calls.fail_all(TransportError("the client was closed during the call"))
         if self._subscription is not None:
             await bounded(self._drop_subscription(), until(0.7), "the subscription")

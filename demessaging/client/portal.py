@@ -1,7 +1,9 @@
 """An event loop in a background thread: the one async core behind sync and async faces.
 
 Synchronous callers block on a future; asynchronous callers on any event loop (Jupyter's
-running loop included) await it. All transport I/O happens on the portal's loop.
+running loop included) await it. The transport is connected and closed on the portal's loop;
+a call made on another loop sends from there once connected, and on Pulsar brokers replies are
+read by a thread of their own (:mod:`.connection`, :mod:`.reader`).
 
 The sync face of a class is written once, from its async face: :func:`blocking` turns an
 async method into the method that runs it on the portal and returns its result, and

@@ -43,7 +43,8 @@ def test_a_sync_call_costs_the_clients_loop_one_task() -> None:
         before = len(created)
         for _ in range(10):
             assert client.call(CALL) == 3.0
-        made = created[before:]
+        # the in-process broker's receive from the reader thread runs on the client's loop
+        made = [name for name in created[before:] if not name.startswith("_MemorySubscription.")]
     assert len(made) == 10, made
 
 
