@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -163,13 +164,11 @@ class Connection:
         """
         extras = extras or Extras()
         limit = timeout if timeout is not None else self.settings.timeout
-        expires = time.time() + limit  # travels with the request: late work is not started
-        sent = Sent()
-        waiting = self._send_and_wait(kind, payload, content_type, sent, expires, extras)
+        call = _Call(kind, payload, content_type, time.time() + limit, extras, Sent())
         try:
-            return await within(waiting, None if extras.window else limit)
+            return await within(self._send_and_wait(call), None if extras.window else limit)
         except asyncio.TimeoutError:
-            broker = "" if sent.done else self.settings.broker_url
+            broker = "" if call.sent.done else self.settings.broker_url
             raise CallTimeoutError(self.topic, deadline or limit, member, broker) from None
 
     async def send_control(self, context: str, received: int | None = None) -> None:
@@ -193,124 +192,77 @@ class Connection:
 
     # -- on the caller's loop or the portal's ------------------------------------------------
 
-    async def _send_and_wait(
-        self,
-        kind: MessageType,
-        payload: Payload,
-        content_type: str,
-        sent: Sent,
-        expires: float,
-        extras: Extras,
-    ) -> Reply:
+    async def _send_and_wait(self, call: _Call) -> Reply:
         """The call, from the caller's loop where it can be (:meth:`_direct`)."""
         portal = self.portal()
         transport = self._transport
+        size = len(call.payload)
         if (
             asyncio.get_running_loop() is not portal.loop
             and transport is not None
             and self._reader is not None
             and not self._reader.done()
-            and extras.window is None
-            and len(payload) <= min(self.max_payload, transport.max_message_size or len(payload))
+            and call.extras.window is None
+            and size <= min(self.max_payload, transport.max_message_size or size)
         ):
-            args = (kind, payload, content_type, sent, expires, extras)
-            reply = await self._direct(transport, *args)
+            reply = await self._direct(transport, call)
             if reply is not None:
                 return reply
-        args = (kind, payload, content_type, sent, expires, extras)
-        return await self._on_portal(self._send_and_wait_here(*args))
+        return await self._on_portal(self._send_and_wait_here(call))
 
-    async def _direct(
-        self,
-        transport: Transport,
-        kind: MessageType,
-        payload: Payload,
-        content_type: str,
-        sent: Sent,
-        expires: float,
-        extras: Extras,
-    ) -> Reply | None:
+    async def _direct(self, transport: Transport, call: _Call) -> Reply | None:
         """Send a request from the caller's thread and wait for its reply on the caller's loop.
 
         The portal's loop is not woken for the call: the transport sends from any thread
         (``publish_soon``), and the reader hands the reply to this loop. None if the transport
         cannot send so now (nothing was sent).
         """
-        opened = self._calls.open(extras)
+        opened = self._calls.open(call.extras)
         if opened is None:  # the reader stopped: the portal's path connects again
             return None
         context, future = opened
         try:
-            message = whole(self._request(kind, payload, content_type, context, expires, extras))
-            if not transport.publish_soon(self.topic, message, sent.receipt(future)):
+            message = whole(call.message(context, self.response_topic))
+            if not transport.publish_soon(self.topic, message, call.sent.receipt(future)):
                 return None
             try:
                 return await future
             except UnsentError:  # refused from this thread (a producer gone): once more, from the
                 future = self._calls.again(context)  # portal, which makes a new producer
                 await self._on_portal(transport.publish(self.topic, message))
-                sent.done = True
+                call.sent.done = True
                 return await future
             except asyncio.CancelledError:  # cancelled, Ctrl-C or the deadline: tell the backend
-                if kind is MessageType.REQUEST:
+                if call.kind is MessageType.REQUEST:
                     self._cancel_soon(context)
                 raise
         finally:
             self._calls.end(context)
 
-    def _request(
-        self,
-        kind: MessageType,
-        payload: Payload,
-        content_type: str,
-        context: str,
-        expires: float,
-        extras: Extras,
-    ) -> Message | Outgoing:
-        return make_request(
-            payload,
-            context=context,
-            response_topic=self.response_topic,
-            message_type=kind,
-            content_type=content_type,
-            deadline=expires,
-            fingerprint=extras.fingerprint,
-            window=extras.window,
-            extra=extras.headers,
-        )
-
     # -- on the portal's loop ----------------------------------------------------------------
 
-    async def _send_and_wait_here(
-        self,
-        kind: MessageType,
-        payload: Payload,
-        content_type: str,
-        sent: Sent,
-        expires: float,
-        extras: Extras,
-    ) -> Reply:
+    async def _send_and_wait_here(self, call: _Call) -> Reply:
         """The call on the portal's loop: it connects, and sends in pieces where needed."""
         await self._connect()
         assert self._transport is not None
-        if len(payload) > self.max_payload:
+        if len(call.payload) > self.max_payload:
             raise PayloadTooLargeError(
-                f"the request has {len(payload)} bytes, more than this client sends "
+                f"the request has {len(call.payload)} bytes, more than this client sends "
                 f"({self.max_payload} bytes; see max_payload)"
             )
-        opened = self._calls.open(extras)
+        opened = self._calls.open(call.extras)
         if opened is None:  # the reader stopped since it was started
             raise self._calls.broken or TransportError("the reply reader stopped")
         context, future = opened
         try:
-            message = self._request(kind, payload, content_type, context, expires, extras)
             assert self._uploads is not None
-            await self._uploads.publish(message, extras.reads_pieces)
-            sent.done = True
+            message = call.message(context, self.response_topic)
+            await self._uploads.publish(message, call.extras.reads_pieces)
+            call.sent.done = True
             try:
                 return await future
             except asyncio.CancelledError:  # cancelled, Ctrl-C or the deadline: tell the backend
-                if kind is MessageType.REQUEST:
+                if call.kind is MessageType.REQUEST:
                     self._later(self._send_control(context))
                 raise
         finally:
@@ -318,12 +270,13 @@ class Connection:
 
     def _cancel_soon(self, context: str) -> None:
         """Tell the backend, from the portal's loop, that the call ``context`` is given up."""
-        portal, telling = self._portal, self._send_control(context)
+        portal = self._portal
+        if portal is None:  # the client is closed: the backend is not told
+            return
+        telling = self._send_control(context)
         try:
-            if portal is None:
-                raise RuntimeError("closed")
             portal.loop.call_soon_threadsafe(self._later, telling)
-        except RuntimeError:  # the client is closed: the backend is not told
+        except RuntimeError:  # closed meanwhile
             telling.close()
 
     async def _send_control(self, context: str, received: int | None = None) -> None:
@@ -415,3 +368,29 @@ class Connection:
         except TransportError as exc:  # the broker is gone; it keeps the subscription
             log.debug("could not delete the response subscription: %s", exc)
             await subscription.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """One request to send, and whether it reached the broker."""
+
+    kind: MessageType
+    payload: Payload
+    content_type: str
+    expires: float  # travels with the request: late work is not started
+    extras: Extras
+    sent: Sent
+
+    def message(self, context: str, response_topic: str) -> Message | Outgoing:
+        """The request, as the call ``context`` sends it."""
+        return make_request(
+            self.payload,
+            context=context,
+            response_topic=response_topic,
+            message_type=self.kind,
+            content_type=self.content_type,
+            deadline=self.expires,
+            fingerprint=self.extras.fingerprint,
+            window=self.extras.window,
+            extra=self.extras.headers,
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import itertools
 import threading
 from collections import deque
@@ -77,7 +76,11 @@ class MemoryBroker:
         """Store ``message`` in every subscription of ``topic``; returns its id."""
         with self._lock:
             message_id = str(next(self._ids))
-            stored = replace(message, properties=dict(message.properties), message_id=message_id)
+            # as a real broker: a copy, not the sender's buffer (bytes are kept as they are)
+            payload = bytes(message.payload)
+            stored = replace(
+                message, payload=payload, properties=dict(message.properties), message_id=message_id
+            )
             for state in self._topics.get(topic, {}).values():
                 state.backlog.append(stored)
                 state.deliver()
@@ -236,8 +239,6 @@ class MemoryTransport(Transport):
 
     @override
     async def publish(self, topic: str, message: Message) -> None:
-        if not isinstance(message.payload, bytes):  # as a real broker: a copy, not the buffer
-            message = dataclasses.replace(message, payload=bytes(message.payload))
         self.broker.publish(topic, message)
 
     @override
@@ -246,8 +247,6 @@ class MemoryTransport(Transport):
     ) -> bool:
         if not self.blocking or type(self).publish is not MemoryTransport.publish:
             return False  # as a transport whose loop alone sends; all through a changed publish
-        if not isinstance(message.payload, bytes):
-            message = dataclasses.replace(message, payload=bytes(message.payload))
         self.broker.publish(topic, message)
         done(None)
         return True
