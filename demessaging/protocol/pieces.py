@@ -35,6 +35,7 @@ from ..transport.base import Subscription, Transport
 from .envelope import Incoming, Message, Prop
 from .fragments import (
     FRAGMENT_SUBSCRIPTION,
+    HEAD_SIZE,
     PIECE_PREFETCH,
     Outgoing,
     Reassembly,
@@ -121,7 +122,11 @@ class Uploads:
             self._refuse(size, "the backend reads requests whole only (a DASF backend)")
         side = await self._take_side_topic()
         pieces = split(
-            message, limit, extra={Prop.FRAGMENTS_TOPIC: side}, piece_size=transport.piece_size
+            message,
+            limit,
+            extra={Prop.FRAGMENTS_TOPIC: side},
+            piece_size=transport.piece_size,
+            head_size=HEAD_SIZE,
         )
         head = asyncio.ensure_future(transport.publish(self._topic, pieces[0]))
         upload = asyncio.ensure_future(

@@ -11,7 +11,13 @@ import pytest
 from demessaging.errors import ProtocolError
 from demessaging.protocol import Message, Prop
 from demessaging.protocol.envelope import fragment_count
-from demessaging.protocol.fragments import Reassembler, Reassembly, send_pieces, split
+from demessaging.protocol.fragments import (
+    HEAD_SIZE,
+    Reassembler,
+    Reassembly,
+    send_pieces,
+    split,
+)
 
 
 def message(size: int) -> Message:
@@ -162,3 +168,31 @@ def test_pieces_of_their_own_size_above_the_limit(size: int) -> None:
     assert [len(p.payload) for p in pieces[:-1]] == [30] * (len(pieces) - 1)
     assert b"".join(p.payload for p in pieces) == whole.payload
     assert list(split(whole, 128, piece_size=1000)) == list(split(whole, 128))  # at most limit
+
+
+@pytest.mark.parametrize("size", [129, 130, 131, 400, 1000])
+@pytest.mark.parametrize("head", [1, 3, 10, 30, 500])
+def test_a_smaller_head_and_the_pieces_reassemble_in_any_order(size: int, head: int) -> None:
+    whole = message(size)
+    pieces = list(split(whole, 128, piece_size=30, head_size=head))
+    expected_head = max(3, min(head - head % 3, 30))  # a multiple of 3, at most a piece
+    assert len(pieces[0].payload) == expected_head
+    assert [len(p.payload) for p in pieces[1:-1]] == [30] * (len(pieces) - 2)
+    assert 0 < len(pieces[-1].payload) <= 30
+    assert [int(p.properties[Prop.FRAGMENT_OFFSET]) % 3 for p in pieces] == [0] * len(pieces)
+    assert {fragment_count(p) for p in pieces} == {len(pieces)}
+    random.Random(size + head).shuffle(pieces)
+    reassembler = Reassembler(max_bytes=10_000)
+    results = [reassembler.add("k", p) for p in pieces]
+    assert results[-1] == whole
+    assert results[:-1] == [None] * (len(pieces) - 1)
+
+
+def test_a_request_in_pieces_goes_with_a_small_head() -> None:
+    size = 3 * (1 << 20)
+    pieces = split(
+        message(size), 1 << 20, extra={Prop.FRAGMENTS_TOPIC: "side"}, head_size=HEAD_SIZE
+    )
+    assert len(pieces[0].payload) == HEAD_SIZE < 1 << 20
+    assert [len(p.payload) for p in pieces[1:-1]] == [(1 << 20) - (1 << 20) % 3] * (len(pieces) - 2)
+    assert b"".join(p.payload for p in pieces) == message(size).payload
