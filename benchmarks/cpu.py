@@ -1,11 +1,15 @@
 """CPU time per call of each process, during bursts of concurrent no-op calls.
 
-``python -m benchmarks.cpu [--broker pulsar-lite] [--calls 1000] [--bursts 5] [--workers 8]``
-starts a broker, one backend and the raw burst echo, then measures, in the same run:
+``python -m benchmarks.cpu [--broker pulsar-lite] [--calls 1000] [--bursts 5] [--workers 8]
+[--prefetch 0,16]`` starts a broker, a backend and the raw burst echo, then measures, in the
+same run:
 
 - the raw burst (:meth:`benchmarks.raw.RawPeer.burst`): this process, the echo, the broker;
 - ``calls`` concurrent ``noop()`` calls (:meth:`benchmarks.calls.DemessagingPeer.concurrent`):
-  this process (the client), the backend, the broker.
+  this process (the client), the backend, the broker. With several ``--prefetch`` values
+  (the backend's ``DEMESSAGING_PREFETCH``; 0: one per worker), one backend each, on topics of
+  their own, measured in turn burst by burst (``demessaging`` is then the first, the others
+  ``prefetch N``): side by side, as a change of 10 % is below the swing of separate runs.
 
 Each figure is the CPU time (user + system, all threads) the process spent during the bursts,
 divided by the calls: on a shared machine calls per second swing with the load, CPU time per
@@ -15,12 +19,14 @@ call much less. The raw burst is the baseline of the same run.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from . import brokers
@@ -51,7 +57,9 @@ def per_call(pids: dict[str, int | str], run: Callable[[], int]) -> dict[str, fl
     return found
 
 
-def measure(name: str, calls: int, bursts: int, workers: int, folder: Path) -> dict[str, object]:
+def measure(
+    name: str, calls: int, bursts: int, workers: int, folder: Path, prefetch: Sequence[int] = (0,)
+) -> dict[str, object]:
     """The figures of one broker: ``raw`` and ``demessaging``, each per process."""
     found: dict[str, object] = {"broker": name, "calls": calls, "bursts": bursts}
     with brokers.running(name, folder / "broker") as broker:
@@ -68,18 +76,33 @@ def measure(name: str, calls: int, bursts: int, workers: int, folder: Path) -> d
                 return bursts * calls
 
             found["raw"] = per_call(pids, bursts_of_raw)
-        server = backend("backend", broker.url, "bench-cpu", folder, workers)
-        try:
-            with DemessagingPeer(broker.url, "bench-cpu") as client:
+        with ExitStack() as stack:
+            peers: list[tuple[str, DemessagingPeer, dict[str, int | str]]] = []
+            for n, depth in enumerate(prefetch):
+                env = {"DEMESSAGING_PREFETCH": str(depth)}
+                server = backend(f"backend-{n}", broker.url, f"bench-cpu-{n}", folder, workers, env)
+                stack.callback(server.stop)
+                client = stack.enter_context(DemessagingPeer(broker.url, f"bench-cpu-{n}"))
                 client.concurrent(calls, 1)  # warm-up
-                pids = {"client": "self", "backend": server.pid, "broker": broker.pid}
-                progress(f"{name}: {calls} concurrent calls, {bursts} times")
-                found["demessaging"] = per_call(
-                    pids, lambda: len(client.concurrent(calls, bursts)) * calls
-                )
-        finally:
-            server.stop()
+                label = "demessaging" if n == 0 else f"prefetch {depth}"
+                peers.append((label, client, {"client": "self", "backend": server.pid}))
+            progress(f"{name}: {calls} concurrent calls, {bursts} times")
+            means: dict[str, dict[str, float]] = {label: {} for label, _, _ in peers}
+            for _ in range(bursts):
+                for label, client, pids in peers:
+                    one = per_call(
+                        pids | {"broker": broker.pid}, functools.partial(_burst, client, calls)
+                    )
+                    for key, value in one.items():
+                        means[label][key] = means[label].get(key, 0.0) + value / bursts
+            found.update(means)
     return found
+
+
+def _burst(client: DemessagingPeer, calls: int) -> int:
+    """One burst of ``calls`` concurrent calls (and the one call before it); the calls made."""
+    client.concurrent(calls, 0)
+    return calls + 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,14 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1000, help="calls at once per burst")
     parser.add_argument("--bursts", type=int, default=5, help="bursts measured")
     parser.add_argument("--workers", type=int, default=8, help="the backend's workers")
+    parser.add_argument(
+        "--prefetch", default="0", help="the backends' prefetch, comma-separated (0: workers)"
+    )
     args = parser.parse_args(argv)
-    if args.calls < 1 or args.bursts < 1 or args.workers < 1:
-        parser.error("--calls, --bursts and --workers must be at least 1")
+    try:
+        prefetch = [int(n) for n in args.prefetch.split(",")]
+    except ValueError:
+        parser.error("--prefetch takes whole numbers, comma-separated")
+    if args.calls < 1 or args.bursts < 1 or args.workers < 1 or min(prefetch) < 0:
+        parser.error("--calls, --bursts and --workers must be at least 1, --prefetch 0")
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-cpu-") as folder:
-        found = measure(args.broker, args.calls, args.bursts, args.workers, Path(folder))
+        found = measure(args.broker, args.calls, args.bursts, args.workers, Path(folder), prefetch)
     found["load_before"], found["load_after"] = load, os.getloadavg()[0]
-    for side in ("raw", "demessaging"):
+    for side in [key for key, value in found.items() if isinstance(value, dict)]:
         figures = found[side]
         assert isinstance(figures, dict)
         text = ", ".join(f"{k} {v:.0f}" for k, v in figures.items())

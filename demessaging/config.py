@@ -108,6 +108,11 @@ class Settings:
     upload_timeout
         Backends: seconds for the whole upload of a request in pieces, from when its first
         piece is taken (60).
+    prefetch
+        Backends: requests the broker pushes ahead to an instance, beyond those it runs; one
+        per worker if 0. More (two to four per worker) carry more short calls a second, as the
+        broker and the backend handle fewer flow permits, but a busy instance then holds
+        requests another one could run (see docs/deploying.md).
     metrics_port
         Backends: serve Prometheus metrics on ``/metrics`` and a health check on ``/healthz``
         on this port (:mod:`demessaging.observe.metrics`); none if 0, the default.
@@ -135,6 +140,7 @@ class Settings:
     max_payload: int = DEFAULT_MAX_PAYLOAD
     upload_memory: int = 0
     upload_timeout: float = 60.0
+    prefetch: int = 0
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     prefixes: tuple[str, ...] = (ENV_PREFIX,)
@@ -173,6 +179,7 @@ class Settings:
             "max_payload": self.max_payload,
             "upload_memory": self.upload_memory or 2 * self.max_payload,
             "upload_timeout": self.upload_timeout,
+            "prefetch": self.prefetch or None,
         }
 
     def __post_init__(self) -> None:
@@ -212,6 +219,11 @@ class Settings:
         if not self.upload_timeout > 0:
             raise ConfigurationError(
                 f"upload_timeout must be positive, got {self.upload_timeout!r}"
+            )
+        if self.prefetch < 0:
+            raise ConfigurationError(
+                f"{self.variable('prefetch')} must be at least 1 (0: one per worker), got "
+                f"{self.prefetch!r}"
             )
         if not 0 <= self.metrics_port <= 65535 or not self.metrics_host.strip():
             raise ConfigurationError(

@@ -1,8 +1,8 @@
 """The listener: takes requests from a transport, runs them in a worker pool, replies, acks.
 
 - At most ``workers`` requests run at once; the listener receives the next one only when a
-  worker is free. The broker pushes at most ``workers`` more ahead (the subscription's
-  prefetch), so the rest wait in the broker where other backend instances can take them
+  worker is free. The broker pushes at most ``prefetch`` more ahead (one per worker by
+  default), so the rest wait in the broker where other backend instances can take them
   (back-pressure without a local queue to lose). A call whose reply waits for the broker's
   receipt lends its worker slot to the next request (:class:`.intake.Lender`). Where the
   subscription can be received from threads (Pulsar), the workers receive themselves and
@@ -83,6 +83,10 @@ class Listener:
         The shared subscription every instance of this backend joins.
     workers
         How many requests run at once.
+    prefetch
+        How many requests the broker pushes ahead to this instance, beyond those running;
+        ``workers`` if None. More carry more short calls a second (fewer flow permits), but
+        requests then wait in a busy instance where another could run them.
     max_payload
         The largest request taken, in bytes.
     upload_memory
@@ -122,9 +126,10 @@ class Listener:
         reply_namespaces_only: bool = False,
         reply_retries: int = DEFAULT_REPLY_RETRIES,
         dead_letter_topic: str = "",
+        prefetch: int | None = None,
     ) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
+        if workers < 1 or (prefetch is not None and prefetch < 1):
+            raise ValueError(f"workers and prefetch must be at least 1, got {workers}, {prefetch}")
         if reply_retries < 1:
             raise ValueError(f"reply_retries must be at least 1, got {reply_retries}")
         if fragment_timeout is not None:
@@ -151,6 +156,7 @@ class Listener:
         self.topic = topic
         self.subscription = subscription
         self.workers = workers
+        self.prefetch = workers if prefetch is None else prefetch
         self.max_payload = max_payload
         self.upload_timeout = upload_timeout
         self.dead_letter_topic = dead_letter_topic or f"{topic}{DLQ_SUFFIX}"
@@ -202,10 +208,10 @@ class Listener:
             self.topic,
             self.subscription,
             shared=True,
-            # the broker pushes one request per worker ahead, so that the next is here when a
-            # worker is free (one flow permit per message halved the throughput); the rest
-            # wait in the broker, where other instances can take them
-            prefetch=self.workers,
+            # the broker pushes one request per worker ahead (by default), so that the next is
+            # here when a worker is free (one flow permit per message halved the throughput);
+            # the rest wait in the broker, where other instances can take them
+            prefetch=self.prefetch,
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.shown, self.topic)

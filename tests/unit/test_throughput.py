@@ -18,6 +18,8 @@ from demessaging.backend.dispatcher import Dispatcher
 from demessaging.backend.listener import Listener
 from demessaging.backend.workers import Workers
 from demessaging.client import Client
+from demessaging.config import Settings
+from demessaging.errors import ConfigurationError
 from demessaging.transport import bridge
 from demessaging.transport.base import Subscription
 from demessaging.transport.memory import MemoryBroker, MemoryTransport
@@ -60,6 +62,21 @@ def test_the_broker_may_push_a_backend_one_request_per_worker() -> None:
     with ListenerThread(listener), Client("pushed", transport=MemoryTransport(broker)) as client:
         assert client.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
     assert transport.asked["pushed"] == {"shared": True, "prefetch": 3}
+
+
+def test_a_deeper_prefetch_is_a_setting_of_its_own() -> None:
+    broker = MemoryBroker()
+    transport = _Recording(broker)
+    options = Settings.from_env(environ={"DEMESSAGING_PREFETCH": "12"}).listener_options()
+    listener = Listener(Dispatcher.from_module(CLIMATE), transport, "deeper", workers=3, **options)
+    with ListenerThread(listener), Client("deeper", transport=MemoryTransport(broker)) as client:
+        assert client.call({"func_name": "total", "values": [1.0, 2.0]}) == 3.0
+    assert transport.asked["deeper"] == {"shared": True, "prefetch": 12}
+    assert Settings().listener_options()["prefetch"] is None  # one per worker
+    with pytest.raises(ConfigurationError, match="DEMESSAGING_PREFETCH must be at least 1"):
+        Settings.from_env(environ={"DEMESSAGING_PREFETCH": "-1"})
+    with pytest.raises(ValueError, match="prefetch must be at least 1"):
+        Listener(Dispatcher.from_module(CLIMATE), transport, "deeper", prefetch=0)
 
 
 def test_results_from_another_thread_wake_the_loop_once_per_batch() -> None:
