@@ -237,6 +237,30 @@ def test_calls_sent_together_spread_over_one_worker_backends(
     assert set(pids) == {first.pid, second.pid}
 
 
+def test_calls_sent_together_start_together_on_idle_workers(
+    broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
+) -> None:
+    """Eight calls of 0.5 s at once on eight idle workers all run at the same time: none waits
+    for a worker to come back, or for a receive to time out (they ended up to 0.2 s apart)."""
+    backends(WORKERS, topic, workers=8)
+    request = {"func_name": "slow", "seconds": 0.5, "marker": str(tmp_path / "marker")}
+
+    async def calls(client: Client) -> float:
+        ends: list[float] = []
+
+        async def one() -> None:
+            await client.acall(request)
+            ends.append(time.monotonic())
+
+        await asyncio.gather(*(one() for _ in range(8)))
+        return max(ends) - min(ends)
+
+    with Client(topic, broker_url=broker_url, timeout=60) as client:
+        client.ping()
+        spreads = [asyncio.run(calls(client)) for _ in range(3)]
+    assert sorted(spreads)[1] < 0.06, spreads
+
+
 def test_a_call_survives_its_backend_being_killed(
     broker_url: str, topic: str, backends: Callable[..., Backend], tmp_path: Path
 ) -> None:
