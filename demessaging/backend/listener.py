@@ -204,14 +204,11 @@ class Listener:
         """Serve until :meth:`stop` is called; then finish the calls in flight and return."""
         self._stopping = asyncio.Event()
         self._uploads.stopped = False
+        # the broker pushes one request per worker ahead (by default), so that the next is here
+        # when a worker is free (a flow permit per message halved the throughput); the rest
+        # wait in the broker, where other instances can take them
         subscription = await self.transport.subscribe(
-            self.topic,
-            self.subscription,
-            shared=True,
-            # the broker pushes one request per worker ahead (by default), so that the next is
-            # here when a worker is free (one flow permit per message halved the throughput);
-            # the rest wait in the broker, where other instances can take them
-            prefetch=self.prefetch,
+            self.topic, self.subscription, shared=True, prefetch=self.prefetch
         )
         control = await self._cancellations.follow(self.transport, self.topic, self.subscription)
         log.info("serving %s on topic %r", self.dispatcher.models.spec.shown, self.topic)

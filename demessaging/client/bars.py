@@ -44,7 +44,17 @@ def wanted(setting: str) -> bool:
         return False
     if setting == "on":
         return True
-    return _in_notebook() or bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return _in_notebook() or _terminal(sys.stderr)
+
+
+def _terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal; asked once a stream (a call each asked it before)."""
+    if _ASKED[0] is not stream:
+        _ASKED[:] = [stream, bool(getattr(stream, "isatty", lambda: False)())]
+    return bool(_ASKED[1])
+
+
+_ASKED: list[Any] = [None, False]
 
 
 def _in_notebook() -> bool:

@@ -165,6 +165,8 @@ class ModuleModels:
 
 def _set_arguments(model: BaseModel, params: tuple[ParameterSpec, ...]) -> dict[str, Any]:
     """The arguments a request carries; absent ones are left to the function's defaults."""
+    if not params:  # (most members take no progress reporter)
+        return {}
     wanted = {p.name for p in params}
     present = model.model_fields_set
     return {

@@ -60,10 +60,12 @@ def control_target(topic: str, properties: Mapping[str, str]) -> str | None:
     return topic if said == ON_REQUEST_TOPIC else control_topic(topic)
 
 
+_CONTROLS = (MessageType.CANCEL.value, MessageType.MORE.value)
+
+
 def is_control(message: Message) -> bool:
     """Whether ``message`` is a ``cancel`` or ``more`` (a request topic may carry them)."""
-    kind = message.properties.get(Prop.MESSAGE_TYPE)
-    return kind in (MessageType.CANCEL.value, MessageType.MORE.value)
+    return message.properties.get(Prop.MESSAGE_TYPE) in _CONTROLS
 
 
 def make_check(topic: str) -> Message:

@@ -93,7 +93,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import Self
@@ -372,6 +372,7 @@ class Query(Incoming):
     kind: Literal[MessageType.PING, MessageType.INFO, MessageType.API_INFO]
 
 
+_REQUEST = MessageType.REQUEST.value
 _QueryKind = Literal[MessageType.PING, MessageType.INFO, MessageType.API_INFO]
 _QUERIES: dict[str, _QueryKind] = {
     MessageType.PING.value: MessageType.PING,
@@ -396,39 +397,31 @@ def parse_request(message: Message, topics: ReplyTopics | None = None) -> Reques
     """
     props = message.properties
     kind = props.get(Prop.MESSAGE_TYPE)
-    if kind != MessageType.REQUEST.value and kind not in _QUERIES:
+    if kind != _REQUEST and kind not in _QUERIES:
         raise ProtocolError(f"unexpected messageType {kind!r}")
-    refusal = (topics or _DEFAULT_TOPICS).refusal(props.get(Prop.RESPONSE_TOPIC) or "")
-    if props.get(Prop.RESPONSE_TOPIC) and refusal is not None:
-        raise ProtocolError(refusal)
-    address = Address.of(message, topics)
-    if address is None:
+    context, topic = props.get(Prop.REQUEST_CONTEXT), props.get(Prop.RESPONSE_TOPIC)
+    if topic:
+        refusal = (topics or _DEFAULT_TOPICS).refusal(topic)
+        if refusal is not None:
+            raise ProtocolError(refusal)
+    if not context or not topic:
         missing = [p for p in (Prop.REQUEST_CONTEXT, Prop.RESPONSE_TOPIC) if not props.get(p)]
         raise ProtocolError(
             f"message lacks the propert{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}"
         )
-    count, size = fragment_count(message), payload_size_of(message)
-    side = props.get(Prop.FRAGMENTS_TOPIC)
-    context, topic, content_type = address.context, address.response_topic, address.content_type
+    common: dict[str, Any] = {
+        "context": context,
+        "response_topic": topic,
+        "content_type": props.get(Prop.CONTENT_TYPE, JSON),
+        "message": message,
+        "count": fragment_count(message),
+        "payload_size": payload_size_of(message),
+        "fragments_topic": props.get(Prop.FRAGMENTS_TOPIC),
+    }
     if kind in _QUERIES:
-        return Query(
-            kind=_QUERIES[kind],
-            context=context,
-            response_topic=topic,
-            content_type=content_type,
-            message=message,
-            count=count,
-            payload_size=size,
-            fragments_topic=side,
-        )
+        return Query(kind=_QUERIES[kind], **common)
     return Request(
-        context=context,
-        response_topic=topic,
-        content_type=content_type,
-        message=message,
-        count=count,
-        payload_size=size,
-        fragments_topic=side,
+        **common,
         deadline=_deadline(props.get(Prop.DEADLINE)),
         api_fingerprint=props.get(Prop.API_FINGERPRINT),
         window=_window(props.get(Prop.STREAM)),

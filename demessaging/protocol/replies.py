@@ -87,6 +87,8 @@ class Reply:
 
     def whole(self, message: Message) -> Reply:
         """The same reply, with ``message`` (its pieces put together) as the whole."""
+        if message is self.message and self.count == 1:
+            return self  # a reply in one message
         return replace(
             self, message=message, count=1, fragment=0, fragment_offset=None, payload_size=None
         )

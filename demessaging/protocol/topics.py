@@ -181,28 +181,34 @@ class ReplyTopics:
         """Why replies may not go to ``topic``, or None if they may."""
         if len(topic) > MAX_NAME:
             return f"the reply topic is longer than {MAX_NAME} characters"
-        shown = repr(topic if len(topic) <= 60 else topic[:57] + "...")
         if "://" not in topic:
             if not _valid(topic):
-                return f"the reply topic {shown} is not a topic name (letters, digits, -_.=:)"
+                return (
+                    f"the reply topic {_shown(topic)} is not a topic name (letters, digits, -_.=:)"
+                )
             if not self.short_names:
                 return (
-                    f"the reply topic {shown} is a short name; this backend replies only to "
-                    "full names in its reply namespaces (DEMESSAGING_REPLY_NAMESPACES_ONLY)"
+                    f"the reply topic {_shown(topic)} is a short name; this backend replies only "
+                    "to full names in its reply namespaces (DEMESSAGING_REPLY_NAMESPACES_ONLY)"
                 )
             space, name = self.home, topic
         else:
             parts = split_name(topic)
             if parts is None:
-                return f"the reply topic {shown} is not a topic name"
+                return f"the reply topic {_shown(topic)} is not a topic name"
             space, name = parts
             if space not in self.namespaces:
-                return f"the reply topic {shown} is outside the backend's namespaces"
+                return f"the reply topic {_shown(topic)} is outside the backend's namespaces"
         if f"{space}/{name}" in self.own:
             return (
-                f"the reply topic {shown} is the backend's own request, control or dead-letter "
-                "topic"
+                f"the reply topic {_shown(topic)} is the backend's own request, control or "
+                "dead-letter topic"
             )
         if self.side_prefix and name.startswith(self.side_prefix):
-            return f"the reply topic {shown} is a side topic of requests in pieces"
+            return f"the reply topic {_shown(topic)} is a side topic of requests in pieces"
         return None
+
+
+def _shown(topic: str) -> str:
+    """A topic name in an error, cut to 60 characters."""
+    return repr(topic if len(topic) <= 60 else topic[:57] + "...")
