@@ -132,14 +132,6 @@ class Receivers:
         self._start = start
         self._loop = asyncio.get_running_loop()
         self._stopping = threading.Event()
-        # Workers take turns to receive. pulsar-client wakes one waiting receiver when a
-        # message comes to an empty queue, none for the ones that follow: with every idle
-        # worker waiting in the receive, requests that came together waited for a busy
-        # worker, or the next POLL, to be taken (8 calls of 0.5 s at once on 8 idle workers
-        # started up to 0.2 s late). The worker whose turn it is takes the next message and
-        # hands the turn on. (A worker back from a call that first took a message already
-        # there without its turn made no-op calls dearer still.)
-        self._turn = threading.Lock()
         self._receipts = threading.Condition()
         self._awaited = 0  # replies sent whose receipt has not come yet
         self._limit = LENT_PER_WORKER * listener.workers
@@ -176,11 +168,8 @@ class Receivers:
     def _work(self) -> None:
         error: BaseException | None = None
         try:
-            while True:
-                with self._turn:  # one worker at a time receives (see __init__)
-                    if self._stopping.is_set():
-                        break
-                    message = self._subscription.receive_within(POLL)
+            while not self._stopping.is_set():
+                message = self._subscription.receive_within(POLL)
                 if message is None:
                     continue
                 self._slots.take(None)  # a slot comes as soon as a call ends: wait for it

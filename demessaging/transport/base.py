@@ -113,7 +113,8 @@ class Subscription(abc.ABC):
     def receive_within(self, timeout: float) -> Message | None:
         """From a thread other than the event loop's: the next message, None after ``timeout`` s.
 
-        Only where :attr:`blocking` is true; several threads may wait at once.
+        Only where :attr:`blocking` is true; several threads may wait at once, and messages
+        that come together are taken by as many of them.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot receive from a thread")
 

@@ -23,6 +23,8 @@ import functools
 import inspect
 import logging
 import math
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -95,6 +97,12 @@ class _PulsarSubscription(Subscription):
         self._topic = topic
         self._delete = delete
         self._received: dict[str, Any] = {}
+        # Threads take turns to wait in receive_within: pulsar-client wakes one waiting
+        # receiver when a message comes to an empty queue, none for the ones that follow, so
+        # with several threads waiting, messages that came together waited for a thread to
+        # come back or time out (8 calls of 0.5 s at once on 8 idle workers started up to
+        # 0.2 s late). The thread whose turn it is takes the next message and hands it on.
+        self._turn = threading.Lock()
         #: Whether the broker left closing unanswered (frozen or gone).
         self.unanswered = False
 
@@ -108,13 +116,19 @@ class _PulsarSubscription(Subscription):
 
     @override
     def receive_within(self, timeout: float) -> Message | None:
-        # pulsar-client's blocking receive lets go of the GIL while it waits
+        # pulsar-client's blocking receive lets go of the GIL while it waits (as does the turn)
+        deadline = time.monotonic() + timeout
+        if not self._turn.acquire(timeout=max(timeout, 0.0)):
+            return None
         try:
-            raw = self._consumer._consumer.receive(max(1, int(timeout * 1000)))
+            left = deadline - time.monotonic()
+            raw = self._consumer._consumer.receive(max(1, int(left * 1000)))
         except pulsar.Timeout:
             return None
         except _LIBRARY_ERRORS as exc:
             raise TransportError(f"receiving from {self._topic} failed: {exc}") from exc
+        finally:
+            self._turn.release()
         return self._taken(raw)
 
     def _taken(self, raw: Any) -> Message:  # remembered until it is acknowledged
